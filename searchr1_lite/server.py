@@ -1,0 +1,262 @@
+"""The retrieval service and its client, speaking the paper's wire format.
+
+    POST /retrieve  {"queries": ["..."], "topk": 3, "return_scores": true}
+      -> {"result": [[{"document": {"id": ..., "contents": ...}, "score": 0.83}, ...], ...]}
+      (without return_scores each hit is the bare document, as in the authors' retrieval_server.py)
+    GET  /health    -> {"status": "ok", "passages": N, "index": "...", "corpus": "..."}
+
+So training code can swap ours for the authors' server, or for a big machine serving the full wiki-18 index,
+without a change: `RemoteRetriever` implements the same `Retriever.search` as the in-process `LocalRetriever`.
+
+Safety by default: binds 127.0.0.1 (another address needs `allow_remote=True` / `--allow-remote`), caps request
+size, batch size, query length and topk; every bad request gets a 4xx with a message, never a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field, field_validator
+
+from .corpus import Passage
+from .retrieval import Retriever
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB
+MAX_QUERIES = 512
+MAX_QUERY_CHARS = 4096
+MAX_TOPK = 100
+
+
+class QueryRequest(BaseModel):
+    queries: list[str] = Field(min_length=1, max_length=MAX_QUERIES)
+    topk: int | None = Field(default=None, ge=1, le=MAX_TOPK)
+    return_scores: bool = False
+
+    @field_validator("queries")
+    @classmethod
+    def _check_queries(cls, queries: list[str]) -> list[str]:
+        for i, q in enumerate(queries):
+            if not q.strip():
+                raise ValueError(f"queries[{i}] is empty")
+            if len(q) > MAX_QUERY_CHARS:
+                raise ValueError(f"queries[{i}] has {len(q)} characters; the limit is {MAX_QUERY_CHARS}")
+        return queries
+
+
+def create_app(retriever: Retriever, default_topk: int = 3, info: dict[str, Any] | None = None):
+    """A FastAPI app serving `retriever`."""
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    app = FastAPI(title="searchr1_lite retrieval", version="1")
+    app.state.retriever = retriever
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", **(info or {})}
+
+    @app.post("/retrieve")
+    async def retrieve(req: QueryRequest) -> Response:
+        hits = await run_in_threadpool(app.state.retriever.search, req.queries, req.topk or default_topk)
+        if req.return_scores:
+            result = [[{"document": p.to_row(), "score": p.score} for p in row] for row in hits]
+        else:
+            result = [[p.to_row() for p in row] for row in hits]
+        # serialised directly with orjson: FastAPI's generic encoder costs milliseconds on 64 x 3 passages
+        return Response(orjson.dumps({"result": result}), media_type="application/json")
+
+    return BodyLimit(app, MAX_BODY_BYTES)
+
+
+class BodyLimit:
+    """Plain ASGI wrapper: 413 for a body over `limit` bytes (declared or streamed), before anything parses it.
+    (A plain wrapper, not Starlette's BaseHTTPMiddleware, which costs ~0.5 ms a request.)"""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def __getattr__(self, name: str):  # app.state, app.routes, ... reach the FastAPI app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self._too_large(send)
+        seen, refused = 0, False
+
+        async def limited_receive():
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit and not refused:
+                refused = True
+                await self._too_large(send)
+                return {"type": "http.disconnect"}  # the app stops reading; its own reply is dropped below
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _too_large(self, send) -> None:
+        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise ValueError(
+            f"refusing to bind {host!r}: the service has no authentication. Bind 127.0.0.1, or pass "
+            "--allow-remote (allow_remote=True) if you really mean to expose it on a network"
+        )
+
+
+def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
+          info: dict[str, Any] | None = None, log_level: str = "info") -> None:
+    """Run the service in the foreground (Ctrl-C to stop)."""
+    import uvicorn
+
+    check_host(host, allow_remote)
+    uvicorn.run(create_app(retriever, info=info), host=host, port=port, log_level=log_level)
+
+
+class BackgroundServer:
+    """The service in a background thread of this process (notebooks, tests). Use as a context manager.
+
+        with BackgroundServer(retriever) as server:
+            RemoteRetriever(server.url).search(["..."], 3)
+    """
+
+    def __init__(self, retriever: Retriever, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False,
+                 info: dict[str, Any] | None = None):
+        import socket
+
+        check_host(host, allow_remote)
+        if port == 0:  # pick a free port now, so the URL is known before the server starts
+            with socket.socket() as sock:
+                sock.bind((host, 0))
+                port = sock.getsockname()[1]
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        self.app = create_app(retriever, info=info)
+        self._server = self._thread = None
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        import threading
+
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"retrieval service did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RetrieverUnavailable(RuntimeError):
+    """The retrieval service could not be reached or answered badly, after all retries."""
+
+
+class RemoteRetriever:
+    """Client for `/retrieve` (ours or the authors'): retries with exponential back-off, then a clear error.
+
+    It never returns an empty result in place of a failure: the policy must not be trained on silence.
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 30.0, retries: int = 4,
+                 backoff: float = 0.5):
+        import httpx
+
+        self.url = url.rstrip("/")
+        if self.url.endswith("/retrieve"):
+            self.url = self.url[: -len("/retrieve")]
+        self.retries, self.backoff = retries, backoff
+        self.client = httpx.Client(timeout=timeout)
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def search(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
+        if not queries:
+            return []
+        body = self._call("POST", "/retrieve", {"queries": list(queries), "topk": k, "return_scores": True})
+        try:
+            rows = body["result"]
+            out = [[_hit_to_passage(hit) for hit in row] for row in rows]
+        except (KeyError, TypeError) as e:
+            raise RetrieverUnavailable(f"{self.url}/retrieve: unexpected response shape ({e!r})") from None
+        if len(out) != len(queries):
+            raise RetrieverUnavailable(f"{self.url}/retrieve: {len(out)} results for {len(queries)} queries")
+        return out
+
+    def _call(self, method: str, path: str, payload: dict | None = None) -> Any:
+        import httpx
+
+        url, last = self.url + path, ""
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.client.request(method, url, json=payload)
+                if r.status_code < 500:
+                    if r.status_code >= 400:  # our request is wrong: retrying will not help
+                        raise RetrieverUnavailable(f"{url}: HTTP {r.status_code}: {r.text[:300]}")
+                    try:
+                        return orjson.loads(r.content)
+                    except orjson.JSONDecodeError:
+                        raise RetrieverUnavailable(f"{url}: HTTP {r.status_code} but the body is not JSON: "
+                                                   f"{r.text[:200]!r}") from None
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            if attempt < self.retries:
+                time.sleep(self.backoff * 2**attempt)
+        raise RetrieverUnavailable(
+            f"retrieval service at {url} failed {self.retries + 1} times (last: {last}). "
+            f"Is it running? Start it with `searchr1-lite serve --index DIR --port PORT`."
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _hit_to_passage(hit: dict[str, Any]) -> Passage:
+    doc = hit.get("document", hit)  # with or without return_scores
+    return Passage(str(doc["id"]), doc["contents"], hit.get("score"))

@@ -1,0 +1,82 @@
+import time
+
+import pytest
+import torch
+
+from searchr1_lite.models import ModelUnavailable, load_model, qwen25_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-qwen2", device="cpu")
+
+
+def test_qwen25_tokenizer_has_the_real_ids():
+    tok = qwen25_tokenizer()
+    assert len(tok) == 151665
+    assert tok("Hello world!").input_ids == [9707, 1879, 0]
+    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [151643, 151644, 151645]
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    # tags the policy writes are ordinary text, split into several tokens (the rollout must not assume one token)
+    assert len(tok("<search>").input_ids) > 1 and tok.decode(tok("</search>").input_ids) == "</search>"
+
+
+def test_tiny_qwen2_generates_and_is_seeded(tiny):
+    model, tok = tiny
+    ids = tok("The capital of France is", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids.input_ids.shape[1] + 5
+    again, _ = load_model("tiny-qwen2", device="cpu")
+    for a, b in zip(model.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_smollm2_preset_answers_a_question():
+    model, tok = load_model("smollm2-135m-instruct", device="cpu")
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    reply = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in reply
+    assert model.dtype == torch.float32 and not hasattr(model.config, "quantization_config")
+
+
+def test_a_local_folder_loads_like_the_hub(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded, tok2 = load_model(str(tmp_path / "m"), device="cpu")
+    ids = tok("Search-R1 masks retrieved tokens.", return_tensors="pt").input_ids
+    assert tok2(tok.decode(ids[0])).input_ids == ids[0].tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+
+
+def test_hub_id_goes_through_snapshot_download(tiny, tmp_path, monkeypatch):
+    """The hub is outside this machine: mock it with a folder of the same format and check the id reaches it."""
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "snap")
+    tok.save_pretrained(tmp_path / "snap")
+    asked = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kw):
+        asked.append((repo_id, allow_patterns))
+        return str(tmp_path / "snap")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded, _ = load_model("Qwen/Qwen2.5-3B-Instruct", device="cpu")
+    assert asked[0][0] == "Qwen/Qwen2.5-3B-Instruct" and "*.safetensors" in asked[0][1]
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_unreachable_hub_fails_fast_and_names_the_presets(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailable) as err:
+        load_model("Qwen/Qwen2.5-3B-Instruct-does-not-exist")
+    assert time.perf_counter() - start < 30  # a guard against hanging on the network, not a speed goal
+    assert "smollm2-135m-instruct" in str(err.value) and "tiny-qwen2" in str(err.value)

@@ -1,0 +1,122 @@
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from searchr1_lite.corpus import Corpus, write_jsonl
+from searchr1_lite.data import fanoutqa_subquestions
+from searchr1_lite.retrieval import (
+    DenseIndex,
+    IndexMismatchError,
+    LocalRetriever,
+    Retriever,
+    answer_recall,
+    encode_corpus,
+    exact_topk,
+)
+
+
+def test_bm25_finds_the_mona_lisa(bm25_retriever):
+    assert isinstance(bm25_retriever, Retriever)
+    hits = bm25_retriever.search(["Who painted the Mona Lisa?", "What is the headquarter of Microsoft?"], 3)
+    assert [len(h) for h in hits] == [3, 3]
+    assert hits[0][0].title == "Mona Lisa"
+    assert hits[1][0].title == "Microsoft"
+    assert hits[0][0].score >= hits[0][1].score >= hits[0][2].score
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_exact_topk_equals_brute_force(chunk):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((100, 16)).astype(np.float32)
+    queries = rng.standard_normal((5, 16)).astype(np.float32)
+    scores, ids = exact_topk(vectors, queries, 4, chunk=chunk)
+    brute = queries @ vectors.T
+    expected = np.argsort(-brute, axis=1)[:, :4]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, 1), rtol=1e-5)
+
+
+def test_approximate_indexes_agree_with_flat():
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((40, 32)).astype(np.float32)  # clustered, as real embeddings are
+    vectors = centres[rng.integers(0, 40, 2000)] + 0.5 * rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:50] + 0.05 * rng.standard_normal((50, 32)).astype(np.float32)
+    _, flat = DenseIndex.build(vectors, "flat").search(queries, 10)
+    _, faiss_ids = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    np.testing.assert_array_equal(flat, faiss_ids)
+    for kind in ("hnsw", "ivf"):
+        _, approx = DenseIndex.build(vectors, kind).search(queries, 10)
+        assert approx[:, 0].tolist() == list(range(50)), kind  # the nearest neighbour is found
+        recall = np.mean([len(set(a) & set(f)) / 10 for a, f in zip(approx, flat)])
+        assert recall > 0.8, (kind, recall)
+
+
+def test_minilm_dense_search_on_real_passages(minilm):
+    hits = minilm.search(["Who painted the Mona Lisa?", "Which company makes the iPhone?"], 3)
+    assert hits[0][0].title == "Mona Lisa"
+    assert hits[1][0].title == "Apple Inc."
+    assert 0 < hits[0][0].score <= 1.0001  # cosine similarity of unit vectors
+
+
+def test_embeddings_are_cached_and_memory_mapped(minilm, small_corpus, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("re-encoded a corpus whose embeddings are cached")
+
+    monkeypatch.setattr(minilm.encoder, "encode_passages", refuse)
+    vectors = encode_corpus(small_corpus, minilm.encoder)
+    assert isinstance(vectors, np.memmap) and vectors.shape == (len(small_corpus), 384)
+
+
+@pytest.mark.parametrize("which", ["bm25", "minilm"])
+def test_save_load_round_trip_and_mismatch(which, tmp_path, bm25_retriever, minilm, small_corpus, wiki_vital):
+    retriever = bm25_retriever if which == "bm25" else minilm
+    corpus = wiki_vital if which == "bm25" else small_corpus
+    retriever.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["corpus"]["count"] == len(corpus) and manifest["corpus"]["checksum"] == corpus.checksum
+    loaded = LocalRetriever.load(tmp_path / "idx", corpus)
+    queries = ["Who painted the Mona Lisa?", "Microsoft headquarters"]
+    assert loaded.search(queries, 5) == retriever.search(queries, 5)
+
+    other = Corpus(list(corpus.ids), [c + " changed" for c in corpus.contents], "other", "")
+    with pytest.raises(IndexMismatchError, match="was built for corpus") as err:
+        LocalRetriever.load(tmp_path / "idx", other)
+    assert "searchr1-lite index" in str(err.value)
+
+
+def test_index_named_corpus_reloads_by_itself(tmp_path, bm25_retriever):
+    bm25_retriever.save(tmp_path / "idx")
+    assert LocalRetriever.load(tmp_path / "idx").corpus.name == "wiki-vital"
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        LocalRetriever.load(tmp_path)
+
+
+def test_a_prebuilt_faiss_flat_index_loads_like_the_authors(tmp_path, minilm, small_corpus):
+    """Same layout as the authors' e5_Flat.index + wiki-18.jsonl: a bare IndexFlatIP file and a jsonl corpus."""
+    vectors = encode_corpus(small_corpus, minilm.encoder)
+    index = faiss.IndexFlatIP(384)
+    index.add(np.ascontiguousarray(vectors))
+    faiss.write_index(index, str(tmp_path / "e5_Flat.index"))
+    write_jsonl(small_corpus, tmp_path / "corpus.jsonl")
+    loaded = LocalRetriever.from_faiss(tmp_path / "e5_Flat.index", str(tmp_path / "corpus.jsonl"), encoder="minilm")
+    assert loaded.index.vectors is not None  # served by the fast exact path
+    assert loaded.search(["Who painted the Mona Lisa?"], 3) == minilm.search(["Who painted the Mona Lisa?"], 3)
+    write_jsonl(list(small_corpus)[:10], tmp_path / "short.jsonl")
+    with pytest.raises(IndexMismatchError, match="vectors but the corpus has 10"):
+        LocalRetriever.from_faiss(tmp_path / "e5_Flat.index", str(tmp_path / "short.jsonl"), encoder="minilm")
+
+
+def test_fanoutqa_recall_on_wiki_vital(bm25_retriever, wiki_vital):
+    examples = fanoutqa_subquestions(wiki_vital)
+    assert 60 <= len(examples) <= 120
+    for ex in examples:  # every kept question's evidence passage really holds its answer
+        assert ex.answers[0] and ex.meta["evidence_id"] in wiki_vital.ids
+    recall = answer_recall(bm25_retriever, [e.question for e in examples], [e.answers for e in examples])
+    assert recall["recall@1"] <= recall["recall@3"] <= recall["recall@5"]
+    assert recall["recall@3"] > 0.6
