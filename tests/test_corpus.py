@@ -62,3 +62,27 @@ def test_format_docs_matches_the_papers_layout():
     docs = [Passage("1", '"Mona Lisa"\nA portrait.'), Passage("2", '"Louvre"\nA museum.')]
     assert format_docs(docs) == 'Doc 1(Title: "Mona Lisa") A portrait.\nDoc 2(Title: "Louvre") A museum.\n'
     assert format_docs([]) == ""
+
+
+def test_wiki18_comes_from_the_authors_hub_files(tmp_path, monkeypatch):
+    """The hub is outside this machine: serve a same-format wiki-18.jsonl.gz locally and check the real path."""
+    import huggingface_hub
+
+    from searchr1_lite import corpus as corpus_mod
+
+    rows = [{"id": str(i), "contents": f'"Title {i}"\nText number {i}.'} for i in range(5)]
+    gz = tmp_path / "wiki-18.jsonl.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    asked = []
+
+    def fake_download(repo_id, filename, repo_type=None, **kw):
+        asked.append((repo_id, filename, repo_type))
+        return str(gz)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setenv("SEARCHR1_LITE_CACHE", str(tmp_path / "cache"))
+    wiki18 = corpus_mod.load_corpus("wiki-18")
+    assert asked == [("PeterJinGo/wiki-18-corpus", "wiki-18.jsonl.gz", "dataset")]
+    assert len(wiki18) == 5 and wiki18[3] == Passage("3", '"Title 3"\nText number 3.') and wiki18.source == "wiki-18"
+    assert wiki18.checksum == Corpus.from_passages(Passage(r["id"], r["contents"]) for r in rows).checksum

