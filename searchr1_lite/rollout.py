@@ -1,0 +1,270 @@
+"""Multi-turn batched generation with search: the exact token ids of each trajectory, and which ones were sampled.
+
+    prompt ─▶ generate until </search> | </answer> | EOS (each row stops on its own) ─▶ parse every row's turn
+      ▲        one batched retriever.search for all search actions ◀─┘
+      └──── insert "\\n\\n<information>Doc 1(Title: …) …</information>\\n\\n" (or the invalid-action feedback) ──┘
+    … up to `max_turns` turns that may search, then one last turn whose search is not answered.
+
+The engine keeps one KV cache for the whole batch across turns: inserted tokens are appended to the cache (a
+prefill of just those tokens), never re-encoding the context. Rows are padded in place (attention-mask holes,
+explicit position ids), so every row keeps exactly the ids it was fed and sampled. `gen_mask` is born here: 1 for a
+token the policy sampled, 0 for the prompt, inserted passages and feedback. Nothing generated is ever decoded and
+re-tokenised — text is decoded only to *read* it (stop strings, parsing).
+
+Simplified relative to the paper (verl + vLLM): Hugging Face forward passes with a Python sampling loop; rows that
+have finished keep their place in the batch (as `model.generate` does), so a batch costs as much as its longest row.
+A sampled EOS stays in the sequence (it was sampled); the authors' decode-then-retokenise path dropped it.
+Log-probs are those of the sampling distribution's temperature-scaled logits (before top-p), as TRL computes them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .prompt import INVALID_ACTION_FEEDBACK, SEARCH_R1_INSTRUCTION, Action, build_prompt, information_block
+from .retrieval import Retriever
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling and turn limits. Defaults are the paper's GRPO recipe except where noted."""
+
+    max_turns: int = 4  # turns that may search; one more follows that may only answer
+    max_new_tokens: int = 500  # per turn
+    max_obs_tokens: int = 500  # cap on one inserted <information> block
+    max_total_tokens: int = 4096  # prompt + everything; a longer trajectory stops, marked truncated
+    topk: int = 3  # passages per search
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 0.95
+    seed: int = 0
+    template: str = SEARCH_R1_INSTRUCTION
+
+
+@dataclass
+class Turn:
+    text: str  # what the policy wrote this turn (decoded only to read it)
+    action: Action
+    generated: int  # tokens sampled this turn
+    inserted: int = 0  # tokens inserted after it (passages or feedback)
+
+
+@dataclass
+class Trajectory:
+    question: str
+    prompt_len: int
+    ids: list[int]  # every token the model saw, in order: prompt, sampled, inserted
+    gen_mask: list[int]  # 1 = sampled by the policy
+    logprobs: list[float]  # log-prob of each sampled token under the sampling policy (0.0 where gen_mask = 0)
+    turns: list[Turn] = field(default_factory=list)
+    answer: str | None = None
+    truncated: bool = False
+    queries: list[str] = field(default_factory=list)
+
+    @property
+    def searches(self) -> int:
+        return len(self.queries)
+
+    @property
+    def invalid_actions(self) -> int:
+        return sum(not t.action.valid for t in self.turns)
+
+    @property
+    def response_length(self) -> int:
+        """Tokens the policy generated (what the paper's length curves count)."""
+        return sum(self.gen_mask)
+
+    @property
+    def well_formed(self) -> bool:
+        return self.answer is not None and self.invalid_actions == 0
+
+    def sampled_ids(self) -> list[int]:
+        return [t for t, m in zip(self.ids, self.gen_mask) if m]
+
+
+@dataclass
+class RolloutResult:
+    trajectories: list[Trajectory]
+    seconds_generate: float
+    seconds_search: float
+    generated_tokens: int
+
+    def tensors(self, pad_id: int) -> dict[str, torch.Tensor]:
+        """Right-padded tensors for the loss: input_ids, attention_mask, gen_mask, logprobs; each [batch, max_len]."""
+        n, longest = len(self.trajectories), max(len(t.ids) for t in self.trajectories)
+        out = {
+            "input_ids": torch.full((n, longest), pad_id, dtype=torch.long),  # [batch, seq]
+            "attention_mask": torch.zeros(n, longest, dtype=torch.long),
+            "gen_mask": torch.zeros(n, longest, dtype=torch.long),
+            "logprobs": torch.zeros(n, longest, dtype=torch.float32),
+        }
+        for i, t in enumerate(self.trajectories):
+            k = len(t.ids)
+            out["input_ids"][i, :k] = torch.tensor(t.ids)
+            out["attention_mask"][i, :k] = 1
+            out["gen_mask"][i, :k] = torch.tensor(t.gen_mask)
+            out["logprobs"][i, :k] = torch.tensor(t.logprobs)
+        return out
+
+
+class _Batch:
+    """The growing batch: one KV cache, an attention mask with holes, and each row's tokens not yet fed."""
+
+    def __init__(self, model, pad_id: int, rows: int):
+        from transformers import DynamicCache
+
+        self.model, self.pad_id, self.device = model, pad_id, model.device
+        self.cache = DynamicCache()
+        self.attn = torch.zeros(rows, 0, dtype=torch.long, device=self.device)  # [batch, seen]
+        self.pos = [0] * rows  # next position id of each row
+        self.unfed: list[list[int]] = [[] for _ in range(rows)]
+
+    @torch.inference_mode()
+    def feed(self) -> torch.Tensor:
+        """Run every row's unfed tokens through the model (left-padded to one chunk); logits at the chunk's end."""
+        width = max(1, max(len(u) for u in self.unfed))
+        ids = torch.full((len(self.unfed), width), self.pad_id, dtype=torch.long)  # [batch, width]
+        mask = torch.zeros(len(self.unfed), width, dtype=torch.long)
+        pos = torch.zeros(len(self.unfed), width, dtype=torch.long)
+        for i, u in enumerate(self.unfed):
+            if u:
+                ids[i, width - len(u) :] = torch.tensor(u)
+                mask[i, width - len(u) :] = 1
+                pos[i, width - len(u) :] = torch.arange(self.pos[i], self.pos[i] + len(u))
+                self.pos[i] += len(u)
+            pos[i, : width - len(u)] = self.pos[i]  # pads: any position, they are masked
+            self.unfed[i] = []
+        self.attn = torch.cat([self.attn, mask.to(self.device)], dim=1)  # [batch, seen + width]
+        out = self.model(
+            input_ids=ids.to(self.device), attention_mask=self.attn, position_ids=pos.to(self.device),
+            past_key_values=self.cache, use_cache=True,
+        )
+        self.cache = out.past_key_values
+        return out.logits[:, -1, :].float()  # [batch, vocab]
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one token per row; return (ids [rows], log-probs [rows]) under the temperature-scaled distribution."""
+    if temperature <= 0:
+        ids = logits.argmax(-1)  # [rows]
+        return ids, torch.log_softmax(logits, -1).gather(-1, ids[:, None])[:, 0]
+    logp = torch.log_softmax(logits / temperature, dim=-1)  # [rows, vocab]
+    probs = logp.exp()
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    ids = torch.multinomial(probs.cpu(), 1, generator=gen)[:, 0].to(logits.device)  # [rows]
+    return ids, logp.gather(-1, ids[:, None])[:, 0]
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    cfg = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(cfg if isinstance(cfg, (list, tuple)) else [cfg])
+    return {i for i in ids if i is not None}
+
+
+def _observation_ids(tokenizer, block: str, cap: int) -> list[int]:
+    """Token ids of an <information> block, its passages cut so that the whole block fits in `cap` tokens."""
+    head, rest = block.split("<information>", 1)
+    body, tail = rest.rsplit("</information>", 1)
+    enc = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+    start, end = enc(head + "<information>"), enc("</information>" + tail)
+    return start + enc(body)[: max(0, cap - len(start) - len(end))] + end
+
+
+def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | None,
+            config: RolloutConfig | None = None, progress: bool = False) -> RolloutResult:
+    """Roll out one trajectory per question (repeat a question n times for a GRPO group)."""
+    from tqdm.auto import tqdm
+
+    from .prompt import parse_action
+
+    cfg = config or RolloutConfig()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = _eos_ids(model, tokenizer)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    stop_texts = ("</search>", "</answer>")
+    trajs = []
+    for q in questions:
+        text = build_prompt(q, tokenizer, cfg.template)
+        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None)).input_ids
+        trajs.append(Trajectory(q, len(ids), list(ids), [0] * len(ids), [0.0] * len(ids)))
+    batch = _Batch(model, pad_id, len(trajs))
+    for i, t in enumerate(trajs):
+        batch.unfed[i] = list(t.ids)
+    done = [False] * len(trajs)
+    t_gen = t_search = 0.0
+    n_generated = 0
+    bar = tqdm(total=len(trajs), desc="rollout", unit="traj", disable=not progress)
+
+    for turn in range(cfg.max_turns + 1):
+        live = [i for i in range(len(trajs)) if not done[i]]
+        if not live:
+            break
+        start = time.perf_counter()
+        turn_ids: dict[int, list[int]] = {i: [] for i in live}
+        active = set(live)
+        logits = batch.feed()
+        for _ in range(cfg.max_new_tokens):
+            rows = sorted(active)
+            new, lps = _sample(logits[rows], cfg.temperature, cfg.top_p, gen)
+            for i, tok, lp in zip(rows, new.tolist(), lps.tolist()):
+                t = trajs[i]
+                t.ids.append(tok), t.gen_mask.append(1), t.logprobs.append(lp)
+                turn_ids[i].append(tok)
+                batch.unfed[i].append(tok)
+                tail = tokenizer.decode(turn_ids[i][-12:], skip_special_tokens=False)
+                if tok in eos or any(s in tail for s in stop_texts):
+                    active.discard(i)
+                elif len(t.ids) >= cfg.max_total_tokens:
+                    t.truncated = True
+                    active.discard(i)
+            n_generated += len(rows)
+            if not active:
+                break
+            logits = batch.feed()
+        t_gen += time.perf_counter() - start
+
+        may_search = turn < cfg.max_turns
+        searches: list[tuple[int, str]] = []
+        for i in live:
+            t = trajs[i]
+            text = tokenizer.decode(turn_ids[i], skip_special_tokens=True)
+            action = parse_action(text)
+            t.turns.append(Turn(text, action, len(turn_ids[i])))
+            if action.kind == "answer":
+                t.answer, done[i] = action.content, True
+            elif t.truncated or not may_search:
+                done[i] = True
+            elif action.kind == "search":
+                searches.append((i, action.content))
+            else:
+                _insert(t, batch, i, tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids, cfg)
+        if searches:
+            start = time.perf_counter()
+            results = retriever.search([q for _, q in searches], cfg.topk) if retriever else [[] for _ in searches]
+            t_search += time.perf_counter() - start
+            for (i, query), passages in zip(searches, results):
+                trajs[i].queries.append(query)
+                _insert(trajs[i], batch, i, _observation_ids(tokenizer, information_block(passages), cfg.max_obs_tokens), cfg)
+        for i in live:
+            done[i] = done[i] or trajs[i].truncated
+        bar.update(sum(done[i] for i in live))
+    bar.close()
+    return RolloutResult(trajs, t_gen, t_search, n_generated)
+
+
+def _insert(t: Trajectory, batch: _Batch, row: int, ids: list[int], cfg: RolloutConfig) -> None:
+    """Append inserted tokens (gen_mask 0) to a trajectory and to the row's next feed."""
+    if len(t.ids) + len(ids) > cfg.max_total_tokens:
+        t.truncated = True
+        return
+    t.ids.extend(ids), t.gen_mask.extend([0] * len(ids)), t.logprobs.extend([0.0] * len(ids))
+    t.turns[-1].inserted = len(ids)
+    batch.unfed[row].extend(ids)

@@ -1,0 +1,132 @@
+"""The rollout engine: turn structure, retriever calls, masks and log-probs, with scripted and real models."""
+
+import pytest
+import torch
+
+from searchr1_lite.corpus import Passage
+from searchr1_lite.models import load_model, qwen25_tokenizer
+from searchr1_lite.prompt import INVALID_ACTION_FEEDBACK, build_prompt
+from searchr1_lite.reward import trajectory_reward
+from searchr1_lite.rollout import RolloutConfig, rollout
+from searchr1_lite.scripted import ScriptedLM
+
+
+class RecordingRetriever:
+    """A retriever over a fixed table of passages that records every batched call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def search(self, queries, k=3):
+        self.calls.append((list(queries), k))
+        return [[Passage(f"{q}-{j}", f'"Doc about {q}"\nFact {j} about {q}.') for j in range(k)] for q in queries]
+
+
+TWO_HOP = [
+    "<think>I need the painter first.</think>\n<search> painter of the Mona Lisa </search>",
+    "<think>Leonardo. Now his birthplace.</think>\n<search> Leonardo da Vinci birthplace </search>",
+    "<think>Vinci.</think>\n<answer> Vinci </answer>",
+]
+
+
+@pytest.fixture(scope="module")
+def qwen_tok():
+    return qwen25_tokenizer()
+
+
+def test_scripted_two_searches_then_answer_end_to_end(qwen_tok):
+    retriever = RecordingRetriever()
+    model = ScriptedLM(qwen_tok, [TWO_HOP])
+    res = rollout(model, qwen_tok, ["Where was the painter of the Mona Lisa born"] * 2, retriever, RolloutConfig(seed=3))
+    # one batched search call per turn, both rows in it
+    assert retriever.calls == [(["painter of the Mona Lisa"] * 2, 3), (["Leonardo da Vinci birthplace"] * 2, 3)]
+    for t in res.trajectories:
+        assert [turn.action.kind for turn in t.turns] == ["search", "search", "answer"]
+        assert t.queries == ["painter of the Mona Lisa", "Leonardo da Vinci birthplace"] and t.answer == "Vinci"
+        assert trajectory_reward(t.answer, ["Vinci"]) == 1.0 and t.well_formed
+        generated = qwen_tok.decode(t.sampled_ids())
+        assert generated == "".join(TWO_HOP)  # the policy's own text, exactly, and nothing else
+        full = qwen_tok.decode(t.ids)
+        assert full.startswith(build_prompt(t.question, qwen_tok))
+        assert full.count("<information>Doc 1(Title: \"Doc about painter of the Mona Lisa\")") == 1
+        assert all(turn.inserted > 0 for turn in t.turns[:2]) and t.turns[2].inserted == 0
+
+
+def test_invalid_action_gets_the_papers_feedback_and_the_turn_counts(qwen_tok):
+    script = ["I think the answer is Paris.", "<search></search>", "<answer> Paris </answer>"]
+    res = rollout(ScriptedLM(qwen_tok, [script]), qwen_tok, ["Capital of France?"], RecordingRetriever(),
+                  RolloutConfig(max_turns=4))
+    t = res.trajectories[0]
+    assert [(x.action.kind, x.action.reason) for x in t.turns] == [
+        ("invalid", "no <search> or <answer>"), ("invalid", "empty query"), ("answer", "")]
+    assert qwen_tok.decode(t.ids).count(INVALID_ACTION_FEEDBACK) == 2 and t.invalid_actions == 2
+    assert t.answer == "Paris" and not t.well_formed
+
+
+def test_turn_limit_then_one_last_turn_without_search(qwen_tok):
+    retriever = RecordingRetriever()
+    res = rollout(ScriptedLM(qwen_tok, [["<search> again </search>"]]), qwen_tok, ["q"], retriever,
+                  RolloutConfig(max_turns=2))
+    t = res.trajectories[0]
+    assert len(t.turns) == 3 and len(retriever.calls) == 2 and t.answer is None
+    assert trajectory_reward(t.answer, ["x"]) == 0.0
+
+
+def test_caps_on_inserted_and_total_tokens(qwen_tok):
+    class LongRetriever(RecordingRetriever):
+        def search(self, queries, k=3):
+            return [[Passage("1", '"Long"\n' + "word " * 2000)] for _ in queries]
+
+    res = rollout(ScriptedLM(qwen_tok, [TWO_HOP]), qwen_tok, ["q"], LongRetriever(),
+                  RolloutConfig(max_obs_tokens=50, max_total_tokens=10_000))
+    t = res.trajectories[0]
+    assert t.turns[0].inserted == 50 and qwen_tok.decode(t.ids).count("</information>\n\n") == 2
+    short = rollout(ScriptedLM(qwen_tok, [TWO_HOP]), qwen_tok, ["q"], LongRetriever(),
+                    RolloutConfig(max_obs_tokens=500, max_total_tokens=300)).trajectories[0]
+    assert short.truncated and short.answer is None and len(short.ids) <= 300
+
+
+def _check_masks(res, tokenizer, temperature, model=None):
+    """input_ids[gen_mask==1] are exactly the sampled tokens; everything inserted is gen_mask==0."""
+    for t in res.trajectories:
+        assert len(t.ids) == len(t.gen_mask) == len(t.logprobs)
+        assert all(m == 0 for m in t.gen_mask[: t.prompt_len])
+        pos = t.prompt_len
+        for turn in t.turns:  # the turns tile the sequence: sampled run, then inserted run
+            assert all(t.gen_mask[pos : pos + turn.generated]) and turn.generated > 0
+            pos += turn.generated
+            assert not any(t.gen_mask[pos : pos + turn.inserted])
+            inserted = tokenizer.decode(t.ids[pos : pos + turn.inserted])
+            assert inserted == "" or inserted.startswith("\n\n<information>") or inserted == INVALID_ACTION_FEEDBACK
+            pos += turn.inserted
+        assert pos == len(t.ids)
+    if model is None:
+        return
+    tensors = res.tensors(tokenizer.pad_token_id)
+    with torch.no_grad():  # the recorded log-probs are the model's, on the exact ids: recompute in one forward
+        logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits.float()
+    lp = torch.log_softmax(logits[:, :-1] / temperature, -1).gather(-1, tensors["input_ids"][:, 1:, None])[..., 0]
+    m = tensors["gen_mask"][:, 1:].bool()
+    torch.testing.assert_close(lp[m], tensors["logprobs"][:, 1:][m], atol=2e-4, rtol=0)
+    assert (tensors["input_ids"][tensors["attention_mask"] == 0] == tokenizer.pad_token_id).all()
+
+
+def test_masks_and_logprobs_with_the_real_qwen25_tokenizer(bm25_retriever):
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    cfg = RolloutConfig(max_turns=2, max_new_tokens=24, temperature=1.0, seed=0)
+    res = rollout(model, tok, ["Who painted the Mona Lisa?", "Capital of France", "q"], bm25_retriever, cfg)
+    _check_masks(res, tok, cfg.temperature, model)
+    again = rollout(model, tok, ["Who painted the Mona Lisa?", "Capital of France", "q"], bm25_retriever, cfg)
+    assert [t.ids for t in again.trajectories] == [t.ids for t in res.trajectories]  # seeded
+
+
+@pytest.mark.slow
+def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
+    model, tok = load_model("smollm2-135m-instruct", device="cpu")
+    script = ScriptedLM(tok, [TWO_HOP, ["<answer> Paris </answer>"]])  # scripted searches over the real index
+    res = rollout(script, tok, ["Mona Lisa painter's birthplace", "France capital"], bm25_retriever, RolloutConfig())
+    _check_masks(res, tok, 1.0)
+    assert "Mona Lisa" in tok.decode(res.trajectories[0].ids) and res.trajectories[1].answer == "Paris"
+    cfg = RolloutConfig(max_turns=2, max_new_tokens=32, temperature=1.0, seed=1)
+    res = rollout(model, tok, ["Who painted the Mona Lisa?", "What is the capital of France?"], bm25_retriever, cfg)
+    _check_masks(res, tok, cfg.temperature, model)
