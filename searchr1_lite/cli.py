@@ -54,6 +54,30 @@ def cmd_serve(args) -> None:
     serve(retriever, host=args.host, port=args.port, allow_remote=args.allow_remote, info=info)
 
 
+def cmd_rollout(args) -> None:
+    from .models import load_model
+    from .plots import trajectory_ansi
+    from .reward import trajectory_reward
+    from .rollout import RolloutConfig, rollout
+
+    retriever = _retriever_from_args(args)
+    model, tokenizer = load_model(args.model)
+    cfg = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_p=args.top_p, seed=args.seed, topk=args.k)
+    result = rollout(model, tokenizer, [args.question] * args.n, retriever, cfg)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    for i, t in enumerate(result.trajectories, start=1):
+        print(f"--- trajectory {i}/{args.n}")
+        print(trajectory_ansi(t, tokenizer, show_prompt=args.show_prompt, colour=colour))
+        line = f"searches {t.searches}, invalid actions {t.invalid_actions}, answer {t.answer!r}"
+        if args.gold:
+            line += f", reward {trajectory_reward(t.answer, args.gold):g}"
+        print(f"\n[{line}; {t.response_length} tokens generated]")
+    print(f"{result.generated_tokens} tokens in {result.seconds_generate:.1f}s of generation "
+          f"({result.generated_tokens / max(result.seconds_generate, 1e-9):.0f} tokens/s), "
+          f"{result.seconds_search:.2f}s of search")
+
+
 def cmd_demo(args) -> None:
     """Until the training demo lands: build the bundled index and answer real questions through the retriever."""
     from .corpus import load_corpus
@@ -111,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
+    s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="index folder built by `searchr1-lite index`")
+    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    s.add_argument("--question", required=True)
+    s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward")
+    s.add_argument("--n", type=int, default=1, help="trajectories to sample")
+    s.add_argument("--max-turns", type=int, default=4)
+    s.add_argument("--max-new-tokens", type=int, default=200, help="per turn")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-p", type=float, default=0.95)
+    s.add_argument("-k", type=int, default=3, help="passages per search")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--show-prompt", action="store_true")
+    s.set_defaults(func=cmd_rollout)
 
     s = sub.add_parser("demo", help="the main job on the embedded default (offline, CPU)")
     s.add_argument("--n", type=int, default=5, help="questions to show")

@@ -27,6 +27,18 @@ SEARCH_R1_INSTRUCTION = (
     "you can directly provide the answer inside <answer> and </answer>, without detailed illustrations. "
     "For example, <answer> Beijing </answer>. Question: {question}\n"
 )
+# Deviation from the paper, for small models only: the same instruction with one worked example before the question.
+# SmolLM2-135M produced 0/32 valid actions from the bare instruction and 7/32 searches with this (../shared/DESIGN.md).
+# Its `<answer>` sits in the prompt, which is never parsed for the reward.
+WORKED_EXAMPLE = (
+    "Example. Question: Where was the painter of the Mona Lisa born?\n"
+    "<think> I need the painter of the Mona Lisa. </think>\n<search> Mona Lisa painter </search>\n"
+    '<information>Doc 1(Title: "Mona Lisa") The Mona Lisa is a portrait by Leonardo da Vinci.</information>\n'
+    "<think> Now I need where Leonardo da Vinci was born. </think>\n<search> Leonardo da Vinci birthplace </search>\n"
+    '<information>Doc 1(Title: "Leonardo da Vinci") Leonardo da Vinci was born in Vinci, Italy.</information>\n'
+    "<think> He was born in Vinci. </think>\n<answer> Vinci </answer>\n"
+)
+SEARCH_R1_WITH_EXAMPLE = SEARCH_R1_INSTRUCTION.replace("Question: {question}\n", WORKED_EXAMPLE + "Question: {question}\n")
 INVALID_ACTION_FEEDBACK = (
     "\nMy previous action is invalid. If I want to search, I should put the query between <search> and </search>. "
     "If I want to give the final answer, I should put the answer between <answer> and </answer>. Let me try again.\n"
