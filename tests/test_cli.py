@@ -17,3 +17,13 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
     bad.write_text('{"id": "1"}\n')
     assert main(["index", "--corpus", str(bad), "--out", str(tmp_path / "i2")]) == 2
     assert f"{bad}:1: missing field 'contents'" in capsys.readouterr().err
+
+
+def test_rollout_command_prints_the_trajectory(tmp_path, capsys):
+    assert main(["index", "--corpus", "wiki-vital", "--encoder", "bm25", "--out", str(tmp_path / "idx")]) == 0
+    argv = ["rollout", "--model", "tiny-qwen2", "--index", str(tmp_path / "idx"), "--question", "Who painted the Mona Lisa?",
+            "--gold", "Leonardo da Vinci", "--max-turns", "1", "--max-new-tokens", "8"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[prompt: " in out and "My previous action is invalid" in out  # random weights: invalid, fed back
+    assert "reward 0" in out and "tokens/s" in out
