@@ -70,7 +70,10 @@ def create_app(retriever: Retriever, default_topk: int = 3, info: dict[str, Any]
 
     @app.post("/retrieve")
     async def retrieve(req: QueryRequest) -> Response:
-        hits = await run_in_threadpool(app.state.retriever.search, req.queries, req.topk or default_topk)
+        try:
+            hits = await run_in_threadpool(app.state.retriever.search, req.queries, req.topk or default_topk)
+        except Exception as e:  # the request was fine; the engine failed: say so (503: a client may retry)
+            return JSONResponse({"detail": f"retrieval failed: {type(e).__name__}: {e}"}, status_code=503)
         if req.return_scores:
             result = [[{"document": p.to_row(), "score": p.score} for p in row] for row in hits]
         else:

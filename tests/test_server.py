@@ -84,3 +84,16 @@ def test_binding_beyond_loopback_needs_a_flag():
     with pytest.raises(ValueError, match="--allow-remote"):
         check_host("0.0.0.0", False)
     check_host("0.0.0.0", True)
+
+
+def test_a_failing_retriever_is_a_503_with_its_reason_not_a_crash():
+    class Broken:
+        def search(self, queries, k=3):
+            raise RuntimeError("index file went away")
+
+    with BackgroundServer(Broken()) as s:
+        r = httpx.post(s.url + "/retrieve", json={"queries": ["x"]})
+        assert r.status_code == 503 and "index file went away" in r.json()["detail"]
+        with pytest.raises(RetrieverUnavailable, match="failed 2 times.*index file went away"):
+            RemoteRetriever(s.url, retries=1, backoff=0.01).search(["x"], 3)
+        assert httpx.get(s.url + "/health").status_code == 200
