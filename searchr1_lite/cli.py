@@ -109,6 +109,12 @@ def cmd_demo(args) -> None:
     print(f"demo finished in {time.perf_counter() - start:.1f}s")
 
 
+def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="index folder built by `searchr1-lite index`")
+    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="query an index (or a running service with --url)")
     s.add_argument("query", nargs="+")
-    src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", help="index folder built by `searchr1-lite index`")
-    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    _add_retriever_args(s)
     s.add_argument("-k", type=int, default=3)
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
@@ -138,9 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
     s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id")
-    src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", help="index folder built by `searchr1-lite index`")
-    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    _add_retriever_args(s)
     s.add_argument("--question", required=True)
     s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward")
     s.add_argument("--n", type=int, default=1, help="trajectories to sample")

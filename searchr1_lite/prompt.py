@@ -118,8 +118,3 @@ def parse_action(text: str) -> Action:
         return Action("invalid", reason=f"unclosed <{opened[0]}>")
     return Action("invalid", reason="no <search> or <answer>")
 
-
-def find_stop(text: str) -> int:
-    """Index just past the first `</search>` or `</answer>` in `text`, or -1."""
-    ends = [i + len(s) for s in STOP_STRINGS if (i := text.find(s)) >= 0]
-    return min(ends) if ends else -1

@@ -25,7 +25,9 @@ from typing import Sequence
 
 import torch
 
-from .prompt import INVALID_ACTION_FEEDBACK, SEARCH_R1_INSTRUCTION, Action, build_prompt, information_block
+from .prompt import (
+    INVALID_ACTION_FEEDBACK, SEARCH_R1_INSTRUCTION, STOP_STRINGS, Action, build_prompt, information_block, parse_action,
+)
 from .retrieval import Retriever
 
 
@@ -193,13 +195,11 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     """Roll out one trajectory per question (repeat a question n times for a GRPO group)."""
     from tqdm.auto import tqdm
 
-    from .prompt import parse_action
-
     cfg = config or RolloutConfig()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = _eos_ids(model, tokenizer)
     gen = torch.Generator().manual_seed(cfg.seed)
-    stop_texts = ("</search>", "</answer>")
+    feedback_ids = tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids
     trajs = []
     for q in questions:
         text = build_prompt(q, tokenizer, cfg.template)
@@ -230,7 +230,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
                 turn_ids[i].append(tok)
                 batch.unfed[i].append(tok)
                 tail = tokenizer.decode(turn_ids[i][-12:], skip_special_tokens=False)
-                if tok in eos or any(s in tail for s in stop_texts):
+                if tok in eos or any(s in tail for s in STOP_STRINGS):
                     active.discard(i)
                 elif len(t.ids) >= cfg.max_total_tokens:
                     t.truncated = True
@@ -255,7 +255,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
             elif action.kind == "search":
                 searches.append((i, action.content))
             else:
-                _insert(t, batch, i, tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids, cfg)
+                _insert(t, batch, i, feedback_ids, cfg)
         if searches:
             start = time.perf_counter()
             results = retriever.search([q for _, q in searches], cfg.topk) if retriever else [[] for _ in searches]
