@@ -1,0 +1,211 @@
+"""The masked GRPO step: group advantages, per-token log-probs, the clipped objective with a KL penalty.
+
+For a prompt sampled n times with rewards r_1..r_n, every token of trajectory i gets the advantage
+    A_i = (r_i - mean(r)) / (std(r) + eps)                       (group-normalised; Dr. GRPO drops the std)
+and the loss, over the tokens the policy generated (gen_mask = 1) only, is
+    L = agg_t[ -min(rho_t A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A_i) + beta * KL_t ],
+    rho_t = exp(logp_t - logp_old_t),   KL_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1   (k3, Schulman 2020)
+Retrieved passages and feedback are in the context but carry no loss: the policy is never trained to write them.
+
+Aggregations (`loss_agg`), as TRL's `loss_type`:
+    seq-mean-token-mean      mean over sequences of each sequence's token mean        (GRPO as published; "grpo")
+    token-mean               mean over every generated token of the batch             (DAPO; "dapo"/"bnpo")
+    seq-mean-token-sum-norm  token sum / (sequences * a fixed max length)             (Dr. GRPO; "dr_grpo")
+
+Simplified relative to the paper: one update per batch of rollouts (on-policy: rho = 1 at the first step, and
+the clip only matters when a batch is reused); the reference is the same network with its LoRA adapter switched
+off (or any model you pass); entropy is a metric, never a bonus.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+LossAgg = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
+
+
+@dataclass
+class GRPOConfig:
+    clip_low: float = 0.2  # eps_low (paper: 0.2)
+    clip_high: float = 0.2  # eps_high; > clip_low is DAPO's "clip higher"
+    beta: float = 0.001  # KL coefficient (paper: 0.001, k3 estimator)
+    loss_agg: LossAgg = "seq-mean-token-mean"
+    max_response_tokens: int = 1024  # the constant of seq-mean-token-sum-norm
+    adv_scale: Literal["group", "batch", "none"] = "group"  # std used to scale advantages; "none" = Dr. GRPO
+    adv_eps: float = 1e-6
+    micro_batch_size: int = 4  # trajectories per forward/backward; gradients accumulate over the batch
+    logprob_chunk: int | None = 512  # tokens whose logits exist at once (the vocabulary makes logits the memory
+    # peak); None = the naive full [batch, seq, vocab] float32 log-softmax (for comparison)
+    temperature: float = 1.0  # the sampling temperature: log-probs are of logits / temperature, as sampled
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrajectoryBatch:
+    """Right-padded tensors for the loss, each [batch, seq] (from `RolloutResult.tensors`)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    gen_mask: torch.Tensor  # 1 = sampled by the policy: the only tokens with a loss
+    logprobs: torch.Tensor | None = None  # sampling log-probs (the "old" policy); None = on-policy
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def rows(self, idx: slice) -> TrajectoryBatch:
+        lp = None if self.logprobs is None else self.logprobs[idx]
+        return TrajectoryBatch(self.input_ids[idx], self.attention_mask[idx], self.gen_mask[idx], lp)
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
+    """Advantages `[n]` for rewards `[n]` laid out group after group. Equal rewards in a group give 0, never NaN."""
+    r = rewards.float().view(-1, group_size)  # [groups, group_size]
+    centred = r - r.mean(dim=1, keepdim=True)
+    if scale == "group":
+        centred = centred / (r.std(dim=1, keepdim=True) + eps) if group_size > 1 else centred
+    elif scale == "batch":
+        centred = centred / (rewards.float().std() + eps) if rewards.numel() > 1 else centred
+    elif scale != "none":
+        raise ValueError(f"adv_scale must be group, batch or none, not {scale!r}")
+    return centred.view(-1)
+
+
+def _token_logps_entropy(hidden: torch.Tensor, targets: torch.Tensor, lm_head, temperature: float):
+    logits = lm_head(hidden).float() / temperature  # [chunk, vocab]
+    lse = torch.logsumexp(logits, dim=-1)  # [chunk]
+    logp = logits.gather(-1, targets[:, None])[:, 0] - lse
+    entropy = lse - (torch.softmax(logits, -1) * logits).sum(-1)
+    return logp, entropy
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
+                   temperature: float = 1.0, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
+
+    The backbone runs once; the vocabulary projection runs only on masked positions, `chunk` tokens at a time,
+    under activation checkpointing, so float32 logits never exist for more than `chunk` tokens, forward or backward.
+    Positions with mask 0 (and position 0, which has no prediction) are 0.
+    """
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, s, h]
+    lm_head = model.get_output_embeddings()
+    sel = mask[:, 1:].bool()  # [b, s-1]: a token at t is predicted from position t-1
+    h = hidden[:, :-1][sel]  # [n, h]
+    targets = input_ids[:, 1:][sel]  # [n]
+    parts = []
+    for start in range(0, h.shape[0], chunk):
+        args = (h[start : start + chunk], targets[start : start + chunk], lm_head, temperature)
+        parts.append(checkpoint(_token_logps_entropy, *args, use_reentrant=False) if torch.is_grad_enabled()
+                     else _token_logps_entropy(*args))
+    logp = torch.zeros(mask.shape, dtype=torch.float32, device=input_ids.device)  # [b, s]
+    entropy = torch.zeros_like(logp)
+    if parts:
+        logp[:, 1:][sel] = torch.cat([p[0] for p in parts])
+        entropy[:, 1:][sel] = torch.cat([p[1] for p in parts]).detach()
+    return logp, entropy
+
+
+def naive_token_logprobs(model, input_ids, attention_mask, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook version: a full float32 log-softmax over `[batch, seq, vocab]`. For tests and the benchmark."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float() / temperature  # [b, s, V]
+    logp_all = torch.log_softmax(logits[:, :-1], dim=-1)  # [b, s-1, V]
+    logp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]  # [b, s-1]
+    entropy = -(logp_all.exp() * logp_all).sum(-1).detach()  # [b, s-1]
+    pad = torch.zeros_like(logp[:, :1])
+    return torch.cat([pad, logp], dim=1), torch.cat([pad, entropy], dim=1)  # [b, s] each
+
+
+def grpo_loss(logp, old_logp, ref_logp, advantages, mask, cfg: GRPOConfig, n_seqs: int | None = None,
+              n_tokens: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The masked clipped objective on per-token tensors `[batch, seq]`; advantages `[batch]`.
+
+    `n_seqs` / `n_tokens` are the whole batch's counts when this is one micro-batch of it, so that micro-batch
+    losses add up to exactly the full-batch loss (and their gradients to the full-batch gradient).
+    """
+    m = mask.float()  # [b, s]
+    a = advantages.float()[:, None]  # [b, 1]
+    ratio = torch.exp(logp - old_logp)  # [b, s]
+    clipped = torch.clamp(ratio, 1 - cfg.clip_low, 1 + cfg.clip_high)
+    per_token = -torch.min(ratio * a, clipped * a)
+    kl = torch.exp(ref_logp - logp) - (ref_logp - logp) - 1 if ref_logp is not None else torch.zeros_like(logp)
+    if cfg.beta:
+        per_token = per_token + cfg.beta * kl
+    n_seqs = n_seqs or mask.shape[0]
+    n_tokens = n_tokens or int(m.sum().item())
+    if cfg.loss_agg == "seq-mean-token-mean":
+        loss = ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).sum() / n_seqs
+    elif cfg.loss_agg == "token-mean":
+        loss = (per_token * m).sum() / max(n_tokens, 1)
+    elif cfg.loss_agg == "seq-mean-token-sum-norm":
+        loss = (per_token * m).sum() / (n_seqs * cfg.max_response_tokens)
+    else:
+        raise ValueError(f"unknown loss_agg {cfg.loss_agg!r}")
+    is_clipped = ((ratio < 1 - cfg.clip_low) & (a < 0)) | ((ratio > 1 + cfg.clip_high) & (a > 0))
+    stats = {"kl_sum": (kl * m).sum().detach(), "clipped": (is_clipped.float() * m).sum().detach(),
+             "tokens": m.sum().detach()}
+    return loss, stats
+
+
+def _logprobs(model, ids, attn, mask, cfg: GRPOConfig):
+    if cfg.logprob_chunk:
+        return token_logprobs(model, ids, attn, mask, cfg.temperature, cfg.logprob_chunk)
+    logp, entropy = naive_token_logprobs(model, ids, attn, cfg.temperature)
+    return logp * mask, entropy * mask
+
+
+def _adapter_off(model):
+    """Context in which `model` is the reference policy: its LoRA adapter disabled (peft), else unavailable."""
+    if hasattr(model, "disable_adapter"):
+        return model.disable_adapter()
+    raise ValueError("beta > 0 needs a reference: a peft model (adapter off = reference) or `ref_model=`")
+
+
+def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer, cfg: GRPOConfig,
+              ref_model=None) -> dict[str, float]:
+    """One optimizer step over the batch in micro-batches (gradient accumulation). Returns metrics.
+
+    A non-finite loss or gradient norm skips the update (gradients are dropped) and says so: `skipped = 1`.
+    """
+    device = next(model.parameters()).device
+    n_seqs, n_tokens = len(batch), int(batch.gen_mask[:, 1:].sum().item())
+    optimizer.zero_grad(set_to_none=True)
+    total = {"loss": 0.0, "kl_sum": 0.0, "clipped": 0.0, "tokens": 0.0, "entropy_sum": 0.0}
+    finite = True
+    model.train()
+    for start in range(0, n_seqs, cfg.micro_batch_size):
+        mb = batch.rows(slice(start, start + cfg.micro_batch_size))
+        ids, attn = mb.input_ids.to(device), mb.attention_mask.to(device)
+        mask = mb.gen_mask.to(device).clone()
+        mask[:, 0] = 0  # the first token has no prediction
+        logp, entropy = _logprobs(model, ids, attn, mask, cfg)
+        old = mb.logprobs.to(device) if mb.logprobs is not None else logp.detach()
+        ref = None
+        if cfg.beta:
+            with torch.no_grad(), (nullcontext() if ref_model is not None else _adapter_off(model)):
+                ref, _ = _logprobs(ref_model or model, ids, attn, mask, cfg)
+        loss, stats = grpo_loss(logp, old, ref, advantages[start : start + cfg.micro_batch_size].to(device), mask,
+                                cfg, n_seqs=n_seqs, n_tokens=n_tokens)
+        if not torch.isfinite(loss):
+            finite = False
+            break
+        loss.backward()
+        total["loss"] += loss.item()
+        total["entropy_sum"] += float((entropy * mask).sum())
+        for k in ("kl_sum", "clipped", "tokens"):
+            total[k] += float(stats[k])
+    grad_norm = float("nan")
+    if finite:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+        finite = math.isfinite(grad_norm)
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    tokens = max(total["tokens"], 1.0)
+    return {"loss": total["loss"] if finite else float("nan"), "kl": total["kl_sum"] / tokens,
+            "entropy": total["entropy_sum"] / tokens, "clip_fraction": total["clipped"] / tokens,
+            "grad_norm": grad_norm, "tokens_trained": total["tokens"], "skipped": 0.0 if finite else 1.0}

@@ -1,0 +1,236 @@
+"""The masked GRPO loss: pinned numbers, the mask, a library oracle (TRL), chunked log-probs, the step."""
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from searchr1_lite.grpo import (
+    GRPOConfig,
+    TrajectoryBatch,
+    group_advantages,
+    grpo_loss,
+    grpo_step,
+    naive_token_logprobs,
+    token_logprobs,
+)
+from searchr1_lite.models import load_model
+
+
+def test_group_advantages_pinned():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # two groups of 4
+    adv = group_advantages(r, 4)
+    std = torch.tensor([1.0, 0.0, 0.0, 0.0]).std()  # unbiased, as torch and TRL
+    torch.testing.assert_close(adv[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]) / (std + 1e-6))
+    assert adv[4:].tolist() == [0.0] * 4  # equal rewards: zero advantage, no NaN
+    torch.testing.assert_close(group_advantages(r, 4, "none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    torch.testing.assert_close(group_advantages(r, 4, "batch"), group_advantages(r, 4, "none") / (r.std() + 1e-6))
+    assert group_advantages(torch.tensor([0.5]), 1).tolist() == [0.0]
+
+
+def _toy():
+    # 2 sequences x 4 positions; mask chooses the generated tokens
+    logp = torch.log(torch.tensor([[0.5, 0.4, 0.3, 0.9], [0.2, 0.6, 0.6, 0.1]]))
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.3, 0.5], [0.4, 0.6, 0.3, 0.2]]))
+    ref = torch.log(torch.tensor([[0.5, 0.5, 0.3, 0.9], [0.2, 0.3, 0.6, 0.4]]))
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 0]])
+    adv = torch.tensor([1.0, -1.0])
+    return logp, old, ref, adv, mask
+
+
+def test_clipped_objective_and_k3_kl_by_hand():
+    logp, old, ref, adv, mask = _toy()
+    cfg = GRPOConfig(beta=0.0, clip_low=0.2, clip_high=0.2)
+    # seq 0 (A=+1): ratios 0.4/0.2 = 2 -> clipped to 1.2; 0.3/0.3 = 1 -> terms -1.2, -1; mean -1.1
+    # seq 1 (A=-1): ratios 0.5, 1, 2 -> min(-r, -clip(r)) = -max(r, clip r): -0.8, -1, -2 -> loss 0.8, 1, 2; mean 1.2667
+    loss, stats = grpo_loss(logp, old, None, adv, mask, cfg)
+    assert loss.item() == pytest.approx((-1.1 + (0.8 + 1 + 2) / 3) / 2, abs=1e-6)
+    assert stats["clipped"].item() == 2  # seq 0 position 1 (r=2 > 1.2, A>0) and seq 1 position 0 (r=0.5 < 0.8, A<0)
+    # k3 at seq 0 position 1: x = ref - logp = log(0.5/0.4): exp(x) - x - 1
+    x = torch.log(torch.tensor(0.5 / 0.4))
+    kl_cfg = GRPOConfig(beta=0.5, clip_low=0.2, clip_high=0.2)
+    loss_kl, stats_kl = grpo_loss(logp, old, ref, adv, mask, kl_cfg)
+    k3 = lambda r: r - torch.log(torch.tensor(r)) - 1  # noqa: E731  exp(x) - x - 1 with r = exp(x)
+    kl_terms = [float(k3(0.5 / 0.4)), 0.0, 0.0, float(k3(0.3 / 0.6)), 0.0]
+    assert stats_kl["kl_sum"].item() == pytest.approx(sum(kl_terms), abs=1e-6)
+    seq_kl = (kl_terms[0] + kl_terms[1]) / 2 + sum(kl_terms[2:]) / 3
+    assert loss_kl.item() == pytest.approx(loss.item() + 0.5 * seq_kl / 2, abs=1e-6)
+    assert float(torch.exp(x) - x - 1) == pytest.approx(kl_terms[0])
+
+
+@pytest.mark.parametrize("agg, expected", [
+    ("seq-mean-token-mean", (-2.2 / 2 + 3.8 / 3) / 2),
+    ("token-mean", (-2.2 + 3.8) / 5),
+    ("seq-mean-token-sum-norm", (-2.2 + 3.8) / (2 * 10)),
+])
+def test_aggregations_by_hand(agg, expected):
+    logp, old, _, adv, mask = _toy()
+    loss, _ = grpo_loss(logp, old, None, adv, mask, GRPOConfig(beta=0.0, loss_agg=agg, max_response_tokens=10))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def _trl_loss(loss_type, logp, old, ref, adv, mask, beta, eps_low, eps_high, max_len):
+    """TRL's own GRPOTrainer._compute_loss, called on a stand-in trainer whose model returns our log-probs."""
+    from trl import GRPOTrainer
+
+    ident = lambda x, **kw: x  # noqa: E731  one process: gather/reduce are identities
+    fake = SimpleNamespace(
+        aux_loss_enabled=False, top_entropy_quantile=1.0, off_policy_mask_threshold=None,
+        importance_sampling_level="token", beta=beta, loss_type=loss_type, epsilon_low=eps_low,
+        epsilon_high=eps_high, use_vllm=False, model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1, max_completion_length=max_len, _entropy_bonus_enabled=False,
+        _metrics={"train": defaultdict(list)},
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        accelerator=SimpleNamespace(gather=ident, reduce=ident, gather_for_metrics=ident, num_processes=1,
+                                    sync_gradients=True),
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
+    )
+    b, t = logp.shape
+    inputs = {"prompt_ids": torch.zeros(b, 1, dtype=torch.long), "prompt_mask": torch.ones(b, 1, dtype=torch.long),
+              "completion_ids": torch.zeros(b, t, dtype=torch.long), "completion_mask": torch.ones(b, t, dtype=torch.long),
+              "tool_mask": mask, "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "num_items_in_batch": mask.sum()}
+    return GRPOTrainer._compute_loss(fake, None, inputs)
+
+
+@pytest.mark.parametrize("ours, trl_type", [("seq-mean-token-mean", "grpo"), ("token-mean", "dapo"),
+                                            ("token-mean", "bnpo"), ("seq-mean-token-sum-norm", "dr_grpo")])
+def test_loss_equals_trl_grpo_loss(ours, trl_type):
+    torch.manual_seed(0)
+    b, t = 6, 17
+    logp = (torch.rand(b, t) * -3).requires_grad_()
+    old = logp.detach() + 0.3 * torch.randn(b, t)  # off-policy enough that clipping happens on both sides
+    ref = logp.detach() + 0.2 * torch.randn(b, t)
+    mask = (torch.rand(b, t) > 0.4).long()
+    mask[0] = 0  # a sequence with nothing generated
+    adv = torch.randn(b)
+    cfg = GRPOConfig(beta=0.04, clip_low=0.2, clip_high=0.28, loss_agg=ours, max_response_tokens=t)
+    mine, _ = grpo_loss(logp, old, ref, adv, mask, cfg)
+    theirs = _trl_loss(trl_type, logp, old, ref, adv, mask, 0.04, 0.2, 0.28, t)
+    torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=0)
+    g_mine = torch.autograd.grad(mine, logp)[0]
+    g_theirs = torch.autograd.grad(_trl_loss(trl_type, logp, old, ref, adv, mask, 0.04, 0.2, 0.28, t), logp)[0]
+    torch.testing.assert_close(g_mine, g_theirs, atol=1e-7, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-qwen2", device="cpu")
+
+
+def _tiny_batch(tok, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 5000, (3, 40), generator=g)
+    attn = torch.ones_like(ids)
+    attn[2, 30:] = 0  # a right-padded row
+    ids[2, 30:] = tok.pad_token_id
+    gen = torch.zeros_like(ids)
+    gen[:, 10:18] = 1  # a generated run
+    gen[:, 25:30] = 1  # another, after an "inserted" run at 18..24
+    return ids, attn, gen
+
+
+def test_chunked_logprobs_equal_the_naive_computation(tiny):
+    model, tok = tiny
+    ids, attn, gen = _tiny_batch(tok)
+    with torch.no_grad():
+        naive, naive_entropy = naive_token_logprobs(model, ids, attn, temperature=0.7)
+        for chunk in (7, 512):
+            mine, entropy = token_logprobs(model, ids, attn, gen, temperature=0.7, chunk=chunk)
+            torch.testing.assert_close(mine[gen.bool()], naive[gen.bool()], atol=1e-5, rtol=0)
+            assert (mine[~gen.bool()] == 0).all() and (entropy[gen.bool()] > 0).all()
+            torch.testing.assert_close(entropy[gen.bool()], naive_entropy[gen.bool()], atol=1e-4, rtol=0)
+
+
+def test_gradient_is_exactly_zero_at_masked_positions(tiny):
+    """d loss / d logits is 0 wherever gen_mask == 0: retrieved text teaches nothing."""
+    model, tok = tiny
+    ids, attn, gen = _tiny_batch(tok)
+    captured = {}
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        captured["logits"] = output
+
+    hook = model.lm_head.register_forward_hook(keep)
+    try:
+        logits_out = model(input_ids=ids, attention_mask=attn)
+    finally:
+        hook.remove()
+    logits = captured["logits"]  # [b, s, V], the lm_head output inside the graph
+    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+    logp = torch.cat([torch.zeros_like(logp[:, :1]), logp], 1)
+    loss, _ = grpo_loss(logp, logp.detach(), None, torch.tensor([1.0, -0.5, 2.0]), gen, GRPOConfig(beta=0.0))
+    loss.backward()
+    grad = logits.grad  # position t-1's logits predict token t
+    predicts_masked = gen[:, 1:] == 0  # [b, s-1]
+    assert grad[:, :-1][predicts_masked].abs().max().item() == 0.0
+    assert grad[:, :-1][~predicts_masked].abs().max().item() > 0
+    assert grad[:, -1].abs().max().item() == 0.0
+    del logits_out
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny):
+    model, tok = tiny
+    ids, attn, gen = _tiny_batch(tok)
+    batch = TrajectoryBatch(ids, attn, gen)
+    adv = torch.tensor([1.0, -1.0, 0.5])
+    for agg in ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"):
+        grads = []
+        for mb in (3, 1):
+            opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: measure, do not move
+            captured = []
+            orig_step = opt.step
+
+            def step(*a, **k):
+                captured.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+                return orig_step(*a, **k)
+
+            opt.step = step
+            cfg = GRPOConfig(beta=0.0, micro_batch_size=mb, loss_agg=agg, max_grad_norm=1e9)
+            metrics = grpo_step(model, batch, adv, opt, cfg)
+            assert metrics["skipped"] == 0.0 and metrics["tokens_trained"] == int(gen[:, 1:].sum())
+            grads.append(captured[0])
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_step_learns_and_a_nonfinite_loss_skips(tiny):
+    _, tok = tiny
+    model = load_model("tiny-qwen2", device="cpu")[0]  # a private copy: this test changes weights
+    ids, attn, gen = _tiny_batch(tok, seed=1)
+    batch = TrajectoryBatch(ids, attn, gen)
+    adv = torch.tensor([1.0, 1.0, 1.0])  # reinforce everything: the sampled tokens must get likelier
+    with torch.no_grad():
+        before = token_logprobs(model, ids, attn, gen)[0][gen.bool()].sum()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    m = grpo_step(model, batch, adv, opt, GRPOConfig(beta=0.0))
+    with torch.no_grad():
+        after = token_logprobs(model, ids, attn, gen)[0][gen.bool()].sum()
+    assert after > before and m["skipped"] == 0.0 and m["grad_norm"] > 0 and m["entropy"] > 0
+    weights = [p.detach().clone() for p in model.parameters()]
+    bad = TrajectoryBatch(ids, attn, gen, logprobs=torch.full(ids.shape, float("nan")))
+    m = grpo_step(model, bad, adv, opt, GRPOConfig(beta=0.0))
+    assert m["skipped"] == 1.0 and all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+
+
+def test_kl_to_the_reference_is_the_model_with_its_adapter_off(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    _, tok = tiny
+    base = load_model("tiny-qwen2", device="cpu")[0]
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    ids, attn, gen = _tiny_batch(tok, seed=2)
+    batch, adv = TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
+    cfg = GRPOConfig(beta=0.1)
+    first = grpo_step(model, batch, adv, opt, cfg)
+    assert first["kl"] == pytest.approx(0.0, abs=1e-8)  # LoRA starts as the identity: policy == reference
+    second = grpo_step(model, batch, adv, opt, cfg)
+    assert second["kl"] > 1e-6 and second["skipped"] == 0.0
+    with torch.no_grad(), model.disable_adapter():
+        ref = token_logprobs(model, ids, attn, gen)[0]
+    fresh = load_model("tiny-qwen2", device="cpu")[0]
+    with torch.no_grad():
+        torch.testing.assert_close(ref, token_logprobs(fresh, ids, attn, gen)[0])  # adapter off = the base model
