@@ -78,6 +78,19 @@ def cmd_rollout(args) -> None:
           f"{result.seconds_search:.2f}s of search")
 
 
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.load(args.config, args.set)
+    start = time.perf_counter()
+    run = train(cfg, resume=args.resume, stop_after=args.stop_after)
+    print(f"run in {run} ({time.perf_counter() - start:.0f}s): metrics.jsonl, checkpoints, adapter")
+    if args.merge:
+        from .train import merge_adapter
+
+        print(f"merged model in {merge_adapter(run, run / 'merged')}")
+
+
 def cmd_demo(args) -> None:
     """Until the training demo lands: build the bundled index and answer real questions through the retriever."""
     from .corpus import load_corpus
@@ -155,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--show-prompt", action="store_true")
     s.set_defaults(func=cmd_rollout)
 
+    s = sub.add_parser("train", help="train a LoRA policy with masked GRPO")
+    s.add_argument("--config", help="YAML file (see configs/); keys are TrainConfig fields")
+    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+    s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    s.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this call")
+    s.add_argument("--merge", action="store_true", help="also save the base model with the adapter merged in")
+    s.set_defaults(func=cmd_train)
+
     s = sub.add_parser("demo", help="the main job on the embedded default (offline, CPU)")
     s.add_argument("--n", type=int, default=5, help="questions to show")
     s.add_argument("--out", default=None, help="index folder (default: in the cache)")
@@ -173,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (CorpusError, IndexMismatchError, ModelUnavailable, OfflinePackageMissing, RetrieverUnavailable,
-            FileNotFoundError, ValueError) as e:
+            FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"searchr1-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

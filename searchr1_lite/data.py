@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from .corpus import Corpus
@@ -56,3 +57,44 @@ def fanoutqa_subquestions(corpus: Corpus | None = None) -> list[QAExample]:
             seen.add(leaf["id"])
             out.append(ex)
     return out
+
+
+AUTHORS_TRAIN = "PeterJinGo/nq_hotpotqa_train"  # the authors' NQ + HotpotQA training mix (hub dataset)
+
+
+def read_qa_jsonl(path: str | Path) -> list[QAExample]:
+    """FlashRAG-style jsonl: {"id"?, "question": str, "golden_answers": [str, ...]}; bad rows name file:line."""
+    path = Path(path)
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            q, golds = row.get("question") if isinstance(row, dict) else None, row.get("golden_answers") if isinstance(row, dict) else None
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"{path}:{lineno}: 'question' must be a non-empty string")
+            if isinstance(golds, str):
+                golds = [golds]
+            if not isinstance(golds, list) or not golds or not all(isinstance(g, (str, int, float)) for g in golds):
+                raise ValueError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
+            out.append(QAExample(str(row.get("id", lineno)), q, [str(g) for g in golds]))
+    return out
+
+
+def load_questions(name: str, corpus: Corpus | None = None, split: str = "train") -> list[QAExample]:
+    """`fanoutqa` (offline; pass wiki-vital as corpus to keep the answerable ones), the authors' `nq_hotpotqa_train`
+    (hub), or a path to a FlashRAG-style jsonl."""
+    if name == "fanoutqa":
+        return fanoutqa_subquestions(corpus)
+    if name == "nq_hotpotqa_train":
+        import datasets
+
+        ds = datasets.load_dataset(AUTHORS_TRAIN, split=split)
+        return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
+    if Path(name).exists():
+        return read_qa_jsonl(name)
+    raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train or a jsonl path")

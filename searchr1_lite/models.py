@@ -156,3 +156,62 @@ def load_model(name: str, dtype: Any = None, device: str | None = None, seed: in
         tok.pad_token = tok.eos_token
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tok
+
+
+def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lora_alpha: int = 32,
+                lora_dropout: float = 0.05, lora_targets: str | list[str] = "all-linear",
+                gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None):
+    """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, bf16 compute), LoRA.
+
+    The reference policy for the KL term is this model with its adapter disabled (`model.disable_adapter()`), so
+    no second copy is held. `adapter` loads a saved adapter (trainable) instead of a fresh one.
+    """
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    if quantization not in (None, "4bit"):
+        raise ValueError(f"quantization must be None or '4bit', not {quantization!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantization == "4bit":
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        compute = torch.bfloat16 if device == "cuda" else torch.float32
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                 bnb_4bit_compute_dtype=compute)
+        if name == "tiny-qwen2":  # random weights: save them once so they can be loaded quantised
+            folder = cache_dir("models") / "tiny-qwen2"
+            if not (folder / "config.json").exists():
+                m, t = _tiny_qwen2()
+                m.save_pretrained(folder)
+                t.save_pretrained(folder)
+        else:
+            folder = str(_smollm2_folder()) if name == "smollm2-135m-instruct" else resolve_hub_or_path(name)
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb, dtype=compute,
+                                                     device_map={"": device})
+        if device == "cpu":
+            # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first forward in eval mode without
+            # grad (our rollouts); that kernel has no backward, so later gradients are silently zero (and Qwen2's
+            # biased projections raise). A policy must stay trainable: keep the differentiable kernel.
+            from bitsandbytes.nn import Linear4bit
+
+            for module in model.modules():
+                if isinstance(module, Linear4bit):
+                    module.support_avx512bf16_for_cpu = False
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+    else:
+        model, tok = load_model(name, device=device)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    else:
+        lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=lora_targets,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return model, tok

@@ -1,0 +1,104 @@
+"""The training loop: config handling, a CPU run, exact resume, the 4-bit path, crash safety of checkpoints."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from searchr1_lite.cli import main
+from searchr1_lite.train import TrainConfig, latest_checkpoint, train
+
+TIMING = {"rollout_seconds", "update_seconds", "generated_tokens_per_s", "peak_memory_mb"}
+
+
+def even_share(trajectory, example):
+    """A reward that varies within a group for a random-weight model (EM is always 0 for it): the share of sampled
+    tokens with an even id. It makes the policy move, so the resume test compares weights that changed."""
+    ids = trajectory.sampled_ids()
+    return sum(i % 2 == 0 for i in ids) / max(1, len(ids))
+
+
+def _cfg(tmp_path, name, **kw):
+    return TrainConfig.load("configs/tiny-cpu.yaml", [f"output_dir={tmp_path / name}"] + [f"{k}={v}" for k, v in kw.items()])
+
+
+def _rows(run):
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown key 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        TrainConfig.load(bad)
+    with pytest.raises(ValueError, match="max_steps must be int, got 'three'"):
+        TrainConfig.load(None, ["max_steps=three"])
+    with pytest.raises(ValueError, match="expected key=value"):
+        TrainConfig.load(None, ["max_steps"])
+    cfg = TrainConfig.load("configs/qwen2.5-3b-qlora.yaml", ["learning_rate=2e-5", "quantization=null"])
+    assert cfg.learning_rate == 2e-5 and cfg.quantization is None and cfg.group_size == 5
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(_cfg(tmp_path, "straight"), reward_fn=even_share)
+    split = _cfg(tmp_path, "split")
+    train(split, stop_after=2, reward_fn=even_share)
+    assert latest_checkpoint(tmp_path / "split").name == "checkpoint-2"
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(split, reward_fn=even_share)
+    train(split, resume=True, reward_fn=even_share)
+    a = load_file(straight / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "split" / "adapter" / "adapter_model.safetensors")
+    first = load_file(straight / "checkpoint-1" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], first[k]) for k in a)  # the weights did move
+    assert _rows(straight) == _rows(tmp_path / "split") and len(_rows(straight)) == 4
+    assert all(r["skipped"] == 0 for r in _rows(straight)) and any(r["grad_norm"] > 0 for r in _rows(straight))
+
+
+def test_a_kill_during_checkpoint_write_leaves_the_last_one(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, "crash", max_steps=3)
+    train(cfg, stop_after=1, reward_fn=even_share)
+    import searchr1_lite.train as train_mod
+
+    def dies_midway(run, step, *a, **k):  # what a SIGKILL mid-save leaves: a half-written temp folder
+        (run / f".checkpoint-{step}.tmp1").mkdir()
+        (run / f".checkpoint-{step}.tmp1" / "state.pt").write_bytes(b"\x00partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, resume=True, reward_fn=even_share)
+    assert latest_checkpoint(tmp_path / "crash").name == "checkpoint-1"
+    monkeypatch.undo()
+    train(cfg, resume=True, reward_fn=even_share)  # resumes from step 1; the row of the lost step 2 is redone once
+    assert [r["step"] for r in _rows(tmp_path / "crash")] == [1, 2, 3]
+
+
+def test_4bit_lora_path_on_cpu(tmp_path):
+    """bitsandbytes NF4 runs on CPU: rollouts in 4-bit, then gradients that are really there (bitsandbytes' CPU fast
+    path, taken after an eval-mode forward, has no backward: load_policy keeps it off)."""
+    from bitsandbytes.nn import Linear4bit
+
+    run = train(_cfg(tmp_path, "q4", quantization="4bit", max_steps=2), reward_fn=even_share)
+    rows = _rows(run)
+    assert len(rows) == 2 and any(r["grad_norm"] > 0 for r in rows) and not any(r["skipped"] for r in rows)
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
+    from searchr1_lite.models import load_policy
+
+    model, _ = load_policy("tiny-qwen2", quantization="4bit", adapter=str(run / "adapter"))
+    assert isinstance(model.base_model.model.model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
+
+
+def test_cli_train_writes_metrics_checkpoint_and_adapter(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["train", "--config", "configs/tiny-cpu.yaml", "--set", "max_steps=2", f"output_dir={out}", "--merge"]) == 0
+    assert (out / "metrics.jsonl").exists() and (out / "checkpoint-2" / "state.pt").exists()
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")  # plain transformers, no peft
+    assert merged.config.model_type == "qwen2"
+    assert main(["train", "--config", "configs/tiny-cpu.yaml", "--set", "bogus=1"]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err
