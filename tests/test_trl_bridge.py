@@ -1,9 +1,6 @@
 """The TRL bridge: one real GRPOTrainer step on CPU with our rollout; inserted tokens carry no loss."""
 
-import os
 
-import pytest
-import torch
 
 from searchr1_lite.corpus import Passage
 from searchr1_lite.rollout import RolloutConfig
