@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
+
+from _child import forward_args, run_child
 
 
 def child(impl: str, batch: int, seq: int, repeats: int) -> dict:
@@ -57,12 +56,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.seq, args.repeats)))
         return
-    runs = {}
-    for impl in ("chunked", "naive"):
-        cmd = [sys.executable, __file__, "--child", impl, "--batch", str(args.batch), "--seq", str(args.seq),
-               "--repeats", str(args.repeats)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ}).stdout
-        runs[impl] = json.loads(out.strip().splitlines()[-1])
+    runs = {impl: run_child(__file__, impl, forward_args(args)) for impl in ("chunked", "naive")}
     c, n = runs["chunked"], runs["naive"]
     result = {"batch": args.batch, "seq": args.seq, "vocab": 151936, **runs,
               "memory_ratio": n["peak_mib_above_load"] / max(c["peak_mib_above_load"], 1e-9),

@@ -16,10 +16,10 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
+
+from _child import forward_args, run_child
 
 
 def _peak_mb() -> float:
@@ -89,12 +89,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_ours(args) if args.child == "ours" else run_trl(args)))
         return
-    results = {}
-    for variant in ("ours", "trl"):
-        cmd = [sys.executable, __file__, "--child", variant] + [
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "child"]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[variant] = json.loads(out.strip().splitlines()[-1])
+    results = {v: run_child(__file__, v, forward_args(args)) for v in ("ours", "trl")}
     ours, trl = results["ours"], results["trl"]
     summary = {"shape": {k: v for k, v in vars(args).items() if k != "child"}, **results,
                "time_ratio_ours_vs_trl": ours["step_seconds"] / trl["step_seconds"],
