@@ -86,6 +86,7 @@ class TrainConfig:
     samples_per_eval: int = 2
     seed: int = 0
     progress: bool = True
+    report_to: str = "none"  # none | tensorboard | wandb (their packages are not dependencies: install to use)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
@@ -210,6 +211,35 @@ def _rollout_config(cfg: TrainConfig, seed: int):
                          template=_template(cfg))
 
 
+class _Reporter:
+    """Optional mirror of the metrics rows to TensorBoard or Weights & Biases."""
+
+    def __init__(self, cfg: TrainConfig, run: Path):
+        self.kind, self.sink = cfg.report_to, None
+        try:
+            if self.kind == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.sink = SummaryWriter(str(run / "tensorboard"))
+            elif self.kind == "wandb":
+                import wandb
+
+                self.sink = wandb.init(project="searchr1-lite", dir=str(run), config=asdict(cfg), resume="allow")
+            elif self.kind != "none":
+                raise ValueError(f"report_to must be none, tensorboard or wandb, not {self.kind!r}")
+        except ImportError as e:
+            raise ValueError(f"report_to={self.kind} needs its package: pip install {self.kind} ({e})") from None
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.kind == "tensorboard":
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.sink.add_scalar(key, value, row["step"])
+            self.sink.flush()
+        elif self.kind == "wandb":
+            self.sink.log(row, step=row["step"])
+
+
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -256,6 +286,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    reporter = _Reporter(cfg, run)  # before the slow part: a missing package fails at once
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -372,6 +403,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                         f.write(json.dumps({"step": step, **s}) + "\n")
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            reporter.log(row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", searches=f"{row['searches_mean']:.1f}")
             if step % cfg.save_every == 0 or last or stop["now"]:

@@ -102,3 +102,14 @@ def test_cli_train_writes_metrics_checkpoint_and_adapter(tmp_path, capsys):
     assert merged.config.model_type == "qwen2"
     assert main(["train", "--config", "configs/tiny-cpu.yaml", "--set", "bogus=1"]) == 2
     assert "unknown key 'bogus'" in capsys.readouterr().err
+
+
+def test_report_to_names_the_missing_package(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ValueError, match="report_to=wandb needs its package: pip install wandb"):
+        train(_cfg(tmp_path, "wb", report_to="wandb", max_steps=1))
+    with pytest.raises(ValueError, match="report_to must be none, tensorboard or wandb"):
+        train(_cfg(tmp_path, "wb2", report_to="mlflow", max_steps=1))
