@@ -91,6 +91,36 @@ def cmd_train(args) -> None:
         print(f"merged model in {merge_adapter(run, run / 'merged')}")
 
 
+def cmd_eval(args) -> None:
+    from .corpus import load_corpus
+    from .data import load_eval_set
+    from .evaluate import evaluate
+    from .models import load_model, load_policy
+    from .rollout import RolloutConfig
+
+    retriever = _retriever_from_args(args) if (args.index or args.url) else None
+    if retriever is None and args.method != "direct":
+        raise ValueError("--method rag/search needs --index DIR or --url URL")
+    corpus = getattr(retriever, "corpus", None) or (load_corpus("wiki-vital") if "fanoutqa" in args.datasets else None)
+    data = {name: load_eval_set(name, args.limit, args.seed, corpus) for name in args.datasets.split(",")}
+    if args.adapter:
+        model, tok = load_policy(args.model, adapter=args.adapter)
+    else:
+        model, tok = load_model(args.model)
+    cfg = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens)
+    table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg, topk=args.k)
+    print(table.round(3).to_string())
+    if args.out:
+        table.to_csv(args.out)
+
+
+def cmd_plot(args) -> None:
+    from .plots import plot_dynamics
+
+    plot_dynamics(args.runs, out=args.out)
+    print(f"wrote {args.out}")
+
+
 def cmd_demo(args) -> None:
     """Until the training demo lands: build the bundled index and answer real questions through the retriever."""
     from .corpus import load_corpus
@@ -175,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this call")
     s.add_argument("--merge", action="store_true", help="also save the base model with the adapter merged in")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="EM of Direct / RAG / Search-R1 per dataset")
+    s.add_argument("--model", default="smollm2-135m-instruct")
+    s.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter)")
+    s.add_argument("--method", default="direct,rag,search", help="comma-separated: direct, rag, search")
+    s.add_argument("--datasets", default="fanoutqa", help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
+                   "2wikimultihopqa,musique,bamboogle (hub), fanoutqa (offline) or jsonl paths")
+    s.add_argument("--limit", type=int, default=None, help="random subset per dataset (seeded)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--index")
+    s.add_argument("--url")
+    s.add_argument("-k", type=int, default=3)
+    s.add_argument("--max-turns", type=int, default=4)
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--out", help="also write the table as CSV")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("plot", help="training dynamics of one or more runs, overlaid")
+    s.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
+    s.add_argument("--out", required=True, help="PNG file")
+    s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("demo", help="the main job on the embedded default (offline, CPU)")
     s.add_argument("--n", type=int, default=5, help="questions to show")

@@ -98,3 +98,27 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
     if Path(name).exists():
         return read_qa_jsonl(name)
     raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train or a jsonl path")
+
+
+# The seven test sets of the paper's table, in FlashRAG's hub copy (RUC-NLPIR/FlashRAG_datasets): config -> split
+FLASHRAG = "RUC-NLPIR/FlashRAG_datasets"
+EVAL_SETS = {"nq": "test", "triviaqa": "test", "popqa": "test", "hotpotqa": "dev", "2wikimultihopqa": "dev",
+             "musique": "dev", "bamboogle": "test"}
+
+
+def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Corpus | None = None) -> list[QAExample]:
+    """A test set by name (FlashRAG hub copy), `fanoutqa` (offline), or a local FlashRAG-format jsonl; with `limit`, a
+    seeded random subset (full test sets are large)."""
+    import random
+
+    if name in EVAL_SETS:
+        import datasets
+
+        ds = datasets.load_dataset(FLASHRAG, name, split=EVAL_SETS[name])
+        examples = [QAExample(str(r.get("id", i)), r["question"], [str(a) for a in r["golden_answers"]])
+                    for i, r in enumerate(ds)]
+    else:
+        examples = load_questions(name, corpus)
+    if limit is not None and limit < len(examples):
+        examples = random.Random(seed).sample(examples, limit)
+    return examples

@@ -1,6 +1,5 @@
-"""Pictures of what happened: trajectories with the masked spans shaded (HTML for notebooks, ANSI for terminals).
-
-Lesson 05 adds the training-dynamics plots here.
+"""Pictures of what happened: trajectories with the masked spans shaded (HTML for notebooks, ANSI for terminals),
+a browser over a run's saved samples, and training dynamics (reward, length, searches, KL, … vs step, runs overlaid).
 """
 
 from __future__ import annotations
@@ -65,3 +64,90 @@ def trajectory_ansi(t: Trajectory, tokenizer, show_prompt: bool = False, colour:
             text = f"[prompt: {n} tokens]\n"
         out.append(f"{_STYLE[kind][2]}{text}\033[0m" if colour else text)
     return "".join(out)
+
+
+# ---------------------------------------------------------------- training dynamics
+
+DYNAMICS = ("reward_mean", "em", "response_length_mean", "searches_mean", "valid_action_rate", "kl", "entropy",
+            "clip_fraction")
+
+
+def load_metrics(run):
+    """A run's metrics.jsonl as a DataFrame (one row per step)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no metrics; is {run} a run folder written by `searchr1-lite train`?")
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+
+
+def smooth(values, alpha: float = 0.3):
+    """Exponential moving average (alpha = weight of the newest point)."""
+    out, last = [], None
+    for v in values:
+        last = v if last is None else alpha * v + (1 - alpha) * last
+        out.append(last)
+    return out
+
+
+def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None):
+    """One panel per metric vs step; every run overlaid (raw points + smoothed line), with a legend.
+
+    `runs`: a run folder, a list of them, or {label: folder or DataFrame}. Returns the matplotlib Figure.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+
+    if not isinstance(runs, dict):
+        runs = {str(r): r for r in (runs if isinstance(runs, (list, tuple)) else [runs])}
+    frames = {label: (r if hasattr(r, "columns") else load_metrics(r)) for label, r in runs.items()}
+    metrics = [m for m in metrics if any(m in f.columns for f in frames.values())]
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for i, (label, frame) in enumerate(frames.items()):
+            if metric not in frame.columns:
+                continue
+            colour = f"C{i}"
+            data = frame[["step", metric]].dropna()
+            ax.plot(data["step"], data[metric], "o", color=colour, alpha=0.3, markersize=3)
+            ax.plot(data["step"], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    if out is not None:
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def browse_samples(run, min_reward: float | None = None, step: int | None = None, tokenizer=None) -> str:
+    """HTML of a run's saved sample trajectories (samples.jsonl), filtered by EM and step."""
+    import html
+    import json
+    from pathlib import Path
+
+    path = Path(run) / "samples.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = [r for r in rows if (min_reward is None or r["em"] >= min_reward) and (step is None or r["step"] == step)]
+    parts = []
+    for r in rows:
+        if tokenizer is not None:
+            t = Trajectory(r["question"], r["prompt_len"], r["ids"], r["gen_mask"], [0.0] * len(r["ids"]),
+                           answer=r["answer"])
+            parts.append(f"<p>step {r['step']} · EM {r['em']:g} · gold {html.escape(str(r['gold']))}</p>"
+                         + trajectory_html(t, tokenizer, show_prompt=False))
+        else:
+            parts.append(f"<p>step {r['step']} · EM {r['em']:g} · <b>{html.escape(r['question'])}</b></p>"
+                         f"<pre>{html.escape(r['text'])}</pre>")
+    return "\n".join(parts) or "<p>no samples match</p>"

@@ -1,0 +1,92 @@
+"""Evaluation as in the paper's table: Direct, RAG and Search-R1, exact match per dataset, beside the paper's numbers.
+
+- direct: the question alone; the model reasons and answers in one turn (the authors' no-search template).
+- rag: the top-k passages for the question are put in the prompt once; one turn (our wording of a RAG prompt).
+- search: the policy with the search loop (lesson 02), up to `max_turns` searches.
+All three decode greedily and read the answer from the generated `<answer>…</answer>` only.
+
+The paper's numbers come with the package (`reference/search_r1_paper_em.csv`): e5-base-v2 over 2018 Wikipedia, top 3,
+full test sets. A table made here says its own setting (model, retriever, corpus, subset size) beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from typing import Sequence
+
+import pandas as pd
+
+from .corpus import format_docs
+from .data import QAExample
+from .prompt import SEARCH_R1_INSTRUCTION
+from .reward import trajectory_reward
+from .rollout import RolloutConfig, rollout
+
+DIRECT_TEMPLATE = (
+    "Answer the given question. You should first have a reasoning process in mind and then provides the answer. "
+    "Show your reasoning in <think> </think> tags and return the final answer in <answer> </answer> tags, "
+    "for example <answer> Beijing </answer>. Question: {question}\n"
+)
+RAG_TEMPLATE = (
+    "Answer the given question with some potentially useful context. You should analyze the question carefully, "
+    "evaluate the given context (which may or may not be useful), and then generate an accurate and well-reasoned "
+    "response. Show your reasoning in <think> </think> tags and return the final answer in <answer> </answer> tags, "
+    "for example <answer> Beijing </answer>. {question}\n"
+)
+METHODS = ("direct", "rag", "search")
+
+
+def paper_table(model: str | None = None) -> pd.DataFrame:
+    """The paper's EM table (rows: model, method; columns: the seven datasets and avg)."""
+    with resources.files("searchr1_lite").joinpath("reference/search_r1_paper_em.csv").open() as f:
+        table = pd.read_csv(f)
+    return table[table["model"] == model] if model else table
+
+
+def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[QAExample]], retriever=None,
+                    config: RolloutConfig | None = None, topk: int = 3) -> tuple[pd.DataFrame, dict]:
+    """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if method in ("rag", "search") and retriever is None:
+        raise ValueError(f"method {method!r} needs a retriever")
+    base = dataclasses.replace(config or RolloutConfig(), temperature=0.0)
+    rows, trajectories = {}, {}
+    for name, examples in datasets.items():
+        questions = [e.question for e in examples]
+        if method == "direct":
+            cfg = dataclasses.replace(base, max_turns=0, template=DIRECT_TEMPLATE)
+        elif method == "rag":
+            hits = retriever.search(questions, topk)
+            questions = [f"Context: {format_docs(h).strip()}\nQuestion: {q}" for q, h in zip(questions, hits)]
+            cfg = dataclasses.replace(base, max_turns=0, template=RAG_TEMPLATE)
+        else:
+            cfg = dataclasses.replace(base, template=base.template or SEARCH_R1_INSTRUCTION)
+        result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg)
+        ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(result.trajectories, examples)]
+        rows[name] = sum(ems) / max(1, len(ems))
+        trajectories[name] = result.trajectories
+    table = pd.DataFrame([rows], index=[method])
+    table["avg"] = table.mean(axis=1)
+    return table, trajectories
+
+
+def evaluate(model, tokenizer, datasets: dict[str, Sequence[QAExample]], retriever=None,
+             methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int = 3) -> pd.DataFrame:
+    """One row per method, one column per dataset plus `avg` (EM, 0-1)."""
+    return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk)[0] for m in methods])
+
+
+def beside_paper(ours: pd.DataFrame, paper_model: str, setting: str) -> pd.DataFrame:
+    """Our rows and the paper's rows for `paper_model` on the datasets both have, with the setting named."""
+    paper = paper_table(paper_model).set_index("method").drop(columns="model")
+    paper = paper.rename(columns={"2wiki": "2wikimultihopqa"})
+    shared = [c for c in ours.columns if c in paper.columns and c != "avg"]
+    left = ours[shared].copy()
+    left.index = [f"{m} ({setting})" for m in ours.index]
+    right = paper[shared].copy()
+    right.index = [f"{m} (paper, {paper_model})" for m in paper.index]
+    both = pd.concat([left, right])
+    both["avg"] = both.mean(axis=1)
+    return both

@@ -1,0 +1,80 @@
+"""Evaluation tables on a scripted model; dataset loaders on local FlashRAG-format files (and a mocked hub)."""
+
+import json
+
+import pytest
+
+from searchr1_lite.data import QAExample, load_eval_set, read_qa_jsonl
+from searchr1_lite.evaluate import beside_paper, evaluate, paper_table
+from searchr1_lite.models import qwen25_tokenizer
+from searchr1_lite.scripted import ScriptedLM
+
+
+class OneRetriever:
+    def __init__(self):
+        self.calls = []
+
+    def search(self, queries, k=3):
+        from searchr1_lite.corpus import Passage
+
+        self.calls.append(list(queries))
+        return [[Passage("1", '"Paris"\nParis is the capital of France.')] for _ in queries]
+
+
+def test_em_table_shape_and_values_on_a_scripted_model():
+    tok = qwen25_tokenizer()
+    # rows: q1 answers right, q2 answers wrong, q3 searches then answers right (in the search method)
+    scripts = [["<answer> Paris </answer>"], ["<answer> Lyon </answer>"],
+               ["<search> capital of Italy </search>", "<answer> Rome </answer>"]]
+    model = ScriptedLM(tok, scripts)
+    data = {"toy": [QAExample("1", "Capital of France?", ["Paris"]), QAExample("2", "Capital of Spain?", ["Madrid"]),
+                    QAExample("3", "Capital of Italy?", ["Rome"])],
+            "one": [QAExample("4", "Capital of France?", ["paris"])]}
+    retriever = OneRetriever()
+    table = evaluate(model, tok, data, retriever)
+    assert list(table.index) == ["direct", "rag", "search"] and list(table.columns) == ["toy", "one", "avg"]
+    # direct / rag have one turn: row 3's search is not answered -> no answer; search answers it after one search
+    assert table.loc["direct", "toy"] == pytest.approx(1 / 3) and table.loc["search", "toy"] == pytest.approx(2 / 3)
+    assert table.loc["direct", "one"] == 1.0 and table.loc["search", "avg"] == pytest.approx((2 / 3 + 1) / 2)
+    assert ["capital of Italy"] in retriever.calls  # the search method searched
+    assert any(q.startswith("Capital of France") for q in retriever.calls[0])  # rag retrieved for the questions
+
+
+def test_paper_table_and_side_by_side():
+    paper = paper_table("qwen2.5-3b")
+    assert paper.set_index("method").loc["rag", "nq"] == 0.348 and len(paper) == 11
+    import pandas as pd
+
+    ours = pd.DataFrame([{"nq": 0.1, "hotpotqa": 0.2, "fanoutqa": 0.5}], index=["rag"])
+    both = beside_paper(ours, "qwen2.5-3b", "SmolLM2-135M, BM25 over wiki-vital, 50 questions")
+    assert list(both.columns) == ["nq", "hotpotqa", "avg"]
+    assert both.loc["rag (SmolLM2-135M, BM25 over wiki-vital, 50 questions)", "avg"] == pytest.approx(0.15)
+    assert both.loc["rag (paper, qwen2.5-3b)", "hotpotqa"] == 0.255
+
+
+def test_local_flashrag_files_and_subsampling(tmp_path):
+    path = tmp_path / "nq_test.jsonl"
+    rows = [{"id": f"test_{i}", "question": f"question {i}", "golden_answers": [f"a{i}", f"b{i}"]} for i in range(50)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    full = load_eval_set(str(path))
+    assert len(full) == 50 and full[3].answers == ["a3", "b3"] and full[3].id == "test_3"
+    sub = load_eval_set(str(path), limit=10, seed=1)
+    assert len(sub) == 10 and sub == load_eval_set(str(path), limit=10, seed=1) and sub != load_eval_set(str(path), limit=10, seed=2)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "golden_answers": []}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: 'golden_answers' must be a non-empty list"):
+        read_qa_jsonl(bad)
+
+
+def test_hub_sets_use_flashrag_names_and_splits(monkeypatch):
+    import datasets
+
+    asked = []
+
+    def fake_load(repo, name, split):
+        asked.append((repo, name, split))
+        return [{"id": "1", "question": "q?", "golden_answers": ["a"]}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert load_eval_set("hotpotqa")[0].answers == ["a"] and load_eval_set("bamboogle")
+    assert asked == [("RUC-NLPIR/FlashRAG_datasets", "hotpotqa", "dev"), ("RUC-NLPIR/FlashRAG_datasets", "bamboogle", "test")]
