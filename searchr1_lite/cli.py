@@ -122,34 +122,19 @@ def cmd_plot(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    """Until the training demo lands: build the bundled index and answer real questions through the retriever."""
-    from .corpus import load_corpus
-    from .data import fanoutqa_subquestions
-    from .offline import cache_dir
-    from .retrieval import LocalRetriever, answer_recall
-    from .reward import contains_answer
+    """The main job: a policy learns to search the synthetic world (see searchr1_lite/demo.py)."""
+    from .demo import DemoSettings, run_demo
 
-    start = time.perf_counter()
-    corpus = load_corpus("wiki-vital")
-    out = args.out or str(cache_dir("indexes") / "wiki-vital-bm25")
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    if args.steps is not None:
+        settings.train["max_steps"] = args.steps
+    settings.ablation = args.no_mask
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     try:
-        retriever = LocalRetriever.load(out, corpus)
-        print(f"loaded BM25 index of {len(corpus)} wiki-vital passages from {out}")
-    except (FileNotFoundError, ValueError):
-        retriever = LocalRetriever.build(corpus, "bm25")
-        retriever.save(out)
-        print(f"built BM25 index of {len(corpus)} wiki-vital passages in {out}")
-    examples = fanoutqa_subquestions(corpus)
-    shown = examples[: args.n]
-    for ex, hits in zip(shown, retriever.search([e.question for e in shown], 3)):
-        print(f"\nQ: {ex.question}   (gold: {ex.answers[0]})")
-        for rank, p in enumerate(hits, start=1):
-            mark = "✓" if contains_answer(p.contents, ex.answers) else " "
-            print(f"  {mark} {rank}. {p.title}: {p.text[:150]}{'…' if len(p.text) > 150 else ''}")
-    recall = answer_recall(retriever, [e.question for e in examples], [e.answers for e in examples])
-    table = ", ".join(f"{k} {v:.2f}" for k, v in recall.items())
-    print(f"\nBM25 over wiki-vital on {len(examples)} answerable FanOutQA sub-questions: {table}")
-    print(f"demo finished in {time.perf_counter() - start:.1f}s")
+        run_demo(out, settings, fresh=args.fresh)
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted: {e or 'run the same command again to resume'}", file=sys.stderr)
+        raise
 
 
 def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
@@ -227,9 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="PNG file")
     s.set_defaults(func=cmd_plot)
 
-    s = sub.add_parser("demo", help="the main job on the embedded default (offline, CPU)")
-    s.add_argument("--n", type=int, default=5, help="questions to show")
-    s.add_argument("--out", default=None, help="index folder (default: in the cache)")
+    s = sub.add_parser("demo", help="the main job: a 135M policy learns to search a synthetic world (CPU, offline)")
+    s.add_argument("--quick", action="store_true", help="a few minutes: small world, 3 steps (a first look; CI)")
+    s.add_argument("--no-mask", action="store_true",
+                   help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
+    s.add_argument("--steps", type=int, default=None, help="training steps (default 30; --quick 3)")
+    s.add_argument("--out", default=None, help="output folder (default runs/demo, or runs/demo-quick)")
+    s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .corpus import format_docs
 from .data import QAExample
-from .prompt import SEARCH_R1_INSTRUCTION
+from .prompt import SEARCH_R1_INSTRUCTION, SEARCH_R1_WITH_WORLD_EXAMPLES, WORLD_EXAMPLE_FACTS
 from .reward import trajectory_reward
 from .rollout import RolloutConfig, rollout
 
@@ -37,6 +37,25 @@ RAG_TEMPLATE = (
 METHODS = ("direct", "rag", "search")
 
 
+def _with_examples(template: str, examples: str) -> str:
+    slot = "Question: {question}" if "Question: {question}" in template else "{question}"
+    return template.replace(slot, "\n\n" + examples.replace("{", "{{").replace("}", "}}") + slot)
+
+
+# The same aid for every method on the synthetic world (the demo): the two single-hop worked examples of
+# `prompt.WORLD_EXAMPLES`, each in its method's own format, so Direct and RAG are not handicapped by the tag format.
+_DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
+                           for q, _, _, t, a in WORLD_EXAMPLE_FACTS)
+_RAG_EXAMPLES = "".join(f"Context: {format_docs(docs).strip()}\nQuestion: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
+                        for q, _, docs, t, a in WORLD_EXAMPLE_FACTS)
+TEMPLATES = {
+    "paper": {"direct": DIRECT_TEMPLATE, "rag": RAG_TEMPLATE, "search": SEARCH_R1_INSTRUCTION},
+    "world-examples": {"direct": _with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
+                       "rag": _with_examples(RAG_TEMPLATE, _RAG_EXAMPLES),
+                       "search": SEARCH_R1_WITH_WORLD_EXAMPLES},
+}
+
+
 def paper_table(model: str | None = None) -> pd.DataFrame:
     """The paper's EM table (rows: model, method; columns: the seven datasets and avg)."""
     with resources.files("searchr1_lite").joinpath("reference/search_r1_paper_em.csv").open() as f:
@@ -45,8 +64,13 @@ def paper_table(model: str | None = None) -> pd.DataFrame:
 
 
 def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[QAExample]], retriever=None,
-                    config: RolloutConfig | None = None, topk: int = 3) -> tuple[pd.DataFrame, dict]:
-    """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset."""
+                    config: RolloutConfig | None = None, topk: int = 3, style: str | None = None
+                    ) -> tuple[pd.DataFrame, dict]:
+    """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset.
+    `style` picks the three templates together (`paper`, or `world-examples` for the demo); None keeps the paper's
+    direct/RAG templates and the search template of `config`."""
+    if style is not None and style not in TEMPLATES:
+        raise ValueError(f"style must be one of {', '.join(TEMPLATES)}, not {style!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if method in ("rag", "search") and retriever is None:
@@ -55,14 +79,15 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
     rows, trajectories = {}, {}
     for name, examples in datasets.items():
         questions = [e.question for e in examples]
+        templates = TEMPLATES[style or "paper"]
         if method == "direct":
-            cfg = dataclasses.replace(base, max_turns=0, template=DIRECT_TEMPLATE)
+            cfg = dataclasses.replace(base, max_turns=0, template=templates["direct"])
         elif method == "rag":
             hits = retriever.search(questions, topk)
             questions = [f"Context: {format_docs(h).strip()}\nQuestion: {q}" for q, h in zip(questions, hits)]
-            cfg = dataclasses.replace(base, max_turns=0, template=RAG_TEMPLATE)
+            cfg = dataclasses.replace(base, max_turns=0, template=templates["rag"])
         else:
-            cfg = dataclasses.replace(base, template=base.template or SEARCH_R1_INSTRUCTION)
+            cfg = dataclasses.replace(base, template=templates["search"] if style else base.template or SEARCH_R1_INSTRUCTION)
         result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg)
         ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(result.trajectories, examples)]
         rows[name] = sum(ems) / max(1, len(ems))

@@ -84,18 +84,49 @@ def _token_logps_entropy(hidden: torch.Tensor, targets: torch.Tensor, lm_head, t
     return logp, entropy
 
 
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> int:
+    """Tokens every row starts with, stopping before any row's first loss position (so no prediction needs the
+    prefix's own hidden states). A GRPO group shares its whole prompt; the instruction is shared by all groups."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(0) & attention_mask.bool().all(0)  # [s]
+    n = int(same.long().cumprod(0).sum())
+    first_loss = [int(r.nonzero()[0]) for r in mask if r.any()]
+    return max(0, min([n, *[f - 1 for f in first_loss]]))
+
+
+def _backbone(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int) -> torch.Tensor:
+    """Hidden states `[b, s - prefix, h]` of positions prefix.. ; the first `prefix` tokens, the same in every row,
+    run once at batch size 1 and every row attends to that one copy (the gradient sums over rows, so it is exact)."""
+    decoder = model.get_decoder()
+    if prefix == 0:
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    from transformers import DynamicCache
+
+    rows = input_ids.shape[0]
+    cache = decoder(input_ids=input_ids[:1, :prefix], use_cache=True).past_key_values
+    expanded = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        expanded.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+    positions = torch.arange(prefix, input_ids.shape[1], device=input_ids.device).expand(rows, -1)
+    return decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=expanded,
+                   position_ids=positions, use_cache=True).last_hidden_state
+
+
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
-                   temperature: float = 1.0, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+                   temperature: float = 1.0, chunk: int = 512, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
 
-    The backbone runs once; the vocabulary projection runs only on masked positions, `chunk` tokens at a time,
-    under activation checkpointing, so float32 logits never exist for more than `chunk` tokens, forward or backward.
+    The backbone runs once (a prefix shared by all rows runs once, not once per row: `share_prefix`); the
+    vocabulary projection runs only on masked positions, `chunk` tokens at a time, under activation
+    checkpointing, so float32 logits never exist for more than `chunk` tokens, forward or backward.
     Positions with mask 0 (and position 0, which has no prediction) are 0.
     """
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, s, h]
+    prefix = shared_prefix_length(input_ids, attention_mask, mask) if share_prefix else 0
+    hidden = _backbone(model, input_ids, attention_mask, prefix)  # [b, s - prefix, h]
     lm_head = model.get_output_embeddings()
     sel = mask[:, 1:].bool()  # [b, s-1]: a token at t is predicted from position t-1
-    h = hidden[:, :-1][sel]  # [n, h]
+    h = hidden[:, :-1][sel[:, prefix:]]  # [n, h]
     targets = input_ids[:, 1:][sel]  # [n]
     parts = []
     for start in range(0, h.shape[0], chunk):

@@ -160,8 +160,12 @@ def load_model(name: str, dtype: Any = None, device: str | None = None, seed: in
 
 def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lora_alpha: int = 32,
                 lora_dropout: float = 0.05, lora_targets: str | list[str] = "all-linear",
-                gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None):
+                gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None,
+                lora_layers: int | None = None):
     """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, bf16 compute), LoRA.
+
+    `lora_layers=n` puts LoRA on the top n transformer layers only: nothing below them needs a gradient, so the
+    backward pass stops there (on a CPU the update's cost falls roughly in proportion).
 
     The reference policy for the KL term is this model with its adapter disabled (`model.disable_adapter()`), so
     no second copy is held. `adapter` loads a saved adapter (trainable) instead of a fresh one.
@@ -211,7 +215,14 @@ def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lo
     if adapter:
         model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
     else:
+        n_layers = model.config.num_hidden_layers
+        if lora_layers is not None and not 1 <= lora_layers <= n_layers:
+            raise ValueError(f"lora_layers must be between 1 and {n_layers} (the model's layers), not {lora_layers}")
+        layers = list(range(n_layers - lora_layers, n_layers)) if lora_layers else None
+        if layers and lora_targets == "all-linear":  # peft wants names with layers_to_transform
+            lora_targets = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                                   if isinstance(m, torch.nn.Linear) and ".layers." in n})
         lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=lora_targets,
-                          task_type="CAUSAL_LM")
+                          layers_to_transform=layers, task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     return model, tok

@@ -39,6 +39,7 @@ WORKED_EXAMPLE = (
     "<think> He was born in Vinci. </think>\n<answer> Vinci </answer>\n"
 )
 SEARCH_R1_WITH_EXAMPLE = SEARCH_R1_INSTRUCTION.replace("Question: {question}\n", WORKED_EXAMPLE + "Question: {question}\n")
+
 INVALID_ACTION_FEEDBACK = (
     "\nMy previous action is invalid. If I want to search, I should put the query between <search> and </search>. "
     "If I want to give the final answer, I should put the answer between <answer> and </answer>. Let me try again.\n"
@@ -53,19 +54,46 @@ def normalize_question(question: str) -> str:
     return question if question.endswith("?") else question + "?"
 
 
-def build_prompt(question: str, tokenizer=None, template: str = SEARCH_R1_INSTRUCTION, chat: bool = True) -> str:
-    """The text the policy starts from: instruction + question, in the tokenizer's chat template if it has one."""
+def build_prompt(question: str, tokenizer=None, template: str = SEARCH_R1_INSTRUCTION, chat: bool = True,
+                 response_prefix: str = "") -> str:
+    """The text the policy starts from: instruction + question, in the tokenizer's chat template if it has one,
+    then `response_prefix`: the start of the answer written for the model (e.g. "<think>", as R1-Zero-style
+    recipes do; part of the prompt, so never trained on). The paper uses none."""
     content = template.format(question=normalize_question(question))
     if chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
+        content = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
-    return content
+    return content + response_prefix
 
 
 def information_block(passages: Sequence[Passage]) -> str:
     """What is inserted after a search, exactly as the authors format it."""
     return f"\n\n<information>{format_docs(passages).strip()}</information>\n\n"
+
+
+# Deviation for the synthetic world (lesson 06 / `searchr1-lite demo`): two *single-hop* worked examples, formatted
+# exactly as a rollout is (the inserted block byte for byte). They show the tags and one search; searching twice for
+# a two-hop question is left for reinforcement learning to find. Names are not in any generated world.
+WORLD_EXAMPLE_FACTS = [  # (question, query, passages as (title, text), thought, answer)
+    ("Where was Anna Lind born?", "Anna Lind",
+     [("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
+      ("The Red Door", "The Red Door is a novel written by Ole Berg."), ("Umea", "Umea is a city in Sweden.")],
+     "Anna Lind was born in Kalmar.", "Kalmar"),
+    ("Who wrote The Red Door?", "The Red Door",
+     [("The Red Door", "The Red Door is a novel written by Ole Berg."),
+      ("The Blue Door", "The Blue Door is a poem written by Anna Lind."), ("Kalmar", "Kalmar is a city in Sweden.")],
+     "The Red Door was written by Ole Berg.", "Ole Berg"),
+]
+WORLD_EXAMPLE_FACTS = [(q, s, [Passage(str(i), f'"{t}"\n{x}') for i, (t, x) in enumerate(d)], th, a)
+                       for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
+WORLD_EXAMPLES = "".join(f"Question: {q}\n<think> I need to find {s}. </think>\n<search> {s} </search>"
+                         f"{information_block(d)}<think> {th} </think>\n<answer> {a} </answer>\n\n"
+                         for q, s, d, th, a in WORLD_EXAMPLE_FACTS)
+SEARCH_R1_WITH_WORLD_EXAMPLES = SEARCH_R1_INSTRUCTION.replace(
+    "Question: {question}\n", "\n\n" + WORLD_EXAMPLES.replace("{", "{{").replace("}", "}}") + "Question: {question}\n")
+TEMPLATES = {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE,
+             "world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES}
 
 
 @dataclass(frozen=True)

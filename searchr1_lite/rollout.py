@@ -44,6 +44,8 @@ class RolloutConfig:
     top_p: float = 0.95
     seed: int = 0
     template: str = SEARCH_R1_INSTRUCTION
+    response_prefix: str = ""  # text the response starts with, e.g. "<think>" (a deviation; paper: none)
+    chat: bool = True  # apply the tokenizer's chat template (the authors do); False = plain text completion
 
 
 @dataclass
@@ -125,6 +127,19 @@ class _Batch:
         self.unfed: list[list[int]] = [[] for _ in range(rows)]
 
     @torch.inference_mode()
+    def share_prefix(self, prefix: list[int]) -> None:
+        """Run a prefix that every row starts with once, at batch size 1, and give each row a copy of its cache.
+        The instruction and worked examples are most of a prompt: this saves (rows - 1) x len(prefix) tokens."""
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        if not hasattr(out.past_key_values, "batch_repeat_interleave"):  # a model without a KV cache: feed it all
+            return
+        self.cache = out.past_key_values
+        self.cache.batch_repeat_interleave(len(self.unfed))
+        self.attn = torch.ones(len(self.unfed), len(prefix), dtype=torch.long, device=self.device)
+        self.pos = [len(prefix)] * len(self.unfed)
+        self.unfed = [u[len(prefix) :] for u in self.unfed]
+
+    @torch.inference_mode()
     def feed(self) -> torch.Tensor:
         """Run every row's unfed tokens through the model (left-padded to one chunk); logits at the chunk's end."""
         width = max(1, max(len(u) for u in self.unfed))
@@ -146,6 +161,18 @@ class _Batch:
         )
         self.cache = out.past_key_values
         return out.logits[:, -1, :].float()  # [batch, vocab]
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest prefix all rows share, leaving every row at least one token of its own to feed."""
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]:
+            k += 1
+        n = k
+    return max(0, n)
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,8 +213,18 @@ def _observation_ids(tokenizer, block: str, cap: int) -> list[int]:
     head, rest = block.split("<information>", 1)
     body, tail = rest.rsplit("</information>", 1)
     enc = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
-    start, end = enc(head + "<information>"), enc("</information>" + tail)
+    start, end = enc(head + "<information>"), _ids_before_tag(tokenizer, "</information>" + tail)
     return start + enc(body)[: max(0, cap - len(start) - len(end))] + end
+
+
+def _ids_before_tag(tokenizer, text: str) -> list[int]:
+    """Ids of `text` as they come out when a tag follows it, which is what the policy writes next. Tokenised alone,
+    a trailing "\n\n" is one token (SmolLM2: 1116) that running text never puts before "<"; a small model that
+    sees that pair loses the thread (measured: after `</information>` it starts a new question instead of <think>)."""
+    ids = tokenizer(text + "<", add_special_tokens=False).input_ids
+    if ids and tokenizer.decode(ids[-1:]) == "<" and tokenizer.decode(ids[:-1]) == text:
+        return ids[:-1]
+    return tokenizer(text, add_special_tokens=False).input_ids
 
 
 def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | None,
@@ -202,12 +239,15 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     feedback_ids = tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids
     trajs = []
     for q in questions:
-        text = build_prompt(q, tokenizer, cfg.template)
-        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None)).input_ids
+        text = build_prompt(q, tokenizer, cfg.template, chat=cfg.chat, response_prefix=cfg.response_prefix)
+        ids = tokenizer(text, add_special_tokens=not (cfg.chat and getattr(tokenizer, "chat_template", None))).input_ids
         trajs.append(Trajectory(q, len(ids), list(ids), [0] * len(ids), [0.0] * len(ids)))
     batch = _Batch(model, pad_id, len(trajs))
     for i, t in enumerate(trajs):
         batch.unfed[i] = list(t.ids)
+    shared = _common_prefix([t.ids for t in trajs])
+    if len(trajs) > 1 and shared >= 16:
+        batch.share_prefix(trajs[0].ids[:shared])
     done = [False] * len(trajs)
     t_gen = t_search = 0.0
     n_generated = 0

@@ -47,10 +47,11 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str | list[str] = "all-linear"
+    lora_layers: int | None = None  # LoRA on the top n layers only: the backward pass stops there (CPU speed)
     gradient_checkpointing: bool = False
     # data and retrieval
-    questions: str = "fanoutqa"  # fanoutqa | nq_hotpotqa_train | path to jsonl
-    corpus: str = "wiki-vital"
+    questions: str = "fanoutqa"  # fanoutqa | nq_hotpotqa_train | path to jsonl | world[:seed=..,people=..]
+    corpus: str = "wiki-vital"  # wiki-vital | wiki-18 | path | world[:...] (the synthetic world's passages)
     index: str | None = None  # a saved index folder; None = build BM25 over `corpus` in memory
     retriever_url: str | None = None  # use a running retrieval service instead
     eval_fraction: float = 0.2  # held-out share of the questions
@@ -71,7 +72,9 @@ class TrainConfig:
     mask_inserted: bool = True  # False = the paper's ablation: inserted passages are trained on too
     format_bonus: float = 0.0
     # rollout (paper: 4 turns, 500 tokens a turn, 500-token passages, top 3, temperature 1, top-p 0.95)
-    template: str = "paper"  # paper | worked-example
+    template: str = "paper"  # paper | worked-example | world-examples
+    response_prefix: str = ""  # e.g. "<think>": the response starts with it (a deviation; paper: none)
+    chat_template: bool = True  # False = plain text completion (a deviation; the authors apply the chat template)
     max_turns: int = 2
     max_new_tokens: int = 64
     max_obs_tokens: int = 200
@@ -183,13 +186,24 @@ def _make_retriever(cfg: TrainConfig):
     if cfg.index:
         retriever = LocalRetriever.load(cfg.index)
         return retriever, retriever.corpus
-    corpus = load_corpus(cfg.corpus)
+    if cfg.corpus.startswith("world"):
+        from .world import load_world
+
+        corpus = load_world(cfg.corpus).corpus
+    else:
+        corpus = load_corpus(cfg.corpus)
     return LocalRetriever.build(corpus, "bm25"), corpus
 
 
 def split_questions(cfg: TrainConfig, corpus) -> tuple[list, list]:
+    """(train, held-out) questions: a world's own train/dev splits (by entity), else a seeded `eval_fraction` cut."""
     from .data import load_questions
 
+    if cfg.questions.startswith("world"):
+        from .world import load_world
+
+        world = load_world(cfg.questions)
+        return world.splits["train"], world.splits["dev"]
     examples = load_questions(cfg.questions, corpus if cfg.questions == "fanoutqa" else None)
     order = list(range(len(examples)))
     random.Random(cfg.seed).shuffle(order)
@@ -198,9 +212,11 @@ def split_questions(cfg: TrainConfig, corpus) -> tuple[list, list]:
 
 
 def _template(cfg: TrainConfig) -> str:
-    from .prompt import SEARCH_R1_INSTRUCTION, SEARCH_R1_WITH_EXAMPLE
+    from .prompt import TEMPLATES
 
-    return {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE}[cfg.template]
+    if cfg.template not in TEMPLATES:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, not {cfg.template!r}")
+    return TEMPLATES[cfg.template]
 
 
 def _rollout_config(cfg: TrainConfig, seed: int):
@@ -208,7 +224,8 @@ def _rollout_config(cfg: TrainConfig, seed: int):
 
     return RolloutConfig(max_turns=cfg.max_turns, max_new_tokens=cfg.max_new_tokens, max_obs_tokens=cfg.max_obs_tokens,
                          topk=cfg.topk, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed,
-                         template=_template(cfg))
+                         template=_template(cfg), response_prefix=cfg.response_prefix,
+                         chat=cfg.chat_template)
 
 
 class _Reporter:
@@ -293,7 +310,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     model, tokenizer = load_policy(
         cfg.model, quantization=cfg.quantization, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout, lora_targets=cfg.lora_targets, gradient_checkpointing=cfg.gradient_checkpointing,
-        adapter=str(checkpoint / "adapter") if checkpoint else None)
+        lora_layers=cfg.lora_layers, adapter=str(checkpoint / "adapter") if checkpoint else None)
     params = [p for p in model.parameters() if p.requires_grad]
     if torch.cuda.is_available():
         import bitsandbytes as bnb
@@ -393,6 +410,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "lr": lr, "rollout_seconds": rollout_s, "update_seconds": update_s,
                 "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
                 "peak_memory_mb": _peak_memory_mb(),
+                **_by_hops(ts, examples, ems),
             }
             last = step == cfg.max_steps or (stop_after is not None and steps_this_call >= stop_after)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
@@ -420,6 +438,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if step == cfg.max_steps:
         model.save_pretrained(run / "adapter")
     return run
+
+
+def _by_hops(ts, examples, ems) -> dict[str, float]:
+    """Searches and EM per number of hops, for questions that say theirs (the synthetic world's)."""
+    out = {}
+    for hops in sorted({e.meta.get("hops") for e in examples} - {None}):
+        rows = [(t, em) for t, e, em in zip(ts, examples, ems) if e.meta.get("hops") == hops]
+        out[f"searches_{hops}hop"] = sum(t.searches for t, _ in rows) / len(rows)
+        out[f"em_{hops}hop"] = sum(em for _, em in rows) / len(rows)
+    return out
 
 
 def _as_python_rng(state: list) -> tuple:

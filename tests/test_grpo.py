@@ -234,3 +234,32 @@ def test_kl_to_the_reference_is_the_model_with_its_adapter_off(tiny):
     fresh = load_model("tiny-qwen2", device="cpu")[0]
     with torch.no_grad():
         torch.testing.assert_close(ref, token_logprobs(fresh, ids, attn, gen)[0])  # adapter off = the base model
+
+
+def test_shared_prefix_forward_gives_the_same_logprobs_and_gradient():
+    """A GRPO group's prompt runs once (batch 1) and every row attends to it: exact, gradient included."""
+    from searchr1_lite.grpo import shared_prefix_length
+    from searchr1_lite.models import load_policy
+
+    torch.manual_seed(0)
+    model, tok = load_policy("smollm2-135m-instruct", lora_layers=4, lora_dropout=0.0, device="cpu")
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)  # a trained-looking adapter, so the prefix depends on it
+    prompt = tok("Answer the question. Question: where is the tower?").input_ids
+    rows = [prompt + tok(s).input_ids for s in (" It is in Paris, near the river.", " Rome.", " I do not know it")]
+    width = max(map(len, rows))
+    ids = torch.full((3, width), tok.pad_token_id)
+    attn, mask = torch.zeros(3, width, dtype=torch.long), torch.zeros(3, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], attn[i, : len(r)], mask[i, len(prompt) : len(r)] = torch.tensor(r), 1, 1
+    assert shared_prefix_length(ids, attn, mask) == len(prompt) - 1
+    got = {}
+    for share in (False, True):
+        model.zero_grad()
+        logp, _ = token_logprobs(model, ids, attn, mask, share_prefix=share)
+        logp.sum().backward()
+        got[share] = logp.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+    torch.testing.assert_close(got[True][0], got[False][0], atol=5e-5, rtol=0)
+    torch.testing.assert_close(got[True][1], got[False][1], atol=1e-4 * got[False][1].abs().max().item(), rtol=0)
+    assert got[False][1].abs().max() > 0

@@ -5,7 +5,7 @@ import torch
 
 from searchr1_lite.corpus import Passage
 from searchr1_lite.models import load_model, qwen25_tokenizer
-from searchr1_lite.prompt import INVALID_ACTION_FEEDBACK, build_prompt
+from searchr1_lite.prompt import INVALID_ACTION_FEEDBACK, build_prompt, information_block
 from searchr1_lite.reward import trajectory_reward
 from searchr1_lite.rollout import RolloutConfig, rollout
 from searchr1_lite.scripted import ScriptedLM
@@ -130,3 +130,33 @@ def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
     cfg = RolloutConfig(max_turns=2, max_new_tokens=32, temperature=1.0, seed=1)
     res = rollout(model, tok, ["Who painted the Mona Lisa?", "What is the capital of France?"], bm25_retriever, cfg)
     _check_masks(res, tok, cfg.temperature, model)
+
+
+@pytest.mark.slow
+def test_shared_prompt_prefix_changes_nothing_but_speed(bm25_retriever):
+    """Rows that share a prompt prefix run it once; greedy ids and log-probs equal rolling each row alone."""
+    from searchr1_lite.prompt import SEARCH_R1_WITH_WORLD_EXAMPLES
+
+    model, tok = load_model("smollm2-135m-instruct", device="cpu")
+    cfg = RolloutConfig(max_turns=1, max_new_tokens=24, temperature=0.0, template=SEARCH_R1_WITH_WORLD_EXAMPLES,
+                        response_prefix="<think>", chat=False)
+    questions = ["Who painted the Mona Lisa?", "Where is the Louvre?"]
+    together = rollout(model, tok, questions, bm25_retriever, cfg)
+    alone = [rollout(model, tok, [q], bm25_retriever, cfg).trajectories[0] for q in questions]
+    for a, b in zip(together.trajectories, alone):
+        assert a.ids == b.ids and a.gen_mask == b.gen_mask
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+
+
+def test_inserted_block_ends_on_the_token_boundary_running_text_has():
+    """Tokenised alone, "…</information>\\n\\n" ends in one "\\n\\n" token that never precedes "<" in running text;
+    the block is cut as in the text the policy will continue, so the worked examples and a rollout agree."""
+    from searchr1_lite.models import load_model as _load
+    from searchr1_lite.rollout import _observation_ids
+
+    _, tok = _load("smollm2-135m-instruct", device="cpu")
+    block = information_block([Passage("1", "\"Kalmar\"\nKalmar is a city in Sweden.")])
+    ids = _observation_ids(tok, block, 500)
+    assert tok.decode(ids) == block
+    running = tok(block + "<think>", add_special_tokens=False).input_ids
+    assert running[: len(ids)] == ids

@@ -1,0 +1,223 @@
+"""`searchr1-lite demo`: the paper's claims in miniature, on a CPU, offline, in under half an hour.
+
+    world (seeded) -> BM25 index -> Direct / RAG / Search (untrained) on held-out test questions
+    -> masked GRPO with LoRA on SmolLM2-135M -> the trained policy on the same test questions
+    [-> the same training with inserted tokens trained on (--no-mask ablation)]
+    -> runs/demo/: report.md (tables), dynamics.png, samples.html, metrics and per-question results
+
+Every stage writes its result before the next starts and is skipped when its result is already there, so an
+interrupted demo (Ctrl-C, a closed laptop) goes on where it stopped when run again; training itself resumes from its
+last checkpoint. `--fresh` starts over.
+
+Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
+two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
+token boundary after inserted blocks (rollout._ids_before_tag), temperature 0.7, no KL term, LoRA on the top 15 of
+30 layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .data import QAExample
+from .train import TrainConfig
+
+STAGES = ("world", "baselines", "train", "train-no-mask", "evaluate", "report")
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of one demo. `quick()` is the few-minute first look (and what CI runs)."""
+
+    world: str = "world:seed=0,people=240"
+    test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop)
+    train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 30})
+    ablation: bool = False  # also train with inserted tokens in the loss (--no-mask)
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        return cls(world="world:seed=0,people=60", test_per_kind=6,
+                   train={"max_steps": 3, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 32,
+                          "max_turns": 2, "eval_size": 4})
+
+
+# The training recipe of the demo; configs/world-cpu.yaml holds the same values for `searchr1-lite train`.
+DEMO_TRAIN: dict[str, Any] = {
+    "model": "smollm2-135m-instruct", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_layers": 15,
+    "questions": "world", "corpus": "world", "template": "world-examples", "response_prefix": "<think>",
+    "chat_template": False, "max_steps": 30, "prompts_per_step": 4, "group_size": 8, "learning_rate": 3e-4,
+    "beta": 0.0, "temperature": 0.7, "max_turns": 3, "max_new_tokens": 40, "max_obs_tokens": 120,
+    "micro_batch_size": 8, "eval_size": 16,
+}
+
+
+def train_config(settings: DemoSettings, out: Path, mask: bool = True) -> TrainConfig:
+    values = {**DEMO_TRAIN, **settings.train}
+    values.update(questions=settings.world, corpus=settings.world, mask_inserted=mask,
+                  output_dir=str(out / ("train" if mask else "train-no-mask")))
+    return TrainConfig.from_dict(values, "demo settings")
+
+
+def held_out_set(world, per_kind: int, seed: int = 0) -> dict[str, list[QAExample]]:
+    """A seeded, balanced subset of the world's test split: `per_kind` single-hop and two-hop questions."""
+    rng = random.Random(seed)
+    out = {}
+    for name, hops in (("single-hop", 1), ("two-hop", 2)):
+        pool = world.questions("test", hops)
+        out[name] = rng.sample(pool, min(per_kind, len(pool)))
+    return out
+
+
+def _results(trajectories: dict, datasets: dict[str, list[QAExample]]) -> list[dict[str, Any]]:
+    from .reward import trajectory_reward
+
+    rows = []
+    for name, examples in datasets.items():
+        for t, e in zip(trajectories[name], examples):
+            rows.append({"kind": name, "id": e.id, "question": e.question, "gold": e.answers, "answer": t.answer,
+                         "em": trajectory_reward(t.answer, e.answers), "searches": t.searches,
+                         "queries": t.queries, "response_length": t.response_length,
+                         "well_formed": t.well_formed})
+    return rows
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from .offline import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(value, indent=1).encode())
+
+
+def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None, fresh: bool = False,
+             progress: bool = True, log=print) -> Path:
+    """Run (or finish) the demo in `out`; returns the path of report.md."""
+    import torch
+
+    from .evaluate import evaluate_method
+    from .models import load_model, load_policy
+    from .retrieval import LocalRetriever
+    from .rollout import RolloutConfig
+    from .train import _rollout_config, train
+    from .world import load_world
+
+    settings = settings or DemoSettings()
+    out = Path(out)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "settings.json"
+    if saved.exists() and json.loads(saved.read_text()) != dataclasses.asdict(settings):
+        raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
+    _write_json(saved, dataclasses.asdict(settings))
+    timings: dict[str, float] = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    start_all = time.perf_counter()
+
+    def stage(name: str):
+        log(f"\n== {name} ==")
+        return time.perf_counter()
+
+    def done(name: str, t0: float) -> None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        _write_json(out / "timings.json", timings)
+
+    # 1. the world and its index
+    t0 = stage("world")
+    world = load_world(settings.world)
+    (out / "world").mkdir(exist_ok=True)
+    world.corpus.save(out / "world" / "corpus.jsonl")
+    for split, rows in world.splits.items():
+        lines = [json.dumps({"id": q.id, "question": q.question, "golden_answers": q.answers, **q.meta}) for q in rows]
+        (out / "world" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    retriever = LocalRetriever.build(world.corpus, "bm25")
+    tests = held_out_set(world, settings.test_per_kind)
+    log(f"{world.describe()}; test set: " + ", ".join(f"{len(v)} {k}" for k, v in tests.items()))
+    done("world", t0)
+
+    cfg = train_config(settings, out)
+    rcfg: RolloutConfig = dataclasses.replace(_rollout_config(cfg, cfg.seed), temperature=0.0)
+    evals = out / "eval"
+    evals.mkdir(exist_ok=True)
+
+    def evaluate_into(name: str, model, tokenizer, method: str) -> None:
+        path = evals / f"{name}.json"
+        if path.exists():
+            log(f"{name}: done before ({path})")
+            return
+        t = time.perf_counter()
+        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, rcfg, cfg.topk,
+                                          style="world-examples")
+        rows = _results(trajectories, tests)
+        _write_json(path, {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
+        with open(evals / f"{name}.samples.html", "w") as f:
+            f.write(_samples_html(trajectories, tests, tokenizer, name))
+        log(f"{name}: EM {sum(r['em'] for r in rows) / len(rows):.2f}, "
+            f"searches {sum(r['searches'] for r in rows) / len(rows):.2f} ({time.perf_counter() - t:.0f}s)")
+
+    # 2. baselines with the untrained model
+    t0 = stage("baselines: Direct, RAG, Search (untrained)")
+    if not all((evals / f"{n}.json").exists() for n in ("direct", "rag", "search-untrained")):
+        model, tokenizer = load_model(cfg.model)
+        model.eval()
+        for name, method in (("direct", "direct"), ("rag", "rag"), ("search-untrained", "search")):
+            evaluate_into(name, model, tokenizer, method)
+        del model
+    else:
+        log(f"done before ({evals}/direct.json, rag.json, search-untrained.json)")
+    done("baselines", t0)
+
+    # 3. training (and the ablation), resumable
+    runs = [(cfg, "search-r1-lite")]
+    if settings.ablation:
+        runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
+    for run_cfg, name in runs:
+        t0 = stage(f"train ({'masked' if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
+        run = Path(run_cfg.output_dir)
+        if not (run / "adapter").exists():
+            run_cfg.progress = progress
+            train(run_cfg, resume=(run / "latest").exists())
+        else:
+            log(f"done before ({run})")
+        done(f"train-{name}", t0)
+        if not (run / "adapter").exists():  # interrupted: train() saved a checkpoint; stop here, resumable
+            raise KeyboardInterrupt(f"training stopped; run the demo again to resume from {run}")
+        t0 = stage(f"evaluate {name}")
+        if not (evals / f"{name}.json").exists():
+            model, tokenizer = load_policy(run_cfg.model, adapter=str(run / "adapter"), lora_layers=run_cfg.lora_layers,
+                                           device="cpu" if not torch.cuda.is_available() else None)
+            model.eval()
+            evaluate_into(name, model, tokenizer, "search")
+            del model
+        else:
+            log(f"done before ({evals / f'{name}.json'})")
+        done(f"evaluate-{name}", t0)
+
+    # 4. report
+    t0 = stage("report")
+    from .report import write_report
+
+    timings["total (this call)"] = time.perf_counter() - start_all
+    report = write_report(out, settings, [Path(c.output_dir) for c, _ in runs])
+    done("report", t0)
+    log(f"\nwrote {report}\ndemo finished in {time.perf_counter() - start_all:.0f}s "
+        f"(stages: {', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total (this call)')})")
+    return report
+
+
+def _samples_html(trajectories: dict, datasets: dict[str, list[QAExample]], tokenizer, title: str, per_kind: int = 4) -> str:
+    from .plots import trajectory_html
+    from .reward import trajectory_reward
+
+    parts = [f"<html><meta charset='utf-8'><body><h1>{title}</h1>"]
+    for name, examples in datasets.items():
+        parts.append(f"<h2>{name}</h2>")
+        for t, e in list(zip(trajectories[name], examples))[:per_kind]:
+            em = trajectory_reward(t.answer, e.answers)
+            parts.append(f"<p><b>gold:</b> {e.answers[0]} — <b>EM {em:.0f}</b></p>")
+            parts.append(trajectory_html(t, tokenizer, reward=em, show_prompt=False))
+    return "\n".join(parts) + "</body></html>"

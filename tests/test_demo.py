@@ -1,0 +1,111 @@
+"""`searchr1-lite demo --quick` end to end: the report's structure, and that its numbers are the run's own."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from searchr1_lite.cli import main
+from searchr1_lite.demo import DEMO_TRAIN, DemoSettings, held_out_set, run_demo
+from searchr1_lite.report import METHOD_LABELS, parse_table, summarize, write_report
+from searchr1_lite.world import load_world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_recipe_and_config_file_agree():
+    values = yaml.safe_load((ROOT / "configs" / "world-cpu.yaml").read_text())
+    values.pop("output_dir")
+    assert {k: (float(v) if isinstance(v, float) else v) for k, v in values.items()} == DEMO_TRAIN
+
+
+def test_test_set_is_balanced_seeded_and_held_out():
+    world = load_world("world:people=60")
+    a, b = held_out_set(world, 5), held_out_set(world, 5)
+    assert [q.id for q in a["two-hop"]] == [q.id for q in b["two-hop"]]
+    assert {q.meta["hops"] for q in a["single-hop"]} == {1} and {q.meta["hops"] for q in a["two-hop"]} == {2}
+    train_people = {q.meta["person"] for q in world.splits["train"]}
+    assert not {q.meta["person"] for qs in a.values() for q in qs} & train_people
+
+
+def _recomputed(run: Path) -> dict[str, dict[str, float]]:
+    """EM and searches per kind, straight from the per-question rows (independent of report.py)."""
+    out = {}
+    for name in METHOD_LABELS:
+        path = run / "eval" / f"{name}.json"
+        if path.exists():
+            rows = json.loads(path.read_text())["rows"]
+            by = lambda kind, key: sum(r[key] for r in rows if r["kind"] == kind) / sum(r["kind"] == kind for r in rows)  # noqa: E731
+            out[METHOD_LABELS[name]] = [by("single-hop", "em"), by("two-hop", "em"), sum(r["em"] for r in rows) / len(rows),
+                                        by("single-hop", "searches"), by("two-hop", "searches")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "quick"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_demo_writes_report_plots_and_samples(quick_run):
+    report = (quick_run / "report.md").read_text()
+    for heading in ("## Exact match on held-out questions", "## The paper's claims, in miniature",
+                    "## Training dynamics", "## Deviations from the paper"):
+        assert heading in report
+    table = parse_table(report)
+    assert set(table) == {METHOD_LABELS[k] for k in ("direct", "rag", "search-untrained", "search-r1-lite")}
+    assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
+    metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, DemoSettings.quick().train["max_steps"] + 1))
+    assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
+    assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
+    assert re.search(r"\| searches per question rise during training .*\| (met|\*\*not met\*\*) \|", report)
+    # the world a user can open
+    assert (quick_run / "world" / "corpus.jsonl").exists() and (quick_run / "world" / "test.jsonl").exists()
+
+
+def test_report_numbers_are_the_runs_own(quick_run):
+    table = parse_table((quick_run / "report.md").read_text())
+    recomputed = _recomputed(quick_run)
+    for label, numbers in table.items():
+        assert numbers == pytest.approx(recomputed[label], abs=6e-3), label
+    summary = json.loads((quick_run / "summary.json").read_text())
+    rows = json.loads((quick_run / "eval" / "rag.json").read_text())["rows"]
+    assert summary["methods"]["rag"] == pytest.approx(summarize(rows))
+
+
+def test_report_follows_its_inputs(quick_run, tmp_path):
+    """Change one question's result: the table changes with it (no number is a constant)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_run, copy)
+    path = copy / "eval" / "direct.json"
+    data = json.loads(path.read_text())
+    first = data["rows"][0]
+    first["em"] = 1.0 - first["em"]
+    path.write_text(json.dumps(data))
+    runs = [copy / "train"]
+    write_report(copy, DemoSettings.quick(), runs)
+    before = parse_table((quick_run / "report.md").read_text())[METHOD_LABELS["direct"]]
+    after = parse_table((copy / "report.md").read_text())[METHOD_LABELS["direct"]]
+    assert after != before and after == pytest.approx(_recomputed(copy)[METHOD_LABELS["direct"]], abs=6e-3)
+
+
+def test_demo_resumes_without_redoing_work(quick_run, capsys):
+    report_before = (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3]
+    run_demo(quick_run, DemoSettings.quick())
+    said = capsys.readouterr().out
+    assert said.count("done before") == 3 and ": EM " not in said  # baselines, training, its evaluation
+    assert (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3] == report_before
+
+
+def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
+    other = DemoSettings.quick()
+    other.test_per_kind += 1
+    with pytest.raises(FileExistsError, match="other settings"):
+        run_demo(quick_run, other)

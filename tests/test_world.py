@@ -1,0 +1,90 @@
+"""The synthetic world: deterministic, answers reachable in exactly the stated number of hops, splits by entity."""
+
+import re
+
+import pytest
+
+from searchr1_lite.retrieval import LocalRetriever
+from searchr1_lite.reward import contains_answer, normalize_answer
+from searchr1_lite.world import load_world, make_world, parse_world_spec
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(seed=3, people=120)
+
+
+def _mentions(text: str, titles: list[str]) -> list[str]:
+    return [t for t in titles if re.search(rf"\b{re.escape(t)}\b", text)]
+
+
+def hops_needed(world, question: str, answers: list[str]) -> int | None:
+    """Follow titles from the question: 1 if a passage it names holds the answer, 2 if a passage named there does."""
+    by_title = {p.title: p for p in world.corpus}
+    titles = sorted(by_title, key=len, reverse=True)
+    first = [by_title[t] for t in _mentions(question, titles)]
+    if any(contains_answer(p.text, answers) for p in first):
+        return 1
+    for p in first:
+        for t in _mentions(p.text, titles):
+            if t != p.title and contains_answer(by_title[t].text, answers):
+                return 2
+    return None
+
+
+def test_same_seed_same_world_other_seed_other_world():
+    a, b, c = make_world(seed=1, people=60), make_world(seed=1, people=60), make_world(seed=2, people=60)
+    assert a.corpus.checksum == b.corpus.checksum
+    assert [q.question for q in a.splits["test"]] == [q.question for q in b.splits["test"]]
+    assert a.corpus.checksum != c.corpus.checksum
+
+
+def test_every_answer_is_reachable_in_the_stated_hops(world):
+    for split, questions in world.splits.items():
+        for q in questions:
+            assert hops_needed(world, q.question, q.answers) == q.meta["hops"], (split, q)
+
+
+def test_no_answer_appears_in_its_question(world):
+    for questions in world.splits.values():
+        for q in questions:
+            assert all(normalize_answer(a) not in normalize_answer(q.question) for a in q.answers), q
+
+
+def test_splits_are_by_person(world):
+    people = {s: {q.meta["person"] for q in qs} for s, qs in world.splits.items()}
+    assert not people["train"] & people["test"] and not people["train"] & people["dev"]
+    assert not people["dev"] & people["test"]
+    # a test person is never named in a training question or answer
+    train_text = " ".join(q.question + " " + " ".join(q.answers) for q in world.splits["train"])
+    assert not any(p in train_text for p in people["test"])
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+def test_two_hop_share(share):
+    w = make_world(seed=0, people=100, two_hop_share=share)
+    qs = [q for s in w.splits.values() for q in s]
+    got = sum(q.meta["hops"] == 2 for q in qs) / len(qs)
+    assert abs(got - share) < 0.03
+
+
+def test_one_retrieval_finds_single_hop_answers_not_two_hop(world):
+    """What the demo rests on: RAG's one retrieval with the question answers single-hop questions, rarely two-hop."""
+    retriever = LocalRetriever.build(world.corpus, "bm25")
+    recall = {}
+    for hops in (1, 2):
+        qs = world.questions("train", hops)
+        hits = retriever.search([q.question for q in qs], 3)
+        recall[hops] = sum(any(contains_answer(p.contents, q.answers) for p in h) for q, h in zip(qs, hits)) / len(qs)
+    assert recall[1] >= 0.9 and recall[2] <= 0.3, recall
+
+
+def test_world_spec():
+    assert parse_world_spec("world") == {}
+    assert parse_world_spec("world:seed=2, people=50,two_hop_share=0.7") == {"seed": 2, "people": 50, "two_hop_share": 0.7}
+    assert len(load_world("world:people=30").corpus) > 30
+    for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"), ("world:people=many", "must be int")]:
+        with pytest.raises(ValueError, match=says):
+            parse_world_spec(bad)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        make_world(two_hop_share=1.5)
