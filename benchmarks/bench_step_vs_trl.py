@@ -7,7 +7,7 @@ On CPU the shapes are small (`--model tiny-qwen2` or `smollm2-135m-instruct`). T
 benchmark is meant for (4-bit + LoRA r=16, gradient checkpointing, 8 prompts x group 5, 1,024-token trajectories,
 goal <= 14 GB on a 16 GB GPU) needs a GPU and is not measured yet.
 
-    python benchmarks/bench_train_step.py [--model smollm2-135m-instruct] [--prompts 2] [--group 4] [--tokens 32]
+    python benchmarks/bench_step_vs_trl.py [--model smollm2-135m-instruct] [--prompts 2] [--group 4] [--tokens 32]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--turns", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=32, help="new tokens a turn")
-    ap.add_argument("--micro-batch", type=int, default=1)
+    ap.add_argument("--micro-batch", type=int, default=4, help="rows a forward; a whole group shares its prompt prefix")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
