@@ -72,7 +72,7 @@ def information_block(passages: Sequence[Passage]) -> str:
     return f"\n\n<information>{format_docs(passages).strip()}</information>\n\n"
 
 
-# Deviation for the synthetic world (lesson 06 / `searchr1-lite demo`): two *single-hop* worked examples, formatted
+# Deviation for the synthetic world (`searchr1-lite demo`): two *single-hop* worked examples, formatted
 # exactly as a rollout is (the inserted block byte for byte). They show the tags and one search; searching twice for
 # a two-hop question is left for reinforcement learning to find. Names are not in any generated world.
 WORLD_EXAMPLE_FACTS = [  # (question, query, passages as (title, text), thought, answer)
