@@ -77,9 +77,9 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
         raise ValueError(f"method {method!r} needs a retriever")
     base = dataclasses.replace(config or RolloutConfig(), temperature=0.0)
     rows, trajectories = {}, {}
+    templates = TEMPLATES[style or "paper"]
     for name, examples in datasets.items():
         questions = [e.question for e in examples]
-        templates = TEMPLATES[style or "paper"]
         if method == "direct":
             cfg = dataclasses.replace(base, max_turns=0, template=templates["direct"])
         elif method == "rag":

@@ -75,7 +75,7 @@ def information_block(passages: Sequence[Passage]) -> str:
 # Deviation for the synthetic world (`searchr1-lite demo`): two *single-hop* worked examples, formatted
 # exactly as a rollout is (the inserted block byte for byte). They show the tags and one search; searching twice for
 # a two-hop question is left for reinforcement learning to find. Names are not in any generated world.
-WORLD_EXAMPLE_FACTS = [  # (question, query, passages as (title, text), thought, answer)
+_WORLD_EXAMPLE_ROWS = [  # (question, query, passages as (title, text), thought, answer)
     ("Where was Anna Lind born?", "Anna Lind",
      [("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
       ("The Red Door", "The Red Door is a novel written by Ole Berg."), ("Umea", "Umea is a city in Sweden.")],
@@ -86,7 +86,7 @@ WORLD_EXAMPLE_FACTS = [  # (question, query, passages as (title, text), thought,
      "The Red Door was written by Ole Berg.", "Ole Berg"),
 ]
 WORLD_EXAMPLE_FACTS = [(q, s, [Passage(str(i), f'"{t}"\n{x}') for i, (t, x) in enumerate(d)], th, a)
-                       for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
+                       for q, s, d, th, a in _WORLD_EXAMPLE_ROWS]
 WORLD_EXAMPLES = "".join(f"Question: {q}\n<think> I need to find {s}. </think>\n<search> {s} </search>"
                          f"{information_block(d)}<think> {th} </think>\n<answer> {a} </answer>\n\n"
                          for q, s, d, th, a in WORLD_EXAMPLE_FACTS)

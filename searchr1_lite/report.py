@@ -102,10 +102,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     checks = goals(summary, frames)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     config = json.loads((runs[0] / "config.json").read_text())
-    _dump = json.dumps
-    (out / "summary.json").write_text(_dump({"methods": summary, "goals": [{"goal": g, "met": m, "figures": f}
-                                                                            for g, m, f in checks],
-                                             "timings": timings}, indent=1))
+    goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
+    (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
