@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # offline, CPU-sized defaults for the demo, the tests and the notebooks
 RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench reliability install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(RUN_ENV) $(BIN)/python benchmarks/bench_retrieval.py
+
+# docs/reliability.md from a fresh run of the reliability tests and the service load test (~10 min; not in `make test`)
+reliability: $(STAMP)
+	$(RUN_ENV) $(BIN)/python benchmarks/reliability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -59,6 +59,26 @@ def goals(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[str,
     return out
 
 
+def ablation(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[str, str, str]]:
+    """(quantity, masked run, no-mask run) side by side, when the ablation ran; empty otherwise."""
+    a, b = frames.get("search-r1-lite"), frames.get("search-r1-lite-no-mask")
+    if a is None or b is None:
+        return []
+    rows = []
+    for key, label in (("em_all", "test EM, all"), ("em_single-hop", "test EM, single-hop"), ("em_two-hop", "test EM, two-hop")):
+        if key in summary.get("search-r1-lite", {}) and key in summary.get("search-r1-lite-no-mask", {}):
+            rows.append((label, f"{summary['search-r1-lite'][key]:.3f}", f"{summary['search-r1-lite-no-mask'][key]:.3f}"))
+    for metric, label, fmt in (("reward_mean", "sampled reward, first -> last steps", "{:.2f}"),
+                               ("valid_action_rate", "valid actions, first -> last steps", "{:.2f}"),
+                               ("response_length_mean", "tokens written per answer, first -> last steps", "{:.0f}"),
+                               ("searches_mean", "searches per question, first -> last steps", "{:.2f}")):
+        if metric in a and metric in b:
+            rows.append((label, *(" -> ".join(fmt.format(v) for v in _trend(f, metric)) for f in (a, b))))
+    if "tokens_trained" in a and "tokens_trained" in b:
+        rows.append(("tokens in the loss per step (mean)", f"{a['tokens_trained'].mean():.0f}", f"{b['tokens_trained'].mean():.0f}"))
+    return rows
+
+
 def _table(summary: dict[str, dict[str, float]]) -> str:
     head = ("| method | EM single-hop | EM two-hop | EM all | searches/q single-hop | searches/q two-hop |\n"
             "|---|---:|---:|---:|---:|---:|")
@@ -100,10 +120,12 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     fig = plot_dynamics(labelled, metrics=DEMO_METRICS, out=out / "dynamics.png")
     plt.close(fig)
     checks = goals(summary, frames)
+    compared = ablation(summary, frames)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     config = json.loads((runs[0] / "config.json").read_text())
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
-    (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings}, indent=1))
+    (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
+                                                       "ablation": [list(r) for r in compared]}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
@@ -120,6 +142,11 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "## The paper's claims, in miniature", "",
         "| claim | result | figures |", "|---|---|---|",
         *[f"| {g} | {mark[m]} | {f} |" for g, m, f in checks], "",
+        *(["## Ablation: inserted tokens in the loss (`--no-mask`)", "",
+           "The same training with the retrieved passages' tokens trained on, as if the policy had written them; "
+           "its curves are beside the masked run's in the figure below.", "",
+           "| | masked (Search-R1) | no mask |", "|---|---:|---:|",
+           *[f"| {q} | {x} | {y} |" for q, x, y in compared], ""] if compared else []),
         "## Training dynamics", "",
         "![reward, EM, response length and searches per question vs step](dynamics.png)", "",
         "Points are steps (sampled rollouts, temperature as above); lines are moving averages.", "",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -34,6 +35,8 @@ from typing import Any
 import torch
 
 from .offline import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -302,6 +305,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not resume and (run / "metrics.jsonl").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
     run.mkdir(parents=True, exist_ok=True)
+    for partial in run.glob(".checkpoint-*.tmp*"):  # left by a process killed while saving: never complete
+        shutil.rmtree(partial, ignore_errors=True)
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     reporter = _Reporter(cfg, run)  # before the slow part: a missing package fails at once
 
@@ -331,15 +336,22 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     step, cursor = 0, 0
     metrics_path = run / "metrics.jsonl"
     if checkpoint:
-        state = torch.load(checkpoint / "state.pt", weights_only=True)
+        try:  # tensors and plain containers only: a state.pt that holds code is refused, never run
+            state = torch.load(checkpoint / "state.pt", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+            raise ValueError(f"{checkpoint / 'state.pt'}: refused (not a checkpoint this package wrote: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}). Delete {checkpoint} to resume from an "
+                             f"earlier checkpoint, or start a new output_dir") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_as_python_rng(json.loads((checkpoint / "python_rng.json").read_text())))
         step, cursor = state["step"], state["cursor"]
-        if metrics_path.exists():  # rows written after the checkpoint will be written again
-            rows = [r for r in metrics_path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
-            atomic_write_bytes(metrics_path, "".join(r + "\n" for r in rows).encode())
+    if resume:  # rows written after the checkpoint (or before the first one) will be written again
+        for path in (metrics_path, run / "samples.jsonl"):
+            if path.exists():
+                rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+                atomic_write_bytes(path, "".join(r + "\n" for r in rows).encode())
 
     retriever, corpus = _make_retriever(cfg)
     train_qs, eval_qs = split_questions(cfg, corpus)
@@ -372,7 +384,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
 
             start = time.perf_counter()
             model.eval()
-            res = rollout(model, tokenizer, [e.question for e in examples], retriever, _rollout_config(cfg, cfg.seed * 100_003 + step))
+            res = _rollout_fitting_memory(rollout, model, tokenizer, [e.question for e in examples], retriever,
+                                          _rollout_config(cfg, cfg.seed * 100_003 + step), cfg.group_size)
             rollout_s = time.perf_counter() - start
             ts = res.trajectories
             rewards = torch.tensor([reward_fn(t, e) if reward_fn else
@@ -389,8 +402,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             batch = TrajectoryBatch(tensors["input_ids"], tensors["attention_mask"], loss_mask,
                                     tensors["logprobs"] if cfg.mask_inserted else None)
             start = time.perf_counter()
-            m = grpo_step(model, batch, advantages, optimizer, gcfg)
+            m = _step_fitting_memory(grpo_step, model, batch, advantages, optimizer, gcfg)
             update_s = time.perf_counter() - start
+            if m["skipped"]:
+                log.warning("step %d: the loss or gradient norm is not finite; update skipped, weights unchanged "
+                            "(metrics row has skipped=1). Repeated skips: lower learning_rate or max_grad_norm.", step + 1)
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             step += 1
@@ -407,6 +423,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
                 "answered_rate": sum(t.answer is not None for t in ts) / len(ts),
                 **{k: m[k] for k in ("loss", "kl", "entropy", "clip_fraction", "grad_norm", "tokens_trained", "skipped")},
+                "micro_batch_size": gcfg.micro_batch_size,
                 "lr": lr, "rollout_seconds": rollout_s, "update_seconds": update_s,
                 "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
                 "peak_memory_mb": _peak_memory_mb(),
@@ -438,6 +455,67 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if step == cfg.max_steps:
         model.save_pretrained(run / "adapter")
     return run
+
+
+_OOM_ADVICE = ("lower group_size, prompts_per_step or max_new_tokens, set gradient_checkpointing: true, or use "
+               "quantization: 4bit")
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError)
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _rollout_fitting_memory(rollout, model, tokenizer, questions, retriever, rcfg, group_size: int):
+    """Roll out all questions at once; on out-of-memory, in halves (whole groups where possible), down to one
+    trajectory at a time, then stop with advice. Either way: one trajectory per question, in order (each part
+    samples with its own seed, so a group split across parts still gets independent samples)."""
+    from dataclasses import replace
+
+    from .rollout import RolloutResult
+
+    try:
+        return rollout(model, tokenizer, questions, retriever, rcfg)
+    except Exception as e:  # noqa: BLE001 - only out-of-memory is handled; the rest is re-raised
+        if not _is_oom(e):
+            raise
+        if len(questions) == 1:
+            raise RuntimeError(f"out of memory rolling out a single trajectory: {_OOM_ADVICE}") from e
+    _free_memory()
+    half = len(questions) // 2
+    if group_size < len(questions) and half % group_size:
+        half = max(group_size, half - half % group_size)
+    log.warning("out of memory during the rollout of %d trajectories: retrying in parts of %d and %d",
+                len(questions), half, len(questions) - half)
+    parts = [_rollout_fitting_memory(rollout, model, tokenizer, qs, retriever, replace(rcfg, seed=rcfg.seed * 2 + 1 + i), group_size)
+             for i, qs in enumerate((questions[:half], questions[half:]))]
+    return RolloutResult([t for p in parts for t in p.trajectories], sum(p.seconds_generate for p in parts),
+                         sum(p.seconds_search for p in parts), sum(p.generated_tokens for p in parts))
+
+
+def _step_fitting_memory(grpo_step, model, batch, advantages, optimizer, gcfg):
+    """One GRPO step; on out-of-memory, halve the micro-batch (for the rest of the run) and redo the step from the
+    start (gradients dropped), down to micro-batch 1, then stop with advice."""
+    while True:
+        try:
+            return grpo_step(model, batch, advantages, optimizer, gcfg)
+        except Exception as e:  # noqa: BLE001
+            if not _is_oom(e):
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            if gcfg.micro_batch_size == 1:
+                raise RuntimeError(f"out of memory in the update at micro_batch_size 1: {_OOM_ADVICE}") from e
+            _free_memory()
+            gcfg.micro_batch_size = max(1, gcfg.micro_batch_size // 2)
+            log.warning("out of memory in the update: micro_batch_size lowered to %d for the rest of the run",
+                        gcfg.micro_batch_size)
 
 
 def _by_hops(ts, examples, ems) -> dict[str, float]:

@@ -17,6 +17,7 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
     bad.write_text('{"id": "1"}\n')
     assert main(["index", "--corpus", str(bad), "--out", str(tmp_path / "i2")]) == 2
     assert f"{bad}:1: missing field 'contents'" in capsys.readouterr().err
+    assert not (tmp_path / "i2").exists()  # nothing half-written left behind
 
 
 def test_rollout_command_prints_the_trajectory(tmp_path, capsys):

@@ -46,8 +46,14 @@ def _recomputed(run: Path) -> dict[str, dict[str, float]]:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "quick"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--no-mask", "--out", str(out)]) == 0  # with the ablation
     return out
+
+
+def _quick_with_ablation() -> DemoSettings:
+    settings = DemoSettings.quick()
+    settings.ablation = True
+    return settings
 
 
 def test_quick_demo_writes_report_plots_and_samples(quick_run):
@@ -56,7 +62,7 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
                     "## Training dynamics", "## Deviations from the paper"):
         assert heading in report
     table = parse_table(report)
-    assert set(table) == {METHOD_LABELS[k] for k in ("direct", "rag", "search-untrained", "search-r1-lite")}
+    assert set(table) == set(METHOD_LABELS.values())  # the baselines, the trained policy and the ablation
     assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
     metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
@@ -64,6 +70,17 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
     assert re.search(r"\| searches per question rise during training .*\| (met|\*\*not met\*\*) \|", report)
+    # the ablation: its own run, with the inserted tokens in its loss, compared in the report
+    masked = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    unmasked = [json.loads(x) for x in (quick_run / "train-no-mask" / "metrics.jsonl").read_text().splitlines()]
+    assert len(unmasked) == len(masked)
+    assert sum(u["tokens_trained"] for u in unmasked) > sum(m["tokens_trained"] for m in masked)
+    assert "## Ablation: inserted tokens in the loss" in report
+    summary = json.loads((quick_run / "summary.json").read_text())
+    compared = {q: (x, y) for q, x, y in summary["ablation"]}
+    assert compared["tokens in the loss per step (mean)"] == (
+        f"{sum(m['tokens_trained'] for m in masked) / len(masked):.0f}",
+        f"{sum(u['tokens_trained'] for u in unmasked) / len(unmasked):.0f}")
     # the world a user can open
     assert (quick_run / "world" / "corpus.jsonl").exists() and (quick_run / "world" / "test.jsonl").exists()
 
@@ -89,8 +106,8 @@ def test_report_follows_its_inputs(quick_run, tmp_path):
     first = data["rows"][0]
     first["em"] = 1.0 - first["em"]
     path.write_text(json.dumps(data))
-    runs = [copy / "train"]
-    write_report(copy, DemoSettings.quick(), runs)
+    runs = [copy / "train", copy / "train-no-mask"]
+    write_report(copy, _quick_with_ablation(), runs)
     before = parse_table((quick_run / "report.md").read_text())[METHOD_LABELS["direct"]]
     after = parse_table((copy / "report.md").read_text())[METHOD_LABELS["direct"]]
     assert after != before and after == pytest.approx(_recomputed(copy)[METHOD_LABELS["direct"]], abs=6e-3)
@@ -98,14 +115,14 @@ def test_report_follows_its_inputs(quick_run, tmp_path):
 
 def test_demo_resumes_without_redoing_work(quick_run, capsys):
     report_before = (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3]
-    run_demo(quick_run, DemoSettings.quick())
+    run_demo(quick_run, _quick_with_ablation())
     said = capsys.readouterr().out
-    assert said.count("done before") == 3 and ": EM " not in said  # baselines, training, its evaluation
+    assert said.count("done before") == 5 and ": EM " not in said  # baselines, two trainings, their evaluations
     assert (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3] == report_before
 
 
 def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
-    other = DemoSettings.quick()
+    other = _quick_with_ablation()
     other.test_per_kind += 1
     with pytest.raises(FileExistsError, match="other settings"):
         run_demo(quick_run, other)

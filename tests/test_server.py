@@ -97,3 +97,24 @@ def test_a_failing_retriever_is_a_503_with_its_reason_not_a_crash():
         with pytest.raises(RetrieverUnavailable, match="failed 2 times.*index file went away"):
             RemoteRetriever(s.url, retries=1, backoff=0.01).search(["x"], 3)
         assert httpx.get(s.url + "/health").status_code == 200
+
+
+def test_client_survives_a_service_restart(bm25_retriever):
+    """The service goes down mid-training and comes back on the same port: the client's retries carry it over."""
+    import threading
+
+    first = BackgroundServer(bm25_retriever).start()
+    client = RemoteRetriever(first.url, retries=6, backoff=0.1, timeout=5)
+    assert client.search(["Mona Lisa"], 1)[0][0].title == "Mona Lisa"
+    first.stop()
+    second = BackgroundServer(bm25_retriever, port=first.port)
+    restarter = threading.Timer(0.5, second.start)  # back after ~0.5 s; the client's back-off spans 6.3 s
+    restarter.start()
+    try:
+        result = client.search(["Mona Lisa"], 1)  # sent while the service is down
+        assert result[0][0].title == "Mona Lisa"
+    finally:
+        restarter.join()
+        second.stop()
+    with pytest.raises(RetrieverUnavailable, match=f"{first.url}/retrieve failed 2 times"):  # and once it is gone
+        RemoteRetriever(first.url, retries=1, backoff=0.01, timeout=2).search(["Mona Lisa"], 1)

@@ -113,3 +113,114 @@ def test_report_to_names_the_missing_package(tmp_path):
         train(_cfg(tmp_path, "wb", report_to="wandb", max_steps=1))
     with pytest.raises(ValueError, match="report_to must be none, tensorboard or wandb"):
         train(_cfg(tmp_path, "wb2", report_to="mlflow", max_steps=1))
+
+
+def test_a_nonfinite_loss_skips_the_update_and_says_so(tmp_path, caplog):
+    """A reward that turns NaN makes the loss NaN: that step is skipped (weights kept), logged, and training goes on."""
+    def nan_at_step_2(trajectory, example, calls=[0]):
+        calls[0] += 1
+        return float("nan") if 5 <= calls[0] <= 8 else even_share(trajectory, example)  # the 2nd step's 4 rewards
+
+    with caplog.at_level("WARNING", logger="searchr1_lite.train"):
+        run = train(_cfg(tmp_path, "nan", max_steps=3), reward_fn=nan_at_step_2)
+    rows = _rows(run)
+    assert [r["skipped"] for r in rows] == [0, 1, 0] and rows[2]["grad_norm"] > 0
+    assert "step 2: the loss or gradient norm is not finite; update skipped" in caplog.text
+    kept = load_file(run / "checkpoint-1" / "adapter" / "adapter_model.safetensors")
+    after_skip = load_file(run / "checkpoint-2" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(kept[k], after_skip[k]) for k in kept)
+
+
+def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog):
+    """CUDA out-of-memory, injected (this machine has no GPU): a rollout too big is redone in halves, an update too
+    big lowers the micro-batch for the rest of the run; at one trajectory / micro-batch 1 it stops with advice."""
+    import searchr1_lite.grpo as grpo_mod
+    import searchr1_lite.rollout as rollout_mod
+
+    real_rollout, real_step = rollout_mod.rollout, grpo_mod.grpo_step
+    seen = {"rollout": [], "step": []}
+
+    def rollout_fits_2(model, tokenizer, questions, *a, **k):
+        seen["rollout"].append(len(questions))
+        if len(questions) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_rollout(model, tokenizer, questions, *a, **k)
+
+    def step_fits_1(model, batch, advantages, optimizer, cfg, **k):
+        seen["step"].append(cfg.micro_batch_size)
+        if cfg.micro_batch_size > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real_step(model, batch, advantages, optimizer, cfg, **k)
+
+    monkeypatch.setattr(rollout_mod, "rollout", rollout_fits_2)
+    monkeypatch.setattr(grpo_mod, "grpo_step", step_fits_1)
+    with caplog.at_level("WARNING", logger="searchr1_lite.train"):
+        run = train(_cfg(tmp_path, "oom", max_steps=2, micro_batch_size=4), reward_fn=even_share)
+    rows = _rows(run)
+    assert len(rows) == 2 and [r["micro_batch_size"] for r in rows] == [1, 1] and rows[0]["grad_norm"] > 0
+    assert seen["rollout"][:3] == [4, 2, 2] and seen["step"][:4] == [4, 2, 1, 1]  # halved once, then kept
+    assert "micro_batch_size lowered to 2" in caplog.text and "retrying in parts of 2 and 2" in caplog.text
+
+    def never_fits(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(rollout_mod, "rollout", never_fits)
+    with pytest.raises(RuntimeError, match="out of memory rolling out a single trajectory: lower group_size"):
+        train(_cfg(tmp_path, "oom-stop", max_steps=1), reward_fn=even_share)
+
+
+KILLER = """
+import os, signal, sys, torch
+import searchr1_lite.grpo as grpo
+from searchr1_lite.train import TrainConfig, train
+where, at = sys.argv[2], int(sys.argv[3])
+def even_share(t, e):
+    ids = t.sampled_ids()
+    return sum(i % 2 == 0 for i in ids) / max(1, len(ids))
+if where == "step":  # killed in the middle of step `at`: after the weights moved, before anything is written
+    real, calls = grpo.grpo_step, [0]
+    def step(*a, **k):
+        out = real(*a, **k)
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    grpo.grpo_step = step
+else:  # killed while writing checkpoint `at`: the adapter is on disk, state.pt half written
+    real_save = torch.save
+    def save(obj, f, *a, **k):
+        if str(f).endswith("state.pt") and f".checkpoint-{at}." in str(f):
+            open(f, "wb").write(b"PK\\x03\\x04partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *a, **k)
+    torch.save = save
+cfg = TrainConfig.load("configs/tiny-cpu.yaml", [f"output_dir={sys.argv[1]}", "max_steps=4"])
+train(cfg, resume=where == "none", reward_fn=even_share)  # the second run: --resume
+"""
+
+
+@pytest.mark.parametrize("where, at", [("step", 3), ("checkpoint", 2), ("checkpoint", 1)])
+def test_sigkill_then_resume_loses_nothing(tmp_path, where, at):
+    """A real SIGKILL (no handler runs) mid-step or mid-checkpoint; the next run resumes from the last complete
+    checkpoint and ends bit-identical to an uninterrupted run, every metrics row present exactly once."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    run = tmp_path / "run"
+    first = subprocess.run([sys.executable, str(script), str(run), where, str(at)], capture_output=True, text=True)
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert [r["step"] for r in _rows(run)] == list(range(1, at if where == "step" else at + 1))
+    if at > 1:
+        assert latest_checkpoint(run).name == f"checkpoint-{at - 1}"
+    else:
+        assert latest_checkpoint(run) is None
+    again = subprocess.run([sys.executable, str(script), str(run), "none", "0"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    straight = train(_cfg(tmp_path, "straight"), reward_fn=even_share)
+    assert _rows(run) == _rows(straight)  # no row lost, none twice
+    a = load_file(straight / "adapter" / "adapter_model.safetensors")
+    b = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(run.glob(".checkpoint-*"))  # the half-written temp folder is gone
