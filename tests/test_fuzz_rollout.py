@@ -67,29 +67,21 @@ def _check(res, lm: ScriptedLM, tokenizer):
         assert t.answer is None or t.answer == t.answer.strip()
 
 
-def _fuzz(tokenizer):
-    @settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-    @given(scripts, st.integers(1, 3), st.integers(2, 40), st.integers(4, 120), st.integers(0, 60), st.integers(0, 99))
-    def run(script, max_turns, max_new, max_obs, passage_words, seed):
-        lm = ScriptedLM(tokenizer, script)
-        cfg = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new, max_obs_tokens=max_obs,
-                            max_total_tokens=900, seed=seed)
-        res = rollout(lm, tokenizer, [f"question {i}" for i in range(len(script))],
-                      RandomRetriever(seed, passage_words), cfg)
-        assert len(res.trajectories) == len(script)
-        _check(res, lm, tokenizer)
+@pytest.fixture(scope="module", params=["qwen25", pytest.param("smollm2", marks=pytest.mark.slow)])
+def tokenizer(request):
+    """The real tokenizers the masks must hold for (module-scoped: hypothesis reuses it across its cases)."""
+    from searchr1_lite.models import load_model, qwen25_tokenizer
 
-    run()
+    return qwen25_tokenizer() if request.param == "qwen25" else load_model("smollm2-135m-instruct")[1]
 
 
-def test_random_trajectories_keep_exact_masks_with_qwen25():
-    from searchr1_lite.models import qwen25_tokenizer
-
-    _fuzz(qwen25_tokenizer())
-
-
-@pytest.mark.slow
-def test_random_trajectories_keep_exact_masks_with_smollm2():
-    from searchr1_lite.models import load_model
-
-    _fuzz(load_model("smollm2-135m-instruct")[1])
+@settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(script=scripts, max_turns=st.integers(1, 3), max_new=st.integers(2, 40), max_obs=st.integers(4, 120),
+       passage_words=st.integers(0, 60), seed=st.integers(0, 99))
+def test_random_trajectories_keep_exact_masks(tokenizer, script, max_turns, max_new, max_obs, passage_words, seed):
+    lm = ScriptedLM(tokenizer, script)
+    cfg = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new, max_obs_tokens=max_obs,
+                        max_total_tokens=900, seed=seed)
+    res = rollout(lm, tokenizer, [f"question {i}" for i in range(len(script))], RandomRetriever(seed, passage_words), cfg)
+    assert len(res.trajectories) == len(script)
+    _check(res, lm, tokenizer)
