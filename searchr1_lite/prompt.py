@@ -85,15 +85,48 @@ _WORLD_EXAMPLE_ROWS = [  # (question, query, passages as (title, text), thought,
       ("The Blue Door", "The Blue Door is a poem written by Anna Lind."), ("Kalmar", "Kalmar is a city in Sweden.")],
      "The Red Door was written by Ole Berg.", "Ole Berg"),
 ]
-WORLD_EXAMPLE_FACTS = [(q, s, [Passage(str(i), f'"{t}"\n{x}') for i, (t, x) in enumerate(d)], th, a)
-                       for q, s, d, th, a in _WORLD_EXAMPLE_ROWS]
-WORLD_EXAMPLES = "".join(f"Question: {q}\n<think> I need to find {s}. </think>\n<search> {s} </search>"
-                         f"{information_block(d)}<think> {th} </think>\n<answer> {a} </answer>\n\n"
-                         for q, s, d, th, a in WORLD_EXAMPLE_FACTS)
-SEARCH_R1_WITH_WORLD_EXAMPLES = SEARCH_R1_INSTRUCTION.replace(
-    "Question: {question}\n", "\n\n" + WORLD_EXAMPLES.replace("{", "{{").replace("}", "}}") + "Question: {question}\n")
+
+
+def _passages(rows: Sequence[tuple[str, str]]) -> list[Passage]:
+    return [Passage(str(i), f'"{title}"\n{text}') for i, (title, text) in enumerate(rows)]
+
+
+WORLD_EXAMPLE_FACTS = [(q, s, _passages(d), th, a) for q, s, d, th, a in _WORLD_EXAMPLE_ROWS]
+
+
+def _worked_example(question: str, searches: Sequence[tuple[str, str, Sequence[Passage]]], thought: str, answer: str) -> str:
+    """One question solved as a rollout writes it: per search (thought, query, passages), then the answer."""
+    text = f"Question: {question}\n"
+    for before, query, passages in searches:
+        text += f"<think> {before} </think>\n<search> {query} </search>{information_block(passages)}"
+    return text + f"<think> {thought} </think>\n<answer> {answer} </answer>\n\n"
+
+
+def _with_world_examples(examples: str) -> str:
+    return SEARCH_R1_INSTRUCTION.replace(
+        "Question: {question}\n", "\n\n" + examples.replace("{", "{{").replace("}", "}}") + "Question: {question}\n")
+
+
+_WORLD_SINGLE_HOP = [_worked_example(q, [(f"I need to find {s}.", s, d)], th, a) for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
+WORLD_EXAMPLES = "".join(_WORLD_SINGLE_HOP)
+SEARCH_R1_WITH_WORLD_EXAMPLES = _with_world_examples(WORLD_EXAMPLES)
+
+# An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
+# the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
+# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~4x slower.
+WORLD_TWO_HOP_EXAMPLE = _worked_example(
+    "In which country was Anna Lind born?",
+    [("I need to find Anna Lind.", "Anna Lind",
+      _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
+                 ("The Red Door", "The Red Door is a novel written by Ole Berg."),
+                 ("Aarhus", "Aarhus is a city in Denmark.")])),
+     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar",
+      _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
+                 ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")]))],
+    "Kalmar is a city in Sweden.", "Sweden")
+SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = _with_world_examples(_WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
 TEMPLATES = {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE,
-             "world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES}
+             "world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES, "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES}
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class TrainConfig:
     mask_inserted: bool = True  # False = the paper's ablation: inserted passages are trained on too
     format_bonus: float = 0.0
     # rollout (paper: 4 turns, 500 tokens a turn, 500-token passages, top 3, temperature 1, top-p 0.95)
-    template: str = "paper"  # paper | worked-example | world-examples
+    template: str = "paper"  # paper | worked-example | world-examples | world-two-hop-example
     response_prefix: str = ""  # e.g. "<think>": the response starts with it (a deviation; paper: none)
     chat_template: bool = True  # False = plain text completion (a deviation; the authors apply the chat template)
     max_turns: int = 2

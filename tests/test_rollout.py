@@ -160,3 +160,46 @@ def test_inserted_block_ends_on_the_token_boundary_running_text_has():
     assert tok.decode(ids) == block
     running = tok(block + "<think>", add_special_tokens=False).input_ids
     assert running[: len(ids)] == ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ["world-examples", "world-two-hop-example"])
+def test_worked_examples_are_exactly_what_a_rollout_writes(template):
+    """Replay each worked example of the demo's prompts: a scripted policy writes its turns, a retriever returns its
+    passages, and the rollout's text (inserted blocks and token boundaries included) equals the example byte for
+    byte, so the examples show the policy the very format it is trained in."""
+    import re
+
+    from searchr1_lite.prompt import TEMPLATES
+
+    _, tok = load_model("smollm2-135m-instruct", device="cpu")
+    body = TEMPLATES[template].split("\n\n", 1)[1].rsplit("Question: {question}", 1)[0].replace("{{", "{").replace("}}", "}")
+    examples = ["Question: " + e for e in body.split("Question: ") if e]
+    assert len(examples) == 2 and (template == "world-examples" or "search>" in examples[1].split("</information>")[1])
+    block = re.compile(r"\n\n<information>(.*?)</information>\n\n", re.S)
+
+    class ExampleRetriever:  # the passages each example's query found, as the example shows them
+        def __init__(self):
+            self.table = {}
+
+        def search(self, queries, k=3):
+            return [self.table[q.strip()] for q in queries]
+
+    retriever = ExampleRetriever()
+    for example in examples:
+        question, response = example.split("\n", 1)
+        queries = re.findall(r"<search> (.*?) </search>", response)
+        blocks = block.findall(response)
+        assert len(queries) == len(blocks) >= 1
+        for query, docs in zip(queries, blocks):
+            retriever.table[query] = [Passage(str(i), f'"{m[0]}"\n{m[1]}')
+                                      for i, m in enumerate(re.findall(r'Doc \d+\(Title: "(.*?)"\) (.*)', docs))]
+        turns = block.split(response)[::2]  # what the policy wrote, between the inserted blocks
+        assert turns[0].startswith("<think>") and turns[-1].endswith("</answer>\n\n")
+        turns = [turns[0][len("<think>"):], *turns[1:-1], turns[-1].rstrip("\n")]
+        prompt = build_prompt(question[len("Question: "):], tok, TEMPLATES[template], chat=False, response_prefix="<think>")
+        script = [""] * prompt.count("</information>\n\n") + turns  # the scripted model counts inserted blocks
+        cfg = RolloutConfig(max_turns=3, template=TEMPLATES[template], response_prefix="<think>", chat=False)
+        t = rollout(ScriptedLM(tok, [script]), tok, [question[len("Question: "):]], retriever, cfg).trajectories[0]
+        assert tok.decode(t.ids[t.prompt_len:]) == response[len("<think>"):].rstrip("\n")
+        assert t.searches == len(queries) and t.well_formed
