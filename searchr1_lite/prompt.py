@@ -113,7 +113,7 @@ SEARCH_R1_WITH_WORLD_EXAMPLES = _with_world_examples(WORLD_EXAMPLES)
 
 # An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
 # the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
-# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~4x slower.
+# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
 WORLD_TWO_HOP_EXAMPLE = _worked_example(
     "In which country was Anna Lind born?",
     [("I need to find Anna Lind.", "Anna Lind",
