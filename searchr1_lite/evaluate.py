@@ -19,7 +19,7 @@ import pandas as pd
 
 from .corpus import format_docs
 from .data import QAExample
-from .prompt import SEARCH_R1_INSTRUCTION, SEARCH_R1_WITH_WORLD_EXAMPLES, WORLD_EXAMPLE_FACTS
+from .prompt import SEARCH_R1_INSTRUCTION, SEARCH_R1_WITH_WORLD_EXAMPLES, WORLD_EXAMPLE_FACTS, with_examples
 from .reward import trajectory_reward
 from .rollout import RolloutConfig, rollout
 
@@ -37,11 +37,6 @@ RAG_TEMPLATE = (
 METHODS = ("direct", "rag", "search")
 
 
-def _with_examples(template: str, examples: str) -> str:
-    slot = "Question: {question}" if "Question: {question}" in template else "{question}"
-    return template.replace(slot, "\n\n" + examples.replace("{", "{{").replace("}", "}}") + slot)
-
-
 # The same aid for every method on the synthetic world (the demo): the two single-hop worked examples of
 # `prompt.WORLD_EXAMPLES`, each in its method's own format, so Direct and RAG are not handicapped by the tag format.
 _DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
@@ -50,8 +45,8 @@ _RAG_EXAMPLES = "".join(f"Context: {format_docs(docs).strip()}\nQuestion: {q}\n<
                         for q, _, docs, t, a in WORLD_EXAMPLE_FACTS)
 TEMPLATES = {
     "paper": {"direct": DIRECT_TEMPLATE, "rag": RAG_TEMPLATE, "search": SEARCH_R1_INSTRUCTION},
-    "world-examples": {"direct": _with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
-                       "rag": _with_examples(RAG_TEMPLATE, _RAG_EXAMPLES),
+    "world-examples": {"direct": with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
+                       "rag": with_examples(RAG_TEMPLATE, _RAG_EXAMPLES),
                        "search": SEARCH_R1_WITH_WORLD_EXAMPLES},
 }
 

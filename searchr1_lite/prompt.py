@@ -102,14 +102,15 @@ def _worked_example(question: str, searches: Sequence[tuple[str, str, Sequence[P
     return text + f"<think> {thought} </think>\n<answer> {answer} </answer>\n\n"
 
 
-def _with_world_examples(examples: str) -> str:
-    return SEARCH_R1_INSTRUCTION.replace(
-        "Question: {question}\n", "\n\n" + examples.replace("{", "{{").replace("}", "}}") + "Question: {question}\n")
+def with_examples(template: str, examples: str) -> str:
+    """`template` with worked `examples` (plain text, braces escaped here) just before its question."""
+    slot = "Question: {question}" if "Question: {question}" in template else "{question}"
+    return template.replace(slot, "\n\n" + examples.replace("{", "{{").replace("}", "}}") + slot)
 
 
 _WORLD_SINGLE_HOP = [_worked_example(q, [(f"I need to find {s}.", s, d)], th, a) for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
 WORLD_EXAMPLES = "".join(_WORLD_SINGLE_HOP)
-SEARCH_R1_WITH_WORLD_EXAMPLES = _with_world_examples(WORLD_EXAMPLES)
+SEARCH_R1_WITH_WORLD_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_EXAMPLES)
 
 # An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
 # the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
@@ -124,7 +125,7 @@ WORLD_TWO_HOP_EXAMPLE = _worked_example(
       _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
                  ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")]))],
     "Kalmar is a city in Sweden.", "Sweden")
-SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = _with_world_examples(_WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
+SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
 TEMPLATES = {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE,
              "world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES, "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES}
 
