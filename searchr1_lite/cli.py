@@ -129,6 +129,8 @@ def cmd_demo(args) -> None:
     if args.steps is not None:
         settings.train["max_steps"] = args.steps
     settings.ablation = args.no_mask
+    if args.budget_minutes is not None:
+        settings.budget_minutes = args.budget_minutes or None
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     try:
         run_demo(out, settings, fresh=args.fresh)
@@ -216,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="a few minutes: small world, 3 steps (a first look; CI)")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
-    s.add_argument("--steps", type=int, default=None, help="training steps (default 30; --quick 3)")
+    s.add_argument("--steps", type=int, default=None, help="training steps at most (default 30; --quick 3)")
+    s.add_argument("--budget-minutes", type=float, default=None,
+                   help="the whole demo's time budget: training stops after the last step that fits (default 30; "
+                        "0 = no budget, train every step; --quick has none)")
     s.add_argument("--out", default=None, help="output folder (default runs/demo, or runs/demo-quick)")
     s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")
     s.set_defaults(func=cmd_demo)

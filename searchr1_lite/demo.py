@@ -9,6 +9,10 @@ Every stage writes its result before the next starts and is skipped when its res
 interrupted demo (Ctrl-C, a closed laptop) goes on where it stopped when run again; training itself resumes from its
 last checkpoint. `--fresh` starts over.
 
+The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
+final evaluation take is set aside, and training stops after the last step that fits in the rest (at most
+`max_steps`, 30). A fast CPU runs all 30 steps; a slower one fewer, and the report says how many and why.
+
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
 token boundary after inserted blocks (rollout._ids_before_tag), temperature 0.7, no KL term, LoRA on the top 15 of
@@ -40,12 +44,13 @@ class DemoSettings:
     test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop)
     train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 30})
     ablation: bool = False  # also train with inserted tokens in the loss (--no-mask)
+    budget_minutes: float | None = 30.0  # the whole demo's wall-clock budget; training takes what is left (None: all steps)
 
     @classmethod
     def quick(cls) -> DemoSettings:
         return cls(world="world:seed=0,people=60", test_per_kind=6,
                    train={"max_steps": 3, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 32,
-                          "max_turns": 2, "eval_size": 4})
+                          "max_turns": 2, "eval_size": 4}, budget_minutes=None)
 
 
 # The training recipe of the demo; configs/world-cpu.yaml holds the same values for `searchr1-lite train`.
@@ -63,6 +68,14 @@ def train_config(settings: DemoSettings, out: Path, mask: bool = True) -> TrainC
     values.update(questions=settings.world, corpus=settings.world, mask_inserted=mask,
                   output_dir=str(out / ("train" if mask else "train-no-mask")))
     return TrainConfig.from_dict(values, "demo settings")
+
+
+def training_budget(budget_minutes: float, timings: dict[str, float], evals: Path) -> float:
+    """Seconds of the budget left for training: the whole budget less what the world and the baselines took, the
+    final evaluation (as long as the untrained search policy's, which writes longer answers) and a margin."""
+    spent = sum(v for k, v in timings.items() if k in ("world", "baselines"))
+    final_eval = json.loads((evals / "search-untrained.json").read_text())["seconds"]
+    return max(0.0, 60 * budget_minutes - spent - 1.2 * final_eval - 30)
 
 
 def held_out_set(world, per_kind: int, seed: int = 0) -> dict[str, list[QAExample]]:
@@ -172,10 +185,16 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     done("baselines", t0)
 
     # 3. training (and the ablation), resumable
+    if settings.budget_minutes is not None:
+        cfg.time_budget_s = training_budget(settings.budget_minutes, timings, evals)
+        log(f"time budget {settings.budget_minutes:g} min: {cfg.time_budget_s:.0f} s left for training "
+            f"(at most {cfg.max_steps} steps)")
     runs = [(cfg, "search-r1-lite")]
-    if settings.ablation:
+    if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
         runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
     for run_cfg, name in runs:
+        if not run_cfg.mask_inserted:
+            run_cfg.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
         t0 = stage(f"train ({'masked' if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
         run = Path(run_cfg.output_dir)
         if not (run / "adapter").exists():

@@ -58,9 +58,12 @@ class TrajectoryBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def rows(self, idx: slice) -> TrajectoryBatch:
-        lp = None if self.logprobs is None else self.logprobs[idx]
-        return TrajectoryBatch(self.input_ids[idx], self.attention_mask[idx], self.gen_mask[idx], lp)
+    def rows(self, idx: slice | torch.Tensor) -> TrajectoryBatch:
+        """These rows, cut to the longest one's length (the rest of the width is padding for all of them)."""
+        attn = self.attention_mask[idx]
+        width = int(attn.sum(1).max()) if attn.numel() else 0  # right-padded: a row's length is its mask's sum
+        lp = None if self.logprobs is None else self.logprobs[idx][:, :width]
+        return TrajectoryBatch(self.input_ids[idx][:, :width], attn[:, :width], self.gen_mask[idx][:, :width], lp)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
@@ -200,7 +203,9 @@ def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer
               ref_model=None) -> dict[str, float]:
     """One optimizer step over the batch in micro-batches (gradient accumulation). Returns metrics.
 
-    A non-finite loss or gradient norm skips the update (gradients are dropped) and says so: `skipped = 1`.
+    Micro-batches take the rows longest first, so that rows of like length are padded together (the loss is a sum
+    over rows: the order changes nothing but rounding). A non-finite loss or gradient norm skips the update
+    (gradients are dropped) and says so: `skipped = 1`.
     """
     device = next(model.parameters()).device
     n_seqs, n_tokens = len(batch), int(batch.gen_mask[:, 1:].sum().item())
@@ -208,8 +213,10 @@ def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer
     total = {"loss": 0.0, "kl_sum": 0.0, "clipped": 0.0, "tokens": 0.0, "entropy_sum": 0.0}
     finite = True
     model.train()
+    by_length = torch.argsort(batch.attention_mask.sum(1), descending=True, stable=True)  # [batch]
     for start in range(0, n_seqs, cfg.micro_batch_size):
-        mb = batch.rows(slice(start, start + cfg.micro_batch_size))
+        picked = by_length[start : start + cfg.micro_batch_size]
+        mb = batch.rows(picked)
         ids, attn = mb.input_ids.to(device), mb.attention_mask.to(device)
         mask = mb.gen_mask.to(device).clone()
         mask[:, 0] = 0  # the first token has no prediction
@@ -219,7 +226,7 @@ def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer
         if cfg.beta:
             with torch.no_grad(), (nullcontext() if ref_model is not None else _adapter_off(model)):
                 ref, _ = _logprobs(ref_model or model, ids, attn, mask, cfg)
-        loss, stats = grpo_loss(logp, old, ref, advantages[start : start + cfg.micro_batch_size].to(device), mask,
+        loss, stats = grpo_loss(logp, old, ref, advantages[picked].to(device), mask,
                                 cfg, n_seqs=n_seqs, n_tokens=n_tokens)
         if not torch.isfinite(loss):
             finite = False

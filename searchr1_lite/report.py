@@ -123,6 +123,12 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     compared = ablation(summary, frames)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     config = json.loads((runs[0] / "config.json").read_text())
+    masked = frames["search-r1-lite"]
+    steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
+    if len(masked) < config["max_steps"]:
+        stopped = masked["stopped"].dropna().tolist() if "stopped" in masked else []
+        steps = (f"{steps} (of {config['max_steps']}: "
+                 f"{stopped[-1] if stopped else 'stopped early'}; see Time)")
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
                                                        "ablation": [list(r) for r in compared]}, indent=1))
@@ -133,7 +139,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `searchr1-lite demo`. Every number below is "
         "computed from this run's files (`eval/*.json`, one row per question; `train*/metrics.jsonl`).", "",
         f"Setting: {config['model']}, LoRA r={config['lora_r']} on the top {config['lora_layers']} layers, "
-        f"{config['max_steps']} GRPO steps × {config['prompts_per_step']} questions × group {config['group_size']}, "
+        f"{steps} × {config['prompts_per_step']} questions × group {config['group_size']}, "
         f"lr {config['learning_rate']}, temperature {config['temperature']}, up to {config['max_turns']} searches, "
         f"BM25 top {config['topk']} over the synthetic world `{settings.world}`.",
         f"Test set: {n.get('n_single-hop', 0)} single-hop + {n.get('n_two-hop', 0)} two-hop held-out questions about "
@@ -153,6 +159,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "## Samples", "",
         *[f"- [{METHOD_LABELS[k]}](eval/{k}.samples.html)" for k in summary], "",
         "## Time", "",
+        *([f"Budget: {settings.budget_minutes:g} minutes for the whole demo; training stops after the last step "
+           "that fits (`--budget-minutes`, 0 = none).", ""] if getattr(settings, "budget_minutes", None) else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
         "- two single-hop worked examples in every method's prompt, and `<think>` written as the start of the response;",

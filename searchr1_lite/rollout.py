@@ -11,8 +11,9 @@ explicit position ids), so every row keeps exactly the ids it was fed and sample
 token the policy sampled, 0 for the prompt, inserted passages and feedback. Nothing generated is ever decoded and
 re-tokenised — text is decoded only to *read* it (stop strings, parsing).
 
-Simplified relative to the paper (verl + vLLM): Hugging Face forward passes with a Python sampling loop; rows that
-have finished keep their place in the batch (as `model.generate` does), so a batch costs as much as its longest row.
+Simplified relative to the paper (verl + vLLM): Hugging Face forward passes with a Python sampling loop. Within a turn,
+a row that has stopped keeps its place until the turn ends (as `model.generate` does); between turns, rows that are
+done (answered, truncated) leave the batch and its cache, so a third turn that two rows of 32 need costs those two.
 A sampled EOS stays in the sequence (it was sampled); the authors' decode-then-retokenise path dropped it.
 Log-probs are those of the sampling distribution's temperature-scaled logits (before top-p), as TRL computes them.
 """
@@ -139,6 +140,14 @@ class _Batch:
         self.pos = [len(prefix)] * len(self.unfed)
         self.unfed = [u[len(prefix) :] for u in self.unfed]
 
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these batch rows (in this order), dropping the others' cache, mask and positions."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.attn = self.attn[index]
+        self.pos = [self.pos[r] for r in rows]
+        self.unfed = [self.unfed[r] for r in rows]
+
     @torch.inference_mode()
     def feed(self) -> torch.Tensor:
         """Run every row's unfed tokens through the model (left-padded to one chunk); logits at the chunk's end."""
@@ -249,6 +258,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     if len(trajs) > 1 and shared >= 16:
         batch.share_prefix(trajs[0].ids[:shared])
     done = [False] * len(trajs)
+    slot = list(range(len(trajs)))  # trajectory -> its row in the batch (rows that are done leave the batch)
     t_gen = t_search = 0.0
     n_generated = 0
     bar = tqdm(total=len(trajs), desc="rollout", unit="traj", disable=not progress)
@@ -263,12 +273,12 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
         logits = batch.feed()
         for _ in range(cfg.max_new_tokens):
             rows = sorted(active)
-            new, lps = _sample(logits[rows], cfg.temperature, cfg.top_p, gen)
+            new, lps = _sample(logits[[slot[i] for i in rows]], cfg.temperature, cfg.top_p, gen)
             for i, tok, lp in zip(rows, new.tolist(), lps.tolist()):
                 t = trajs[i]
                 t.ids.append(tok), t.gen_mask.append(1), t.logprobs.append(lp)
                 turn_ids[i].append(tok)
-                batch.unfed[i].append(tok)
+                batch.unfed[slot[i]].append(tok)
                 tail = tokenizer.decode(turn_ids[i][-12:], skip_special_tokens=False)
                 if tok in eos or any(s in tail for s in STOP_STRINGS):
                     active.discard(i)
@@ -295,17 +305,23 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
             elif action.kind == "search":
                 searches.append((i, action.content))
             else:
-                _insert(t, batch, i, feedback_ids, cfg)
+                _insert(t, batch, slot[i], feedback_ids, cfg)
         if searches:
             start = time.perf_counter()
             results = retriever.search([q for _, q in searches], cfg.topk) if retriever else [[] for _ in searches]
             t_search += time.perf_counter() - start
             for (i, query), passages in zip(searches, results):
                 trajs[i].queries.append(query)
-                _insert(trajs[i], batch, i, _observation_ids(tokenizer, information_block(passages), cfg.max_obs_tokens), cfg)
+                _insert(trajs[i], batch, slot[i], _observation_ids(tokenizer, information_block(passages), cfg.max_obs_tokens), cfg)
         for i in live:
             done[i] = done[i] or trajs[i].truncated
         bar.update(sum(done[i] for i in live))
+        going = [i for i in live if not done[i]]
+        if going and len(going) < len(live):
+            batch.keep([slot[i] for i in going])
+            slot = [0] * len(trajs)
+            for row, i in enumerate(going):
+                slot[i] = row
     bar.close()
     return RolloutResult(trajs, t_gen, t_search, n_generated)
 

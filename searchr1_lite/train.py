@@ -84,6 +84,8 @@ class TrainConfig:
     topk: int = 3
     temperature: float = 1.0
     top_p: float = 0.95
+    time_budget_s: float | None = None  # stop early (adapter saved, evaluated) rather than end a step past this many
+    # seconds of training (summed over resumes); None = run max_steps
     # bookkeeping
     output_dir: str = "runs/default"
     save_every: int = 1
@@ -375,8 +377,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             pass
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call = 0
+    step_seconds = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"])  # kept rows of a resumed run
+                    for r in map(json.loads, metrics_path.read_text().splitlines())] if metrics_path.exists() else []
+    budget_stop = False
     try:
         while step < cfg.max_steps and not stop["now"]:
+            step_start = time.perf_counter()
             order = list(range(len(train_qs)))
             random.Random(cfg.seed + cursor // len(train_qs)).shuffle(order)  # one fixed order per epoch
             picks = [train_qs[order[(cursor + i) % len(train_qs)]] for i in range(cfg.prompts_per_step)]
@@ -429,13 +435,22 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "peak_memory_mb": _peak_memory_mb(),
                 **_by_hops(ts, examples, ems),
             }
-            last = step == cfg.max_steps or (stop_after is not None and steps_this_call >= stop_after)
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+            step_seconds.append(time.perf_counter() - step_start)
+            budget_stop = step < cfg.max_steps and _over_budget(cfg, step_seconds, rollout_s)
+            last = step == cfg.max_steps or budget_stop or (stop_after is not None and steps_this_call >= stop_after)
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or budget_stop:
                 stats, samples = evaluate_policy(model, tokenizer, eval_qs, retriever, cfg, seed=cfg.seed)
                 row.update(stats)
                 with open(run / "samples.jsonl", "a") as f:
                     for s in samples:
                         f.write(json.dumps({"step": step, **s}) + "\n")
+            row["step_seconds"] = time.perf_counter() - step_start
+            step_seconds[-1] = row["step_seconds"]
+            if budget_stop:
+                row["stopped"] = f"time budget: {sum(step_seconds):.0f} s of {cfg.time_budget_s:.0f} s spent"
+                log.warning("step %d of %d: stopping, the next step would end past time_budget_s=%.0f s (%.0f s "
+                            "spent); the adapter is saved as the final one", step, cfg.max_steps, cfg.time_budget_s,
+                            sum(step_seconds))
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             reporter.log(row)
@@ -452,9 +467,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 signal.signal(sig, handler)
             except ValueError:
                 pass
-    if step == cfg.max_steps:
+    if step == cfg.max_steps or budget_stop:
         model.save_pretrained(run / "adapter")
     return run
+
+
+def _over_budget(cfg: TrainConfig, step_seconds: list[float], rollout_seconds: float) -> bool:
+    """Would one more step (the mean of the last three) plus the final evaluation (a rollout of eval_size greedy
+    questions, estimated from this step's rollout) end past the time budget?"""
+    if cfg.time_budget_s is None:
+        return False
+    recent = step_seconds[-3:]
+    final_eval = rollout_seconds * cfg.eval_size / (cfg.prompts_per_step * cfg.group_size)
+    return sum(step_seconds) + sum(recent) / len(recent) + final_eval > cfg.time_budget_s
 
 
 _OOM_ADVICE = ("lower group_size, prompts_per_step or max_new_tokens, set gradient_checkpointing: true, or use "

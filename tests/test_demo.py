@@ -1,5 +1,6 @@
 """`searchr1-lite demo --quick` end to end: the report's structure, and that its numbers are the run's own."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -126,3 +127,32 @@ def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
     other.test_per_kind += 1
     with pytest.raises(FileExistsError, match="other settings"):
         run_demo(quick_run, other)
+
+
+def test_training_budget_is_what_the_other_stages_leave(tmp_path):
+    from searchr1_lite.demo import training_budget
+
+    (tmp_path / "search-untrained.json").write_text(json.dumps({"rows": [], "seconds": 50.0}))
+    timings = {"world": 1.0, "baselines": 100.0, "train-search-r1-lite": 999.0}
+    assert training_budget(30, timings, tmp_path) == 30 * 60 - 101 - 1.2 * 50 - 30
+    assert training_budget(1, timings, tmp_path) == 0.0
+
+
+def test_a_demo_over_budget_trains_fewer_steps_and_says_so(quick_run, tmp_path):
+    """The baselines of the quick run, then a budget that leaves no time to train: one step, then the stop is
+    recorded, evaluated and reported; the ablation trains as many steps as the masked run did."""
+    import shutil
+
+    out = tmp_path / "budget"
+    shutil.copytree(quick_run, out, ignore=shutil.ignore_patterns("train*", "search-r1-lite*", "report.md"))
+    settings = _quick_with_ablation()
+    settings.budget_minutes = 0.5
+    (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings)))
+    run_demo(out, settings, progress=False)
+    for run in ("train", "train-no-mask"):
+        rows = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 1 and (out / run / "adapter").exists()
+    assert json.loads((out / "train" / "metrics.jsonl").read_text())["stopped"].startswith("time budget")
+    report = (out / "report.md").read_text()
+    assert "1 GRPO step (of 3: time budget" in report and "Budget: 0.5 minutes" in report
+    assert METHOD_LABELS["search-r1-lite"] in parse_table(report)

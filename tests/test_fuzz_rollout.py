@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from searchr1_lite.corpus import Passage
 from searchr1_lite.prompt import INVALID_ACTION_FEEDBACK
 from searchr1_lite.rollout import RolloutConfig, rollout
-from searchr1_lite.scripted import ScriptedLM
+from searchr1_lite.scripted import ScriptCache, ScriptedLM
 
 CASES = 100  # per tokenizer: each case is a whole batched rollout (1-3 trajectories, up to 4 turns)
 WORDS = ["Paris", "Kalmar", "is", "a", "city", "born", "in", "wrote", "the", "Ünïcødé", "東京", "🙂", "\t", "--", "'"]
@@ -54,9 +54,9 @@ def _check(res, lm: ScriptedLM, tokenizer):
         for turn in t.turns:  # sampled run, then inserted run, tiling the response
             for p in range(pos, pos + turn.generated):
                 assert t.gen_mask[p] == 1 and t.logprobs[p] > -1e-3  # the scripted model puts all mass on its token
-                lm.history = [[] for _ in range(row + 1)]
-                lm.history[row] = t.ids[:p]
-                assert t.ids[p] == lm._next_token(row), (row, p)  # exactly what the model chose given the context
+                context = ScriptCache(row + 1)
+                context.history[row] = t.ids[:p]
+                assert t.ids[p] == lm._next_token(context, row), (row, p)  # what the model chose given the context
             pos += turn.generated
             inserted = t.ids[pos : pos + turn.inserted]
             assert not any(t.gen_mask[pos : pos + turn.inserted]) and not any(t.logprobs[pos : pos + turn.inserted])

@@ -120,6 +120,40 @@ def test_masks_and_logprobs_with_the_real_qwen25_tokenizer(bm25_retriever):
     assert [t.ids for t in again.trajectories] == [t.ids for t in res.trajectories]  # seeded
 
 
+def test_rows_that_are_done_leave_the_batch(qwen_tok):
+    """Rows that answered leave the batch between turns: the next turn runs only the others, and every trajectory
+    is the one it would be alone."""
+    scripts = [["<answer> A </answer>"], TWO_HOP, TWO_HOP[1:]]  # done after turn 1, 3 and 2
+    model = ScriptedLM(qwen_tok, scripts)
+    widths = []
+    model.register_forward_pre_hook(lambda m, args, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    questions = ["first question", "second", "the third question"]
+    res = rollout(model, qwen_tok, questions, RecordingRetriever(), RolloutConfig(max_turns=3))
+    batch = widths[widths.index(3):]  # (before it: the shared prompt prefix, run once at batch size 1)
+    assert batch[-1] == 1 and 2 in batch and sorted(batch, reverse=True) == batch
+    for i, t in enumerate(res.trajectories):
+        alone = rollout(ScriptedLM(qwen_tok, [scripts[i]]), qwen_tok, [questions[i]], RecordingRetriever(),
+                        RolloutConfig(max_turns=3)).trajectories[0]
+        assert t.ids == alone.ids and t.gen_mask == alone.gen_mask and t.answer == alone.answer
+    assert [t.answer for t in res.trajectories] == ["A", "Vinci", "Vinci"]
+
+
+def test_rows_leaving_keep_the_real_kv_cache_right(bm25_retriever):
+    """With a real KV cache: a row truncated in turn 1 leaves the batch; the others' recorded log-probs still equal
+    a fresh forward over their exact ids (a wrong cache row after the cut would break this)."""
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    questions = ["q", "Capital of France " + "and more words " * 20, "Who painted the Mona Lisa?"]
+    longest = max(len(tok(build_prompt(q, tok)).input_ids) for q in questions)
+    cfg = RolloutConfig(max_turns=2, max_new_tokens=16, temperature=1.0, seed=3, max_total_tokens=longest + 16)
+    widths = []
+    model.register_forward_pre_hook(lambda m, args, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    res = rollout(model, tok, questions, bm25_retriever, cfg)
+    assert res.trajectories[1].truncated and len(res.trajectories[1].turns) == 1  # the long prompt: out in turn 1
+    assert len(res.trajectories[0].turns) > 1
+    assert max(widths) == 3 and min(widths) < 3  # the batch shrank
+    _check_masks(res, tok, cfg.temperature, model)
+
+
 @pytest.mark.slow
 def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
     model, tok = load_model("smollm2-135m-instruct", device="cpu")

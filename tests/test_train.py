@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from searchr1_lite.cli import main
 from searchr1_lite.train import TrainConfig, latest_checkpoint, train
 
-TIMING = {"rollout_seconds", "update_seconds", "generated_tokens_per_s", "peak_memory_mb"}
+TIMING = {"rollout_seconds", "update_seconds", "step_seconds", "generated_tokens_per_s", "peak_memory_mb"}
 
 
 def even_share(trajectory, example):
@@ -55,6 +55,22 @@ def test_resume_continues_exactly(tmp_path):
     assert any(not torch.equal(a[k], first[k]) for k in a)  # the weights did move
     assert _rows(straight) == _rows(tmp_path / "split") and len(_rows(straight)) == 4
     assert all(r["skipped"] == 0 for r in _rows(straight)) and any(r["grad_norm"] > 0 for r in _rows(straight))
+
+
+def test_a_time_budget_stops_after_the_last_step_that_fits(tmp_path):
+    from searchr1_lite.train import _over_budget
+
+    run = train(_cfg(tmp_path, "short", time_budget_s=0.001))  # no step fits: one runs, then it stops
+    rows = _rows(run)
+    assert len(rows) == 1 and rows[0]["stopped"].startswith("time budget") and "eval_em" in rows[0]
+    assert (run / "adapter" / "adapter_model.safetensors").exists() and latest_checkpoint(run).name == "checkpoint-1"
+    rows = _rows(train(_cfg(tmp_path, "ample", time_budget_s=1e6)))
+    assert len(rows) == 4 and not any("stopped" in r for r in rows)
+    cfg = _cfg(tmp_path, "x", time_budget_s=100.0, prompts_per_step=2, group_size=4, eval_size=4)
+    # spent 60 s; the next step ~ the last three's mean (20 s); the final evaluation ~ half a rollout (8 s / 2)
+    assert not _over_budget(cfg, [30.0, 10.0, 20.0], rollout_seconds=8.0)  # 60 + 20 + 4 = 84 <= 100
+    assert _over_budget(cfg, [30.0, 10.0, 20.0], rollout_seconds=50.0)  # 60 + 20 + 25 = 105 > 100
+    assert not _over_budget(_cfg(tmp_path, "y"), [1e9], rollout_seconds=1e9)  # no budget: never
 
 
 def test_a_kill_during_checkpoint_write_leaves_the_last_one(tmp_path, monkeypatch):
