@@ -68,7 +68,10 @@ def run_trl(args) -> dict:
     cfg = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.prompts * args.group,
                      num_generations=args.group, max_steps=1, learning_rate=1e-5, report_to=[], beta=0.001,
                      use_cpu=not torch.cuda.is_available(), save_strategy="no", logging_steps=1,
-                     max_completion_length=4096, gradient_accumulation_steps=1)
+                     max_completion_length=4096, gradient_accumulation_steps=1,
+                     # like for like with ours: TRL defaults to bf16 autocast and gradient checkpointing; ours runs
+                     # float32 on a CPU without checkpointing (bf16 on a CPU without bf16 units is emulated: 10x slower)
+                     bf16=torch.cuda.is_available(), gradient_checkpointing=False)
     trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=exact_match_reward, train_dataset=data,
                           rollout_func=bridge, args=cfg)
     start = time.perf_counter()
@@ -83,7 +86,7 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--turns", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=32, help="new tokens a turn")
-    ap.add_argument("--micro-batch", type=int, default=4, help="rows a forward; a whole group shares its prompt prefix")
+    ap.add_argument("--micro-batch", type=int, default=4, help="rows a forward (longest first); their shared prompt prefix runs once")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
