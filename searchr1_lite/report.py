@@ -160,7 +160,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         *[f"- [{METHOD_LABELS[k]}](eval/{k}.samples.html)" for k in summary], "",
         "## Time", "",
         *([f"Budget: {settings.budget_minutes:g} minutes for the whole demo; training stops after the last step "
-           "that fits (`--budget-minutes`, 0 = none).", ""] if getattr(settings, "budget_minutes", None) else []),
+           "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
         "- two single-hop worked examples in every method's prompt, and `<think>` written as the start of the response;",

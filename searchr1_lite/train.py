@@ -435,8 +435,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "peak_memory_mb": _peak_memory_mb(),
                 **_by_hops(ts, examples, ems),
             }
-            step_seconds.append(time.perf_counter() - step_start)
-            budget_stop = step < cfg.max_steps and _over_budget(cfg, step_seconds, rollout_s)
+            so_far = step_seconds + [time.perf_counter() - step_start]
+            budget_stop = step < cfg.max_steps and _over_budget(cfg, so_far, rollout_s)
             last = step == cfg.max_steps or budget_stop or (stop_after is not None and steps_this_call >= stop_after)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or budget_stop:
                 stats, samples = evaluate_policy(model, tokenizer, eval_qs, retriever, cfg, seed=cfg.seed)
@@ -444,8 +444,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 with open(run / "samples.jsonl", "a") as f:
                     for s in samples:
                         f.write(json.dumps({"step": step, **s}) + "\n")
-            row["step_seconds"] = time.perf_counter() - step_start
-            step_seconds[-1] = row["step_seconds"]
+            row["step_seconds"] = time.perf_counter() - step_start  # with the evaluation, if any
+            step_seconds.append(row["step_seconds"])
             if budget_stop:
                 row["stopped"] = f"time budget: {sum(step_seconds):.0f} s of {cfg.time_budget_s:.0f} s spent"
                 log.warning("step %d of %d: stopping, the next step would end past time_budget_s=%.0f s (%.0f s "
