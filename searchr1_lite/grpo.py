@@ -116,15 +116,23 @@ def _backbone(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pref
                    position_ids=positions, use_cache=True).last_hidden_state
 
 
+def checkpointing_now(model) -> bool:
+    """Will the next forward run under gradient checkpointing? transformers then drops every KV cache inside the
+    checkpointed layers (a replayed layer must not append to a cache twice), so no prefix can be shared."""
+    return model.training and torch.is_grad_enabled() and bool(getattr(model, "is_gradient_checkpointing", False))
+
+
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
                    temperature: float = 1.0, chunk: int = 512, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
 
-    The backbone runs once (a prefix shared by all rows runs once, not once per row: `share_prefix`); the
-    vocabulary projection runs only on masked positions, `chunk` tokens at a time, under activation
-    checkpointing, so float32 logits never exist for more than `chunk` tokens, forward or backward.
+    The backbone runs once (a prefix shared by all rows runs once, not once per row: `share_prefix`, except under
+    gradient checkpointing, which cannot keep a cache: there every row runs whole); the vocabulary projection runs
+    only on masked positions, `chunk` tokens at a time, under activation checkpointing, so float32 logits never
+    exist for more than `chunk` tokens, forward or backward.
     Positions with mask 0 (and position 0, which has no prediction) are 0.
     """
+    share_prefix = share_prefix and not checkpointing_now(model)
     prefix = shared_prefix_length(input_ids, attention_mask, mask) if share_prefix else 0
     hidden = _backbone(model, input_ids, attention_mask, prefix)  # [b, s - prefix, h]
     lm_head = model.get_output_embeddings()

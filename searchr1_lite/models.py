@@ -204,7 +204,8 @@ def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lo
             for module in model.modules():
                 if isinstance(module, Linear4bit):
                     module.support_avx512bf16_for_cpu = False
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
     else:

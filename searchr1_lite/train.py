@@ -67,6 +67,7 @@ class TrainConfig:
     warmup_steps: int = 0
     schedule: str = "constant"  # constant | cosine
     beta: float = 0.001
+    adv_scale: str = "group"  # group | batch | none: the std that scales advantages ("none" = Dr. GRPO)
     clip_low: float = 0.2
     clip_high: float = 0.2
     loss_agg: str = "seq-mean-token-mean"
@@ -157,7 +158,7 @@ def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: i
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp / "adapter")  # safetensors
     state = {"step": step, "cursor": cursor, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "torch_rng": torch.get_rng_state()}
+             **torch_rng_state()}
     torch.save(state, tmp / "state.pt")
     (tmp / "python_rng.json").write_text(json.dumps(random.getstate(), default=list))
     (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -165,6 +166,24 @@ def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: i
     os.replace(tmp, final)
     atomic_write_bytes(run / "latest", final.name.encode())
     return final
+
+
+def torch_rng_state() -> dict[str, Any]:
+    """torch's generators: the CPU one and, on a GPU, every CUDA device's (LoRA dropout there draws from CUDA's)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
+def restore_torch_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda = state.get("cuda_rng") or []  # absent in checkpoints written before it was saved
+    if cuda and torch.cuda.is_available():
+        if len(cuda) != torch.cuda.device_count():
+            log.warning("the checkpoint holds the RNG state of %d CUDA devices, this machine has %d: not restored, "
+                        "so the resumed run samples differently from a straight one", len(cuda),
+                        torch.cuda.device_count())
+        else:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -346,7 +365,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                              f"earlier checkpoint, or start a new output_dir") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_torch_rng(state)
         random.setstate(_as_python_rng(json.loads((checkpoint / "python_rng.json").read_text())))
         step, cursor = state["step"], state["cursor"]
     if resume:  # rows written after the checkpoint (or before the first one) will be written again
@@ -360,7 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not train_qs:
         raise ValueError(f"no training questions in {cfg.questions!r}")
     eval_qs = eval_qs[: cfg.eval_size]
-    gcfg = GRPOConfig(beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high, loss_agg=cfg.loss_agg,
+    gcfg = GRPOConfig(beta=cfg.beta, adv_scale=cfg.adv_scale, clip_low=cfg.clip_low, clip_high=cfg.clip_high, loss_agg=cfg.loss_agg,
                       micro_batch_size=cfg.micro_batch_size, temperature=cfg.temperature,
                       max_grad_norm=cfg.max_grad_norm, max_response_tokens=cfg.max_turns * cfg.max_new_tokens + cfg.max_new_tokens)
 
@@ -383,9 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     try:
         while step < cfg.max_steps and not stop["now"]:
             step_start = time.perf_counter()
-            order = list(range(len(train_qs)))
-            random.Random(cfg.seed + cursor // len(train_qs)).shuffle(order)  # one fixed order per epoch
-            picks = [train_qs[order[(cursor + i) % len(train_qs)]] for i in range(cfg.prompts_per_step)]
+            picks = [train_qs[i] for i in pick_questions(len(train_qs), cursor, cfg.prompts_per_step, cfg.seed)]
             examples = [e for e in picks for _ in range(cfg.group_size)]
 
             start = time.perf_counter()
@@ -398,7 +415,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                                     trajectory_reward(t.answer, e.answers, t.well_formed, cfg.format_bonus)
                                     for t, e in zip(ts, examples)], dtype=torch.float32)
             ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(ts, examples)]
-            advantages = group_advantages(rewards, cfg.group_size)
+            advantages = group_advantages(rewards, cfg.group_size, gcfg.adv_scale, gcfg.adv_eps)
             tensors = res.tensors(tokenizer.pad_token_id)
             loss_mask = tensors["gen_mask"]
             if not cfg.mask_inserted:  # ablation: every response token has a loss, inserted passages included
@@ -470,6 +487,18 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if step == cfg.max_steps or budget_stop:
         model.save_pretrained(run / "adapter")
     return run
+
+
+def pick_questions(n: int, cursor: int, count: int, seed: int) -> list[int]:
+    """Indices of the `count` questions after the first `cursor` served: epoch e (cursor // n) serves each of the n
+    questions once, in its own seeded order, and a step that crosses into the next epoch continues in that one."""
+    picks = []
+    for c in range(cursor, cursor + count):
+        epoch, position = divmod(c, n)
+        order = list(range(n))
+        random.Random(seed + epoch).shuffle(order)
+        picks.append(order[position])
+    return picks
 
 
 def _over_budget(cfg: TrainConfig, step_seconds: list[float], rollout_seconds: float) -> bool:

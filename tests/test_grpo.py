@@ -272,3 +272,35 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_gradient():
     torch.testing.assert_close(got[True][0], got[False][0], atol=5e-5, rtol=0)
     torch.testing.assert_close(got[True][1], got[False][1], atol=1e-4 * got[False][1].abs().max().item(), rtol=0)
     assert got[False][1].abs().max() > 0
+
+
+@pytest.mark.parametrize("quantization", [None, "4bit"])
+def test_gradient_checkpointing_gives_the_same_step(quantization):
+    """configs/qwen2.5-3b-qlora.yaml's setting: checkpointing on, micro-batch 2, rows of a group sharing their prompt
+    (transformers drops every cache inside checkpointed layers, so the shared-prefix forward must not be taken)."""
+    from searchr1_lite.models import load_policy
+
+    ids, attn, gen = _tiny_batch(load_model("tiny-qwen2", device="cpu")[1])
+    ids[:, :10] = ids[0, :10]  # one group: the prompt (positions 0..9) is the same in every row
+    batch, adv = TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5])
+    got = {}
+    for checkpointing in (False, True):
+        model, _ = load_policy("tiny-qwen2", quantization=quantization, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                               gradient_checkpointing=checkpointing, device="cpu")
+        torch.manual_seed(0)  # the same adapter in both (the first 4-bit load also builds the model: other draws)
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                torch.nn.init.normal_(p, std=0.02)  # lora_B too: the prompt's keys and values depend on the adapter
+        assert model.is_gradient_checkpointing == checkpointing
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+        captured = []
+        orig_step = opt.step
+        opt.step = lambda *a, **k: (captured.append([p.grad.clone() for p in model.parameters() if p.grad is not None]),
+                                    orig_step(*a, **k))[1]
+        model.train()
+        logp, _ = token_logprobs(model, ids[:2], attn[:2], gen[:2])  # two rows: the shared-prefix path
+        m = grpo_step(model, batch, adv, opt, GRPOConfig(beta=0.0, micro_batch_size=2, max_grad_norm=1e9))
+        assert m["skipped"] == 0.0 and m["grad_norm"] > 0
+        got[checkpointing] = logp.detach(), torch.cat([g.flatten() for g in captured[0]])
+    torch.testing.assert_close(got[True][0], got[False][0], atol=5e-5, rtol=0)
+    torch.testing.assert_close(got[True][1], got[False][1], atol=1e-4 * got[False][1].abs().max().item(), rtol=0)

@@ -240,3 +240,71 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, where, at):
     b = load_file(run / "adapter" / "adapter_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(run.glob(".checkpoint-*"))  # the half-written temp folder is gone
+
+
+def test_the_gpu_config_trains_a_step_on_cpu_with_a_tiny_model(tmp_path):
+    """configs/qwen2.5-3b-qlora.yaml as written (4-bit, gradient checkpointing, micro-batch 2, group 5, 4 turns) with
+    tiny-qwen2 for the 3B model, the synthetic world for NQ+HotpotQA, 2 prompts for 8 and short turns."""
+    overrides = ["model=tiny-qwen2", "questions=world", "corpus=world", "max_steps=1", "prompts_per_step=2",
+                 "max_new_tokens=12",
+                 "max_obs_tokens=32", "eval_size=2", f"output_dir={tmp_path / 'gpu'}", "progress=false"]
+    cfg = TrainConfig.load("configs/qwen2.5-3b-qlora.yaml", overrides)
+    assert (cfg.quantization, cfg.gradient_checkpointing, cfg.micro_batch_size) == ("4bit", True, 2)
+    rows = _rows(train(cfg, reward_fn=even_share))
+    assert len(rows) == 1 and rows[0]["grad_norm"] > 0 and not rows[0]["skipped"]
+
+
+def test_every_question_is_served_once_per_epoch():
+    from searchr1_lite.train import pick_questions
+
+    n, per_step, steps = 7, 3, 14  # steps cross epoch boundaries mid-step (7 is not a multiple of 3)
+    served = [i for s in range(steps) for i in pick_questions(n, s * per_step, per_step, seed=5)]
+    epochs = [served[e * n : (e + 1) * n] for e in range(steps * per_step // n)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)
+    assert len({tuple(e) for e in epochs}) > 1  # each epoch shuffled anew
+    assert served[:n] == pick_questions(n, 0, n, seed=5)  # the same draw, however the steps are cut
+
+
+def test_checkpoints_keep_the_cuda_generators(monkeypatch):
+    """LoRA dropout on a GPU draws from CUDA's generators: a resumed GPU run restores them too. The CUDA device is
+    the one thing outside this machine, so its three functions are stood in for."""
+    from searchr1_lite import train as train_mod
+
+    gpus = [torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([3, 4], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [g.clone() for g in gpus])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    state = train_mod.torch_rng_state()
+    gpus[0][0] = 99  # the generators move on after the save
+    train_mod.restore_torch_rng(state)
+    assert [g.tolist() for g in restored] == [[1, 2], [3, 4]]
+    restored.clear()
+    train_mod.restore_torch_rng({"torch_rng": torch.get_rng_state()})  # a checkpoint from before: CPU state only
+    assert restored == []
+
+
+@pytest.mark.parametrize("adv_scale", ["group", "none"])
+def test_adv_scale_reaches_the_update(tmp_path, monkeypatch, adv_scale):
+    """adv_scale: none (Dr. GRPO) trains on rewards minus the group mean, unscaled; group divides by the group std."""
+    import searchr1_lite.grpo as grpo_mod
+
+    rewards, seen = [], []
+    real_step = grpo_mod.grpo_step
+
+    def spy(model, batch, advantages, *a, **k):
+        seen.append(advantages.clone())
+        return real_step(model, batch, advantages, *a, **k)
+
+    def reward(t, e):
+        rewards.append(even_share(t, e))
+        return rewards[-1]
+
+    monkeypatch.setattr(grpo_mod, "grpo_step", spy)
+    train(_cfg(tmp_path, adv_scale, max_steps=1, group_size=4, adv_scale=adv_scale), reward_fn=reward)
+    r = torch.tensor(rewards).view(-1, 4)
+    centred = (r - r.mean(1, keepdim=True)).view(-1)
+    scale = 1.0 if adv_scale == "none" else (r.std(1, keepdim=True) + 1e-6).expand(-1, 4).reshape(-1)
+    assert centred.abs().max() > 0 and len(seen) == 1
+    torch.testing.assert_close(seen[0], centred / scale)
