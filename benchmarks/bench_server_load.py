@@ -3,8 +3,10 @@
 Starts `searchr1-lite serve` (BM25 over the 10,033 wiki-vital passages) in its own process, then:
   1. load: `--clients` concurrent clients (asyncio + httpx, one connection each) send `--requests` requests in all,
      each one real question (FanOutQA), top 3; counts errors, reports latency p50 / p99 and requests per second;
-  2. abuse: malformed JSON, wrong types, huge topk, empty and very long queries, an oversized body; each must get a
-     4xx with a message, and a good request right after each must still get its passages;
+  2. abuse: malformed JSON, wrong types, negative or huge topk, a null or very long query, an oversized body; each
+     must get a 4xx with a message. The shapes the authors' trainer sends and their server answers (no queries,
+     blank queries, topk 0, 600 queries in one POST) must get a 200 with one well-formed row per query. A good
+     request right after each must still get its passages;
   3. restarts: the service is killed (SIGKILL) and started again `--restarts` times while a `RemoteRetriever` is
      asking; each call must come back with the right passages (retry with back-off), none with an empty result.
 Prints one JSON object, then a one-line summary.
@@ -30,19 +32,22 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ABUSE = [  # (what, body, expected status)
-    ("malformed JSON", b"{bad json", 422),
-    ("queries not a list", b'{"queries": "one string"}', 422),
-    ("queries of numbers", b'{"queries": [1, 2]}', 422),
-    ("no queries", b'{"queries": []}', 422),
-    ("blank query", b'{"queries": ["  "]}', 422),
-    ("topk 0", b'{"queries": ["x"], "topk": 0}', 422),
-    ("huge topk", b'{"queries": ["x"], "topk": 1000000000}', 422),
-    ("topk a string", b'{"queries": ["x"], "topk": "ten"}', 422),
-    ("query of 5,000 characters", json.dumps({"queries": ["x" * 5000]}).encode(), 422),
-    ("513 queries", json.dumps({"queries": ["q"] * 513}).encode(), 422),
-    ("body of 2 MiB", b'{"queries": ["' + b"x" * (2 << 20) + b'"]}', 413),
-    ("not JSON at all", b"\x00\xff\xfe binary", 422),
+ABUSE = [  # (what, body, expected status, rows a 200's "result" must have: one per query, 3 hits each (default topk))
+    ("malformed JSON", b"{bad json", 422, None),
+    ("queries not a list", b'{"queries": "one string"}', 422, None),
+    ("queries of numbers", b'{"queries": [1, 2]}', 422, None),
+    ("a null query", b'{"queries": ["x", null]}', 422, None),
+    ("negative topk", b'{"queries": ["x"], "topk": -1}', 422, None),
+    ("huge topk", b'{"queries": ["x"], "topk": 1000000000}', 422, None),
+    ("topk a string", b'{"queries": ["x"], "topk": "ten"}', 422, None),
+    ("query of 5,000 characters", json.dumps({"queries": ["x" * 5000]}).encode(), 422, None),
+    ("body of 2 MiB", b'{"queries": ["' + b"x" * (2 << 20) + b'"]}', 413, None),
+    ("not JSON at all", b"\x00\xff\xfe binary", 422, None),
+    # accepted, as the authors' server accepts them (their trainer sends each): searched, or the default topk
+    ("no queries", b'{"queries": []}', 200, 0),
+    ("blank queries", b'{"queries": ["", "  "]}', 200, 2),
+    ("topk 0 (the default)", b'{"queries": ["x"], "topk": 0}', 200, 1),
+    ("600 queries (2 chunks, streamed)", json.dumps({"queries": ["q"] * 600}).encode(), 200, 600),
 ]
 
 
@@ -55,8 +60,8 @@ def free_port() -> int:
 def start_service(index: Path, port: int) -> subprocess.Popen:
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "searchr1_lite.cli", "serve", "--index", str(index), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "searchr1_lite.cli", "serve", "--index", str(index),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -98,15 +103,29 @@ async def load(url: str, questions: list[str], clients: int, total: int) -> dict
             "requests_per_s": round(len(latencies) / wall, 1), "seconds": round(wall, 1)}
 
 
+def well_formed(r, rows: int | None) -> bool:
+    """A refusal: JSON with a "detail". An answer: {"result": [...]} with `rows` rows of 3 documents each."""
+    try:
+        body = r.json()
+    except ValueError:
+        return False
+    if rows is None:
+        return isinstance(body, dict) and bool(body.get("detail"))
+    result = body.get("result") if isinstance(body, dict) else None
+    return (isinstance(result, list) and len(result) == rows
+            and all(len(row) == 3 and all(isinstance(hit.get("contents"), str) for hit in row) for row in result))
+
+
 def abuse(url: str) -> list[dict]:
     import httpx
 
     out = []
-    for what, body, expected in ABUSE:
+    for what, body, expected, rows in ABUSE:
         r = httpx.post(url + "/retrieve", content=body, headers={"content-type": "application/json"}, timeout=30)
         after = httpx.post(url + "/retrieve", json={"queries": ["Mona Lisa"], "topk": 1}, timeout=30)
+        served = after.status_code == 200 and after.json()["result"][0][0]["contents"].startswith("\"Mona Lisa\"")
         out.append({"input": what, "status": r.status_code, "expected": expected, "message": r.text[:120],
-                    "served_after": after.status_code == 200 and after.json()["result"][0][0]["contents"].startswith("\"Mona Lisa\"")})
+                    "well_formed": well_formed(r, rows), "served_after": served})
     return out
 
 
@@ -119,7 +138,8 @@ def restarts(index: Path, port: int, proc: subprocess.Popen, times: int) -> tupl
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         box = {}
-        asker = threading.Thread(target=lambda: box.update(result=client.search(["Mona Lisa"], 3), at=time.perf_counter()))
+        asker = threading.Thread(target=lambda: box.update(result=client.search(["Mona Lisa"], 3),
+                                                           at=time.perf_counter()))
         start = time.perf_counter()
         asker.start()  # asks while nothing listens
         time.sleep(1.0)
@@ -159,17 +179,20 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    bad = [a for a in result["abuse"] if a["status"] != a["expected"] or not a["served_after"]]
+    bad = [a for a in result["abuse"] if a["status"] != a["expected"] or not a["well_formed"] or not a["served_after"]]
     result["ok"] = (result["load"]["errors"] == 0 and not bad and all(r["answered"] for r in result["restarts"]))
     text = json.dumps(result, indent=1)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text)
     ld = result["load"]
-    print(f"load: {ld['requests']} requests from {ld['clients']} clients, {ld['errors']} errors, p50 {ld['p50_ms']} ms, "
-          f"p99 {ld['p99_ms']} ms, {ld['requests_per_s']} req/s; abuse: {len(ABUSE) - len(bad)}/{len(ABUSE)} refused "
-          f"with a 4xx and served after; restarts: {sum(r['answered'] for r in result['restarts'])}/{args.restarts} "
-          f"answered -> {'OK' if result['ok'] else 'FAILED'}")
+    refused = sum(expected >= 400 for _, _, expected, _ in ABUSE)
+    print(f"load: {ld['requests']} requests from {ld['clients']} clients, {ld['errors']} errors, "
+          f"p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms, {ld['requests_per_s']} req/s; abuse: "
+          f"{len(ABUSE) - len(bad)}/{len(ABUSE)} as expected ({refused} refused with a 4xx, "
+          f"{len(ABUSE) - refused} answered 200 with well-formed rows) and served after; restarts: "
+          f"{sum(r['answered'] for r in result['restarts'])}/{args.restarts} answered -> "
+          f"{'OK' if result['ok'] else 'FAILED'}")
     sys.exit(0 if result["ok"] else 1)
 
 

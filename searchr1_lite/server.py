@@ -2,14 +2,26 @@
 
     POST /retrieve  {"queries": ["..."], "topk": 3, "return_scores": true}
       -> {"result": [[{"document": {"id": ..., "contents": ...}, "score": 0.83}, ...], ...]}
-      (without return_scores each hit is the bare document, as in the authors' retrieval_server.py)
+      (without return_scores each hit is the bare document: the shape the authors' retrieval_server.py builds)
     GET  /health    -> {"status": "ok", "passages": N, "index": "...", "corpus": "..."}
 
-So training code can swap ours for the authors' server, or for a big machine serving the full wiki-18 index,
-without a change: `RemoteRetriever` implements the same `Retriever.search` as the in-process `LocalRetriever`.
+Their trainer against this service (search_r1/llm_agent/generation.py, `batch_search`): every request it sends is
+answered as their server (search_r1/search/retrieval_server.py) answers it.
+  - `"queries": []` (no row searched this turn) -> `{"result": []}`.
+  - a blank query (their parser accepts `<search></search>`) goes to the engine like any other: their server has
+    no special case either. A dense engine returns the k passages nearest the blank query, as theirs does with e5;
+    our BM25 (bm25s) returns k passages of score 0, where their pyserini BM25 returns none.
+  - any number of queries in one POST (one per turn: batch x n, e.g. 2,560), searched CHUNK_QUERIES at a time and
+    streamed out chunk by chunk, so the engine's work and the rows held at once stay bounded.
+  - `"topk": 0` or null means the service's default topk, as in theirs (`if not request.topk`).
+Our client against their server: `RemoteRetriever` sends what their trainer sends (topk, return_scores true) and
+reads documents with or without an "id" (their BM25 server returns title/text/contents). Only return_scores false
+differs: their server fails on it (it unpacks scores that its batch_search does not return); ours answers it.
+So training code can swap ours for theirs, or for a big machine serving the full wiki-18 index, without a change:
+`RemoteRetriever` implements the same `Retriever.search` as the in-process `LocalRetriever`.
 
-Safety by default: binds 127.0.0.1 (another address needs `allow_remote=True` / `--allow-remote`), caps request
-size, batch size, query length and topk; every bad request gets a 4xx with a message, never a 500.
+Safety by default: binds 127.0.0.1 (another address needs `allow_remote=True` / `--allow-remote`), caps the request
+body (1 MiB), query length and topk; every bad request gets a 4xx with a message, never a 500.
 """
 
 from __future__ import annotations
@@ -25,23 +37,22 @@ from pydantic import BaseModel, Field, field_validator
 from .corpus import Passage
 from .retrieval import Retriever
 
-MAX_BODY_BYTES = 1 << 20  # 1 MiB
-MAX_QUERIES = 512
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: this, not a query count, bounds a request (2,560 short queries are ~0.1 MiB)
+CHUNK_QUERIES = 512  # queries per engine call (the authors' dense server also encodes 512 at a time)
 MAX_QUERY_CHARS = 4096
 MAX_TOPK = 100
 
 
 class QueryRequest(BaseModel):
-    queries: list[str] = Field(min_length=1, max_length=MAX_QUERIES)
-    topk: int | None = Field(default=None, ge=1, le=MAX_TOPK)
+    # No count limit and blanks allowed: the authors' trainer sends [] and "" (see the module docstring).
+    queries: list[str]
+    topk: int | None = Field(default=None, ge=0, le=MAX_TOPK)  # 0, like null, means the default (theirs too)
     return_scores: bool = False
 
     @field_validator("queries")
     @classmethod
     def _check_queries(cls, queries: list[str]) -> list[str]:
         for i, q in enumerate(queries):
-            if not q.strip():
-                raise ValueError(f"queries[{i}] is empty")
             if len(q) > MAX_QUERY_CHARS:
                 raise ValueError(f"queries[{i}] has {len(q)} characters; the limit is {MAX_QUERY_CHARS}")
         return queries
@@ -52,7 +63,7 @@ def create_app(retriever: Retriever, default_topk: int = 3, info: dict[str, Any]
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
 
     app = FastAPI(title="searchr1_lite retrieval", version="1")
     app.state.retriever = retriever
@@ -68,20 +79,42 @@ def create_app(retriever: Retriever, default_topk: int = 3, info: dict[str, Any]
     def health() -> dict[str, Any]:
         return {"status": "ok", **(info or {})}
 
+    async def search_chunk(queries: list[str], k: int, scores: bool) -> bytes:
+        """One chunk's rows as JSON without the outer brackets, so chunks join with a comma."""
+        hits = await run_in_threadpool(app.state.retriever.search, queries, k)
+        # serialised directly with orjson: FastAPI's generic encoder costs milliseconds on 64 x 3 passages
+        return orjson.dumps(_rows(hits, scores))[1:-1]
+
+    async def stream(first: bytes, rest: list[list[str]], k: int, scores: bool):
+        # An engine failure here raises, and the server cuts the body short: the client gets invalid JSON or a
+        # broken connection, never a well-formed answer with rows missing.
+        yield b'{"result":[' + first
+        for chunk in rest:
+            yield b"," + await search_chunk(chunk, k, scores)
+        yield b"]}"
+
     @app.post("/retrieve")
     async def retrieve(req: QueryRequest) -> Response:
-        try:
-            hits = await run_in_threadpool(app.state.retriever.search, req.queries, req.topk or default_topk)
+        k, chunks = req.topk or default_topk, _chunks(req.queries)
+        try:  # the first chunk before any byte goes out, so a failing engine still gets a clean 503
+            first = await search_chunk(chunks[0], k, req.return_scores) if chunks else b""
         except Exception as e:  # the request was fine; the engine failed: say so (503: a client may retry)
             return JSONResponse({"detail": f"retrieval failed: {type(e).__name__}: {e}"}, status_code=503)
-        if req.return_scores:
-            result = [[{"document": p.to_row(), "score": p.score} for p in row] for row in hits]
-        else:
-            result = [[p.to_row() for p in row] for row in hits]
-        # serialised directly with orjson: FastAPI's generic encoder costs milliseconds on 64 x 3 passages
-        return Response(orjson.dumps({"result": result}), media_type="application/json")
+        if len(chunks) <= 1:
+            return Response(b'{"result":[' + first + b"]}", media_type="application/json")
+        return StreamingResponse(stream(first, chunks[1:], k, req.return_scores), media_type="application/json")
 
     return BodyLimit(app, MAX_BODY_BYTES)
+
+
+def _chunks(queries: list[str], size: int = CHUNK_QUERIES) -> list[list[str]]:
+    return [queries[i:i + size] for i in range(0, len(queries), size)]
+
+
+def _rows(hits: list[list[Passage]], return_scores: bool) -> list[list[dict[str, Any]]]:
+    if return_scores:
+        return [[{"document": p.to_row(), "score": p.score} for p in row] for row in hits]
+    return [[p.to_row() for p in row] for row in hits]
 
 
 class BodyLimit:
@@ -262,4 +295,5 @@ class RemoteRetriever:
 
 def _hit_to_passage(hit: dict[str, Any]) -> Passage:
     doc = hit.get("document", hit)  # with or without return_scores
-    return Passage(str(doc["id"]), doc["contents"], hit.get("score"))
+    # no "id" from the authors' BM25 server over an index that stores contents (title, text, contents only)
+    return Passage(str(doc.get("id", "")), doc["contents"], hit.get("score"))
