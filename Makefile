@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # offline, CPU-sized defaults for the demo, the tests and the notebooks
 RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
 
-.PHONY: demo test bench reliability install clean
+.PHONY: demo test test-fast lint bench reliability install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=1200 -q
 
+# the tests that load no offline language model and encode no corpus (`slow`), without the notebooks: a few minutes
+test-fast: $(STAMP)
+	$(RUN_ENV) $(BIN)/python -m pytest tests -m "not slow" -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check searchr1_lite tests benchmarks notebooks
+
+# every benchmark, one after another (about an hour on 2 cores); each prints its JSON and a one-line summary
+BENCHES := bench_retrieval bench_grpo bench_rollout bench_step_vs_trl bench_server_load
 bench: $(STAMP)
-	$(RUN_ENV) $(BIN)/python benchmarks/bench_retrieval.py
+	set -e; for b in $(BENCHES); do echo "== $$b"; $(RUN_ENV) $(BIN)/python benchmarks/$$b.py; done
 
 # docs/reliability.md from a fresh run of the reliability tests and the service load test (~10 min; not in `make test`)
 reliability: $(STAMP)

@@ -205,7 +205,9 @@ def main() -> None:
     real_queries = encoder.encode_queries(questions)
     result["search"] = [
         bench_search("real wiki-vital (MiniLM)", real, real_queries, repeats),
-        bench_search("real + Gaussian of real covariance", real_spectrum_vectors(real, n_big, 0), real_queries, repeats),
+        bench_search(
+            "real + Gaussian of real covariance", real_spectrum_vectors(real, n_big, 0), real_queries, repeats
+        ),
         bench_search("clustered synthetic", clustered_vectors(n_big, 1), clustered_vectors(64, 2), repeats),
     ]
     result["http"] = bench_bm25_and_http(repeats)
@@ -223,7 +225,9 @@ def main() -> None:
     goals = {
         "exact_qps_b64>=800": big["qps_flat_b64"] >= 800,
         "hnsw_0.95_at_5x(real-covariance)": (big["hnsw_best_at_recall_0.95"] or {}).get("speedup_vs_flat", 0) >= 5,
-        "hnsw_0.95_at_5x(clustered)": (result["search"][2]["hnsw_best_at_recall_0.95"] or {}).get("speedup_vs_flat", 0) >= 5,
+        "hnsw_0.95_at_5x(clustered)": (
+            (result["search"][2]["hnsw_best_at_recall_0.95"] or {}).get("speedup_vs_flat", 0) >= 5
+        ),
         "http_overhead<=2ms": result["http"]["http_overhead_ms"] <= 2,
     }
     print(

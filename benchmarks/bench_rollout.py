@@ -56,7 +56,9 @@ def naive_rollout(model, tokenizer, questions, retriever, cfg) -> tuple[int, flo
     tokens, seconds = 0, 0.0
     torch.manual_seed(cfg.seed)
     for q in questions:
-        ids = tokenizer(build_prompt(q, tokenizer, cfg.template), add_special_tokens=False, return_tensors="pt").input_ids
+        ids = tokenizer(
+            build_prompt(q, tokenizer, cfg.template), add_special_tokens=False, return_tensors="pt"
+        ).input_ids
         for turn in range(cfg.max_turns + 1):
             start = time.perf_counter()
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.max_new_tokens,

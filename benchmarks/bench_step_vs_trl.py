@@ -34,9 +34,10 @@ def run_ours(args) -> dict:
     from searchr1_lite.train import TrainConfig, train
 
     out = tempfile.mkdtemp()
-    cfg = TrainConfig(model=args.model, max_steps=1, prompts_per_step=args.prompts, group_size=args.group,
-                      max_turns=args.turns, max_new_tokens=args.tokens, micro_batch_size=args.micro_batch,
-                      output_dir=out, eval_size=0, progress=False, learning_rate=1e-5)
+    cfg = TrainConfig().updated({"model": args.model, "max_steps": 1, "prompts_per_step": args.prompts,
+                                 "group_size": args.group, "max_turns": args.turns, "max_new_tokens": args.tokens,
+                                 "micro_batch_size": args.micro_batch, "output_dir": out, "eval_size": 0,
+                                 "progress": False, "learning_rate": 1e-5})
     start = time.perf_counter()
     run = train(cfg)
     seconds = time.perf_counter() - start
@@ -86,7 +87,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--turns", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=32, help="new tokens a turn")
-    ap.add_argument("--micro-batch", type=int, default=4, help="rows a forward (longest first); their shared prompt prefix runs once")
+    ap.add_argument("--micro-batch", type=int, default=4,
+                    help="rows a forward (longest first); their shared prompt prefix runs once")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -1,7 +1,16 @@
 """searchr1_lite: Search-R1 (Jin et al., 2025, arXiv 2503.09516) rebuilt small enough to learn from.
 
-One module a concept: corpus, retrieval, server (lesson 01); models; prompt, rollout, reward (02); grpo (03);
-train (04); evaluate, plots (05).
+One module a concept, by lesson:
+    01 retrieval   corpus (passages, formatting), retrieval (BM25 / dense indexes), server (HTTP, the authors' API)
+    02 rollout     models (policies, offline presets), prompt (the tag protocol), rollout (multi-turn generation
+                   with the loss mask), reward (EM, F1), scripted (a model that follows a script, for tests)
+    03 update      grpo (advantages, masked clipped loss, the step)
+    04 training    config (every setting, one source), train (the loop), checkpoint (save, resume), runtime (time
+                   budget, out-of-memory, signals, trackers), trl_bridge (our rollout in TRL's GRPOTrainer)
+    05 results     evaluate (Direct / RAG / Search-R1 beside the paper), data (QA sets), plots
+    the demo       world (a synthetic world of people and places), world_prompts (its worked examples), demo
+                   (`searchr1-lite demo`), report (report.md)
+    plumbing       offline (the offline stack, the cache), cli (`searchr1-lite`)
 """
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def _retriever_from_args(args):
@@ -63,7 +64,8 @@ def cmd_rollout(args) -> None:
     retriever = _retriever_from_args(args)
     model, tokenizer = load_model(args.model)
     cfg = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_p=args.top_p, seed=args.seed, topk=args.k)
+                        top_p=args.top_p, seed=args.seed, topk=args.k, template=args.template,
+                        response_prefix=args.response_prefix, chat=not args.no_chat_template)
     result = rollout(model, tokenizer, [args.question] * args.n, retriever, cfg)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for i, t in enumerate(result.trajectories, start=1):
@@ -93,25 +95,49 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     from .corpus import load_corpus
-    from .data import load_eval_set
+    from .data import QAExample, load_eval_set
     from .evaluate import evaluate
     from .models import load_model, load_policy
-    from .rollout import RolloutConfig
 
+    cfg = _eval_config(args)
     retriever = _retriever_from_args(args) if (args.index or args.url) else None
+    data: dict[str, list[QAExample]] = {}
+    if args.run:
+        from .train import make_retriever, split_questions
+
+        run_retriever, corpus = make_retriever(cfg.data)
+        retriever = retriever or run_retriever
+        if not args.datasets:  # the run's own held-out questions
+            held_out = split_questions(cfg.data, corpus, cfg.seed)[1]
+            data["held-out"] = held_out[: args.limit] if args.limit else held_out
     if retriever is None and args.method != "direct":
-        raise ValueError("--method rag/search needs --index DIR or --url URL")
-    corpus = getattr(retriever, "corpus", None) or (load_corpus("wiki-vital") if "fanoutqa" in args.datasets else None)
-    data = {name: load_eval_set(name, args.limit, args.seed, corpus) for name in args.datasets.split(",")}
-    if args.adapter:
+        raise ValueError("--method rag/search needs --index DIR, --url URL or --run RUN")
+    names = args.datasets or ("" if data else "fanoutqa")
+    corpus = getattr(retriever, "corpus", None) or (load_corpus("wiki-vital") if "fanoutqa" in names else None)
+    data.update({name: load_eval_set(name, args.limit, args.seed, corpus) for name in names.split(",") if name})
+    if args.run:
+        p = cfg.policy
+        model, tok = load_policy(p.model, adapter=str(Path(args.run) / "adapter"), lora_layers=p.lora_layers)
+    elif args.adapter:
         model, tok = load_policy(args.model, adapter=args.adapter)
     else:
         model, tok = load_model(args.model)
-    cfg = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens)
-    table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg, topk=args.k)
+    style = "world-examples" if cfg.rollout.template.startswith("world") else "paper"
+    table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg.rollout,
+                     topk=cfg.rollout.topk, style=style)
     print(table.round(3).to_string())
     if args.out:
         table.to_csv(args.out)
+
+
+def _eval_config(args):
+    """The rollout settings of `eval`: a trained run's own (`--run`), else the paper's with the flags given."""
+    from .train import TrainConfig, load_run_config
+
+    cfg = load_run_config(args.run) if args.run else TrainConfig()
+    flags = {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
+             "template": args.template}
+    return cfg.updated({k: v for k, v in flags.items() if v is not None}, "eval flags")
 
 
 def cmd_plot(args) -> None:
@@ -146,6 +172,10 @@ def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import packaged_configs
+    from .prompt import template_names
+    from .rollout import RolloutConfig
+
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -176,17 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--question", required=True)
     s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward")
     s.add_argument("--n", type=int, default=1, help="trajectories to sample")
-    s.add_argument("--max-turns", type=int, default=4)
-    s.add_argument("--max-new-tokens", type=int, default=200, help="per turn")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-p", type=float, default=0.95)
-    s.add_argument("-k", type=int, default=3, help="passages per search")
+    r = RolloutConfig()  # the defaults, defined once
+    s.add_argument("--max-turns", type=int, default=r.max_turns, help="searches at most (default %(default)s)")
+    s.add_argument("--max-new-tokens", type=int, default=r.max_new_tokens, help="per turn (default %(default)s)")
+    s.add_argument("--temperature", type=float, default=r.temperature, help="0 = greedy (default %(default)s)")
+    s.add_argument("--top-p", type=float, default=r.top_p)
+    s.add_argument("-k", type=int, default=r.topk, help="passages per search (default %(default)s)")
+    s.add_argument("--template", default=r.template, choices=template_names(),
+                   help="the prompt (default %(default)s; world-examples for the demo's small model)")
+    s.add_argument("--response-prefix", default=r.response_prefix, help='e.g. "<think>": the response starts with it')
+    s.add_argument("--no-chat-template", action="store_true", help="plain text, not the tokenizer's chat template")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--show-prompt", action="store_true")
     s.set_defaults(func=cmd_rollout)
 
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO")
-    s.add_argument("--config", help="YAML file (see configs/); keys are TrainConfig fields")
+    s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs()))
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     s.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this call")
@@ -195,17 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="EM of Direct / RAG / Search-R1 per dataset")
     s.add_argument("--model", default="smollm2-135m-instruct")
+    s.add_argument("--run", help="a trained run folder: its model, adapter, prompt, turns and token limits, its "
+                   "retriever, and (without --datasets) its held-out questions")
     s.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter)")
     s.add_argument("--method", default="direct,rag,search", help="comma-separated: direct, rag, search")
-    s.add_argument("--datasets", default="fanoutqa", help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
-                   "2wikimultihopqa,musique,bamboogle (hub), fanoutqa (offline) or jsonl paths")
+    s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
+                   "2wikimultihopqa,musique,bamboogle (hub), fanoutqa (offline, the default) or jsonl paths")
     s.add_argument("--limit", type=int, default=None, help="random subset per dataset (seeded)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--index")
     s.add_argument("--url")
-    s.add_argument("-k", type=int, default=3)
-    s.add_argument("--max-turns", type=int, default=4)
-    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("-k", type=int, default=None, help=f"passages per search and for RAG (default {r.topk})")
+    s.add_argument("--max-turns", type=int, default=None, help=f"default {r.max_turns}, or the run's")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"per turn: default {r.max_new_tokens}, or the run's")
+    s.add_argument("--template", default=None, choices=template_names(), help="default paper, or the run's")
     s.add_argument("--out", help="also write the table as CSV")
     s.set_defaults(func=cmd_eval)
 

@@ -74,7 +74,8 @@ def read_qa_jsonl(path: str | Path) -> list[QAExample]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            q, golds = row.get("question") if isinstance(row, dict) else None, row.get("golden_answers") if isinstance(row, dict) else None
+            q = row.get("question") if isinstance(row, dict) else None
+            golds = row.get("golden_answers") if isinstance(row, dict) else None
             if not isinstance(q, str) or not q.strip():
                 raise ValueError(f"{path}:{lineno}: 'question' must be a non-empty string")
             if isinstance(golds, str):

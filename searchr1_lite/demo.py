@@ -44,7 +44,8 @@ class DemoSettings:
     test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop)
     train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 30})
     ablation: bool = False  # also train with inserted tokens in the loss (--no-mask)
-    budget_minutes: float | None = 30.0  # the whole demo's wall-clock budget; training takes what is left (None: all steps)
+    # the whole demo's wall-clock budget; training takes what is left (None: all steps)
+    budget_minutes: float | None = 30.0
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -53,21 +54,13 @@ class DemoSettings:
                           "max_turns": 2, "eval_size": 4}, budget_minutes=None)
 
 
-# The training recipe of the demo; configs/world-cpu.yaml holds the same values for `searchr1-lite train`.
-DEMO_TRAIN: dict[str, Any] = {
-    "model": "smollm2-135m-instruct", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_layers": 15,
-    "questions": "world", "corpus": "world", "template": "world-examples", "response_prefix": "<think>",
-    "chat_template": False, "max_steps": 30, "prompts_per_step": 4, "group_size": 8, "learning_rate": 3e-4,
-    "beta": 0.0, "temperature": 0.7, "max_turns": 3, "max_new_tokens": 40, "max_obs_tokens": 120,
-    "micro_batch_size": 8, "eval_size": 16,
-}
+RECIPE = "world-cpu"  # the demo's training recipe: searchr1_lite/configs/world-cpu.yaml, its one source
 
 
 def train_config(settings: DemoSettings, out: Path, mask: bool = True) -> TrainConfig:
-    values = {**DEMO_TRAIN, **settings.train}
-    values.update(questions=settings.world, corpus=settings.world, mask_inserted=mask,
-                  output_dir=str(out / ("train" if mask else "train-no-mask")))
-    return TrainConfig.from_dict(values, "demo settings")
+    cfg = TrainConfig.load(RECIPE).updated(settings.train, "demo settings")
+    return cfg.updated({"questions": settings.world, "corpus": settings.world, "mask_inserted": mask,
+                        "output_dir": str(out / ("train" if mask else "train-no-mask"))}, "demo settings")
 
 
 def training_budget(budget_minutes: float, timings: dict[str, float], evals: Path) -> float:
@@ -116,7 +109,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     from .models import load_model, load_policy
     from .retrieval import LocalRetriever
     from .rollout import RolloutConfig
-    from .train import _rollout_config, train
+    from .train import train
     from .world import load_world
 
     settings = settings or DemoSettings()
@@ -128,7 +121,9 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     if saved.exists() and json.loads(saved.read_text()) != dataclasses.asdict(settings):
         raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
     _write_json(saved, dataclasses.asdict(settings))
-    timings: dict[str, float] = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    timings: dict[str, float] = (
+        json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    )
     start_all = time.perf_counter()
 
     def stage(name: str):
@@ -153,7 +148,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     done("world", t0)
 
     cfg = train_config(settings, out)
-    rcfg: RolloutConfig = dataclasses.replace(_rollout_config(cfg, cfg.seed), temperature=0.0)
+    rcfg: RolloutConfig = dataclasses.replace(cfg.rollout, temperature=0.0)
     evals = out / "eval"
     evals.mkdir(exist_ok=True)
 
@@ -163,7 +158,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
             log(f"{name}: done before ({path})")
             return
         t = time.perf_counter()
-        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, rcfg, cfg.topk,
+        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, rcfg, rcfg.topk,
                                           style="world-examples")
         rows = _results(trajectories, tests)
         _write_json(path, {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
@@ -175,7 +170,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     # 2. baselines with the untrained model
     t0 = stage("baselines: Direct, RAG, Search (untrained)")
     if not all((evals / f"{n}.json").exists() for n in ("direct", "rag", "search-untrained")):
-        model, tokenizer = load_model(cfg.model)
+        model, tokenizer = load_model(cfg.policy.model)
         model.eval()
         for name, method in (("direct", "direct"), ("rag", "rag"), ("search-untrained", "search")):
             evaluate_into(name, model, tokenizer, method)
@@ -186,15 +181,15 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
 
     # 3. training (and the ablation), resumable
     if settings.budget_minutes is not None:
-        cfg.time_budget_s = training_budget(settings.budget_minutes, timings, evals)
-        log(f"time budget {settings.budget_minutes:g} min: {cfg.time_budget_s:.0f} s left for training "
-            f"(at most {cfg.max_steps} steps)")
+        cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals)
+        log(f"time budget {settings.budget_minutes:g} min: {cfg.optim.time_budget_s:.0f} s left for training "
+            f"(at most {cfg.optim.max_steps} steps)")
     runs = [(cfg, "search-r1-lite")]
     if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
         runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
     for run_cfg, name in runs:
         if not run_cfg.mask_inserted:
-            run_cfg.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
+            run_cfg.optim.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
         t0 = stage(f"train ({'masked' if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
         run = Path(run_cfg.output_dir)
         if not (run / "adapter").exists():
@@ -207,7 +202,8 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
             raise KeyboardInterrupt(f"training stopped; run the demo again to resume from {run}")
         t0 = stage(f"evaluate {name}")
         if not (evals / f"{name}.json").exists():
-            model, tokenizer = load_policy(run_cfg.model, adapter=str(run / "adapter"), lora_layers=run_cfg.lora_layers,
+            model, tokenizer = load_policy(run_cfg.policy.model, adapter=str(run / "adapter"),
+                                           lora_layers=run_cfg.policy.lora_layers,
                                            device="cpu" if not torch.cuda.is_available() else None)
             model.eval()
             evaluate_into(name, model, tokenizer, "search")
@@ -228,7 +224,8 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     return report
 
 
-def _samples_html(trajectories: dict, datasets: dict[str, list[QAExample]], tokenizer, title: str, per_kind: int = 4) -> str:
+def _samples_html(trajectories: dict, datasets: dict[str, list[QAExample]], tokenizer, title: str,
+                  per_kind: int = 4) -> str:
     from .plots import trajectory_html
     from .reward import trajectory_reward
 

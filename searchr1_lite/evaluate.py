@@ -19,7 +19,7 @@ import pandas as pd
 
 from .corpus import format_docs
 from .data import QAExample
-from .prompt import SEARCH_R1_INSTRUCTION, SEARCH_R1_WITH_WORLD_EXAMPLES, WORLD_EXAMPLE_FACTS, with_examples
+from .prompt import SEARCH_R1_INSTRUCTION
 from .reward import trajectory_reward
 from .rollout import RolloutConfig, rollout
 
@@ -37,18 +37,15 @@ RAG_TEMPLATE = (
 METHODS = ("direct", "rag", "search")
 
 
-# The same aid for every method on the synthetic world (the demo): the two single-hop worked examples of
-# `prompt.WORLD_EXAMPLES`, each in its method's own format, so Direct and RAG are not handicapped by the tag format.
-_DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
-                           for q, _, _, t, a in WORLD_EXAMPLE_FACTS)
-_RAG_EXAMPLES = "".join(f"Context: {format_docs(docs).strip()}\nQuestion: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
-                        for q, _, docs, t, a in WORLD_EXAMPLE_FACTS)
-TEMPLATES = {
-    "paper": {"direct": DIRECT_TEMPLATE, "rag": RAG_TEMPLATE, "search": SEARCH_R1_INSTRUCTION},
-    "world-examples": {"direct": with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
-                       "rag": with_examples(RAG_TEMPLATE, _RAG_EXAMPLES),
-                       "search": SEARCH_R1_WITH_WORLD_EXAMPLES},
-}
+def method_templates(style: str) -> dict[str, str]:
+    """The direct, rag and search templates of a style: `paper`, or `world-examples` (the demo's, world_prompts.py)."""
+    if style == "paper":
+        return {"direct": DIRECT_TEMPLATE, "rag": RAG_TEMPLATE, "search": SEARCH_R1_INSTRUCTION}
+    if style == "world-examples":
+        from .world_prompts import WORLD_METHOD_TEMPLATES
+
+        return WORLD_METHOD_TEMPLATES
+    raise ValueError(f"style must be paper or world-examples, not {style!r}")
 
 
 def paper_table(model: str | None = None) -> pd.DataFrame:
@@ -62,17 +59,15 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
                     config: RolloutConfig | None = None, topk: int = 3, style: str | None = None
                     ) -> tuple[pd.DataFrame, dict]:
     """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset.
-    `style` picks the three templates together (`paper`, or `world-examples` for the demo); None keeps the paper's
-    direct/RAG templates and the search template of `config`."""
-    if style is not None and style not in TEMPLATES:
-        raise ValueError(f"style must be one of {', '.join(TEMPLATES)}, not {style!r}")
+    `style` picks the direct and RAG templates (`paper`, the default, or `world-examples` for the demo); search uses
+    the template of `config`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if method in ("rag", "search") and retriever is None:
         raise ValueError(f"method {method!r} needs a retriever")
     base = dataclasses.replace(config or RolloutConfig(), temperature=0.0)
     rows, trajectories = {}, {}
-    templates = TEMPLATES[style or "paper"]
+    templates = method_templates(style or "paper")
     for name, examples in datasets.items():
         questions = [e.question for e in examples]
         if method == "direct":
@@ -82,7 +77,7 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
             questions = [f"Context: {format_docs(h).strip()}\nQuestion: {q}" for q, h in zip(questions, hits)]
             cfg = dataclasses.replace(base, max_turns=0, template=templates["rag"])
         else:
-            cfg = dataclasses.replace(base, template=templates["search"] if style else base.template or SEARCH_R1_INSTRUCTION)
+            cfg = base  # the search prompt is the config's (a trained run's own template)
         result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg)
         ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(result.trajectories, examples)]
         rows[name] = sum(ems) / max(1, len(ems))
@@ -93,9 +88,11 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
 
 
 def evaluate(model, tokenizer, datasets: dict[str, Sequence[QAExample]], retriever=None,
-             methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int = 3) -> pd.DataFrame:
+             methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int = 3,
+             style: str | None = None) -> pd.DataFrame:
     """One row per method, one column per dataset plus `avg` (EM, 0-1)."""
-    return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk)[0] for m in methods])
+    return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk, style)[0]
+                      for m in methods])
 
 
 def beside_paper(ours: pd.DataFrame, paper_model: str, setting: str) -> pd.DataFrame:

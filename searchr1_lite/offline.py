@@ -1,7 +1,7 @@
 """Where the offline stack lives: files that pip packages ship, and this project's cache folder.
 
-The offline models and data come inside ordinary PyPI packages (see ../shared/DESIGN.md). We never import
-those packages (some pull heavy dependencies); we only find their files through the installed
+The offline models and data come inside ordinary PyPI packages (listed in pyproject.toml, extra `offline`).
+We never import those packages (some pull heavy dependencies); we only find their files through the installed
 distribution's file list, and say exactly which `pip install` line is missing when they are not there.
 """
 

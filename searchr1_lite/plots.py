@@ -74,7 +74,6 @@ DYNAMICS = ("reward_mean", "em", "response_length_mean", "searches_mean", "valid
 
 def load_metrics(run):
     """A run's metrics.jsonl as a DataFrame (one row per step)."""
-    import json
     from pathlib import Path
 
     import pandas as pd
@@ -82,16 +81,16 @@ def load_metrics(run):
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no metrics; is {run} a run folder written by `searchr1-lite train`?")
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    if not path.read_text().strip():
+        return pd.DataFrame()
+    return pd.read_json(path, lines=True, precise_float=True, convert_dates=False)
 
 
-def smooth(values, alpha: float = 0.3):
-    """Exponential moving average (alpha = weight of the newest point)."""
-    out, last = [], None
-    for v in values:
-        last = v if last is None else alpha * v + (1 - alpha) * last
-        out.append(last)
-    return out
+def smooth(values, alpha: float = 0.3) -> list[float]:
+    """Exponential moving average (alpha = weight of the newest point; missing points are skipped)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=float).ewm(alpha=alpha, adjust=False, ignore_na=True).mean().tolist()
 
 
 def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None):

@@ -28,7 +28,7 @@ SEARCH_R1_INSTRUCTION = (
     "For example, <answer> Beijing </answer>. Question: {question}\n"
 )
 # Deviation from the paper, for small models only: the same instruction with one worked example before the question.
-# SmolLM2-135M produced 0/32 valid actions from the bare instruction and 7/32 searches with this (../shared/DESIGN.md).
+# SmolLM2-135M produced 0/32 valid actions from the bare instruction and 7/32 searches with this.
 # Its `<answer>` sits in the prompt, which is never parsed for the reward.
 WORKED_EXAMPLE = (
     "Example. Question: Where was the painter of the Mona Lisa born?\n"
@@ -38,7 +38,9 @@ WORKED_EXAMPLE = (
     '<information>Doc 1(Title: "Leonardo da Vinci") Leonardo da Vinci was born in Vinci, Italy.</information>\n'
     "<think> He was born in Vinci. </think>\n<answer> Vinci </answer>\n"
 )
-SEARCH_R1_WITH_EXAMPLE = SEARCH_R1_INSTRUCTION.replace("Question: {question}\n", WORKED_EXAMPLE + "Question: {question}\n")
+SEARCH_R1_WITH_EXAMPLE = SEARCH_R1_INSTRUCTION.replace(
+    "Question: {question}\n", WORKED_EXAMPLE + "Question: {question}\n"
+)
 
 INVALID_ACTION_FEEDBACK = (
     "\nMy previous action is invalid. If I want to search, I should put the query between <search> and </search>. "
@@ -72,62 +74,35 @@ def information_block(passages: Sequence[Passage]) -> str:
     return f"\n\n<information>{format_docs(passages).strip()}</information>\n\n"
 
 
-# Deviation for the synthetic world (`searchr1-lite demo`): two *single-hop* worked examples, formatted
-# exactly as a rollout is (the inserted block byte for byte). They show the tags and one search; searching twice for
-# a two-hop question is left for reinforcement learning to find. Names are not in any generated world.
-_WORLD_EXAMPLE_ROWS = [  # (question, query, passages as (title, text), thought, answer)
-    ("Where was Anna Lind born?", "Anna Lind",
-     [("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
-      ("The Red Door", "The Red Door is a novel written by Ole Berg."), ("Umea", "Umea is a city in Sweden.")],
-     "Anna Lind was born in Kalmar.", "Kalmar"),
-    ("Who wrote The Red Door?", "The Red Door",
-     [("The Red Door", "The Red Door is a novel written by Ole Berg."),
-      ("The Blue Door", "The Blue Door is a poem written by Anna Lind."), ("Kalmar", "Kalmar is a city in Sweden.")],
-     "The Red Door was written by Ole Berg.", "Ole Berg"),
-]
-
-
-def _passages(rows: Sequence[tuple[str, str]]) -> list[Passage]:
-    return [Passage(str(i), f'"{title}"\n{text}') for i, (title, text) in enumerate(rows)]
-
-
-WORLD_EXAMPLE_FACTS = [(q, s, _passages(d), th, a) for q, s, d, th, a in _WORLD_EXAMPLE_ROWS]
-
-
-def _worked_example(question: str, searches: Sequence[tuple[str, str, Sequence[Passage]]], thought: str, answer: str) -> str:
-    """One question solved as a rollout writes it: per search (thought, query, passages), then the answer."""
-    text = f"Question: {question}\n"
-    for before, query, passages in searches:
-        text += f"<think> {before} </think>\n<search> {query} </search>{information_block(passages)}"
-    return text + f"<think> {thought} </think>\n<answer> {answer} </answer>\n\n"
-
-
 def with_examples(template: str, examples: str) -> str:
     """`template` with worked `examples` (plain text, braces escaped here) just before its question."""
     slot = "Question: {question}" if "Question: {question}" in template else "{question}"
     return template.replace(slot, "\n\n" + examples.replace("{", "{{").replace("}", "}}") + slot)
 
 
-_WORLD_SINGLE_HOP = [_worked_example(q, [(f"I need to find {s}.", s, d)], th, a) for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
-WORLD_EXAMPLES = "".join(_WORLD_SINGLE_HOP)
-SEARCH_R1_WITH_WORLD_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_EXAMPLES)
+# The search templates by name. The demo's synthetic-world templates live with the demo (world_prompts.py).
+TEMPLATES = {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE}
 
-# An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
-# the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
-# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
-WORLD_TWO_HOP_EXAMPLE = _worked_example(
-    "In which country was Anna Lind born?",
-    [("I need to find Anna Lind.", "Anna Lind",
-      _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
-                 ("The Red Door", "The Red Door is a novel written by Ole Berg."),
-                 ("Aarhus", "Aarhus is a city in Denmark.")])),
-     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar",
-      _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
-                 ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")]))],
-    "Kalmar is a city in Sweden.", "Sweden")
-SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
-TEMPLATES = {"paper": SEARCH_R1_INSTRUCTION, "worked-example": SEARCH_R1_WITH_EXAMPLE,
-             "world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES, "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES}
+
+def _all_templates() -> dict[str, str]:
+    from .world_prompts import WORLD_TEMPLATES  # the demo's: imported here, so paper code never imports the demo
+
+    return {**TEMPLATES, **WORLD_TEMPLATES}
+
+
+def template_names() -> list[str]:
+    return list(_all_templates())
+
+
+def search_template(name_or_text: str) -> str:
+    """The template text: a name (`paper`, `worked-example`, `world-examples`, ...) or a text with {question}."""
+    if "{question}" in name_or_text:
+        return name_or_text
+    templates = _all_templates()
+    if name_or_text not in templates:
+        raise ValueError(f"template must be one of {', '.join(templates)} (or a text with {{question}}), "
+                         f"not {name_or_text!r}")
+    return templates[name_or_text]
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,11 @@ def ablation(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[s
     if a is None or b is None:
         return []
     rows = []
-    for key, label in (("em_all", "test EM, all"), ("em_single-hop", "test EM, single-hop"), ("em_two-hop", "test EM, two-hop")):
+    for key, label in (("em_all", "test EM, all"), ("em_single-hop", "test EM, single-hop"),
+                       ("em_two-hop", "test EM, two-hop")):
         if key in summary.get("search-r1-lite", {}) and key in summary.get("search-r1-lite-no-mask", {}):
-            rows.append((label, f"{summary['search-r1-lite'][key]:.3f}", f"{summary['search-r1-lite-no-mask'][key]:.3f}"))
+            rows.append((label, f"{summary['search-r1-lite'][key]:.3f}",
+                         f"{summary['search-r1-lite-no-mask'][key]:.3f}"))
     for metric, label, fmt in (("reward_mean", "sampled reward, first -> last steps", "{:.2f}"),
                                ("valid_action_rate", "valid actions, first -> last steps", "{:.2f}"),
                                ("response_length_mean", "tokens written per answer, first -> last steps", "{:.0f}"),
@@ -75,7 +77,8 @@ def ablation(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[s
         if metric in a and metric in b:
             rows.append((label, *(" -> ".join(fmt.format(v) for v in _trend(f, metric)) for f in (a, b))))
     if "tokens_trained" in a and "tokens_trained" in b:
-        rows.append(("tokens in the loss per step (mean)", f"{a['tokens_trained'].mean():.0f}", f"{b['tokens_trained'].mean():.0f}"))
+        rows.append(("tokens in the loss per step (mean)", f"{a['tokens_trained'].mean():.0f}",
+                     f"{b['tokens_trained'].mean():.0f}"))
     return rows
 
 
@@ -84,8 +87,9 @@ def _table(summary: dict[str, dict[str, float]]) -> str:
             "|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for name, s in summary.items():
-        lines.append(f"| {METHOD_LABELS.get(name, name)} | {s.get('em_single-hop', 0):.3f} | {s.get('em_two-hop', 0):.3f} | "
-                     f"{s['em_all']:.3f} | {s.get('searches_single-hop', 0):.2f} | {s.get('searches_two-hop', 0):.2f} |")
+        lines.append(f"| {METHOD_LABELS.get(name, name)} | {s.get('em_single-hop', 0):.3f} | "
+                     f"{s.get('em_two-hop', 0):.3f} | {s['em_all']:.3f} | "
+                     f"{s.get('searches_single-hop', 0):.2f} | {s.get('searches_two-hop', 0):.2f} |")
     return "\n".join(lines)
 
 
@@ -115,19 +119,24 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         path = out / "eval" / f"{name}.json"
         if path.exists():
             summary[name] = summarize(json.loads(path.read_text())["rows"])
-    frames = {("search-r1-lite" if "no-mask" not in r.name else "search-r1-lite-no-mask"): load_metrics(r) for r in runs}
+    frames = {
+        ("search-r1-lite" if "no-mask" not in r.name else "search-r1-lite-no-mask"): load_metrics(r) for r in runs
+    }
     labelled = {METHOD_LABELS[k]: f for k, f in frames.items()}
     fig = plot_dynamics(labelled, metrics=DEMO_METRICS, out=out / "dynamics.png")
     plt.close(fig)
     checks = goals(summary, frames)
     compared = ablation(summary, frames)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    config = json.loads((runs[0] / "config.json").read_text())
+    from .train import load_run_config
+
+    config = load_run_config(runs[0])
+    pol, opt, roll = config.policy, config.optim, config.rollout
     masked = frames["search-r1-lite"]
     steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
-    if len(masked) < config["max_steps"]:
+    if len(masked) < opt.max_steps:
         stopped = masked["stopped"].dropna().tolist() if "stopped" in masked else []
-        steps = (f"{steps} (of {config['max_steps']}: "
+        steps = (f"{steps} (of {opt.max_steps}: "
                  f"{stopped[-1] if stopped else 'stopped early'}; see Time)")
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
@@ -138,10 +147,10 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "# Search-R1-lite demo report", "",
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `searchr1-lite demo`. Every number below is "
         "computed from this run's files (`eval/*.json`, one row per question; `train*/metrics.jsonl`).", "",
-        f"Setting: {config['model']}, LoRA r={config['lora_r']} on the top {config['lora_layers']} layers, "
-        f"{steps} × {config['prompts_per_step']} questions × group {config['group_size']}, "
-        f"lr {config['learning_rate']}, temperature {config['temperature']}, up to {config['max_turns']} searches, "
-        f"BM25 top {config['topk']} over the synthetic world `{settings.world}`.",
+        f"Setting: {pol.model}, LoRA r={pol.lora_r} on the top {pol.lora_layers} layers, "
+        f"{steps} × {opt.prompts_per_step} questions × group {opt.group_size}, "
+        f"lr {opt.learning_rate}, temperature {roll.temperature}, up to {roll.max_turns} searches, "
+        f"BM25 top {roll.topk} over the synthetic world `{settings.world}`.",
         f"Test set: {n.get('n_single-hop', 0)} single-hop + {n.get('n_two-hop', 0)} two-hop held-out questions about "
         "people never seen in training; greedy decoding.", "",
         "## Exact match on held-out questions", "", _table(summary), "",
@@ -163,9 +172,10 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
-        "- two single-hop worked examples in every method's prompt, and `<think>` written as the start of the response;",
+        "- two single-hop worked examples in every method's prompt, "
+        "and `<think>` written as the start of the response;",
         "- the inserted block's token boundary made as in running text;",
-        f"- temperature {config['temperature']} (paper 1.0), KL coefficient {config['beta']} (paper 0.001), "
+        f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
     ]
     report = out / "report.md"

@@ -182,7 +182,8 @@ class DenseIndex:
             self.vectors = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ivf_lists: int | None = None) -> DenseIndex:
+    def build(cls, vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32,
+              ivf_lists: int | None = None) -> DenseIndex:
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # [n, dim]
@@ -209,7 +210,9 @@ class DenseIndex:
         import faiss
 
         index = faiss.read_index(str(path))
-        kind = {"IndexFlatIP": "flat", "IndexHNSWFlat": "hnsw", "IndexIVFFlat": "ivf"}.get(type(index).__name__, "faiss")
+        kind = {"IndexFlatIP": "flat", "IndexHNSWFlat": "hnsw", "IndexIVFFlat": "ivf"}.get(
+            type(index).__name__, "faiss"
+        )
         return cls(index, kind)
 
     def __len__(self) -> int:
@@ -312,7 +315,8 @@ class LocalRetriever:
 
     @classmethod
     def build(cls, corpus: Corpus, encoder: str = "bm25", kind: str | None = None, **params: Any) -> LocalRetriever:
-        """`encoder="bm25"` for BM25; otherwise a dense encoder preset/id/spec with `kind` flat (default), hnsw or ivf."""
+        """`encoder="bm25"` for BM25; otherwise a dense encoder preset/id/spec
+        with `kind` flat (default), hnsw or ivf."""
         if encoder == "bm25":
             return cls(corpus, BM25Index.build(corpus.contents))
         enc = DenseEncoder(encoder)

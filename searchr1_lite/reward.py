@@ -1,9 +1,11 @@
 """Reward: answer normalisation, exact match and F1, as in SQuAD and the Search-R1 paper.
 
 The reward of a trajectory is exact match (EM) between its answer and any gold answer. The answer is read only from
-text the policy *generated*: the `<answer>` of its final action (the instruction's own example,
-`<answer> Beijing </answer>`, sits in the prompt and can never count; the authors guard against it by skipping the
-first match of the whole text, we by never parsing the prompt). F1 is reported as a metric, not used as reward.
+text the policy *generated*: the `<answer>` of its final action. The authors instead search prompt + response for
+`<answer>…</answer>`, take the last match, and return no answer when there are fewer than 2 matches, meant to skip the
+instruction's example. But their instruction holds two complete pairs ("inside <answer> and </answer>" and
+"<answer> Beijing </answer>"), so that guard never fires, and a response with no answer of its own scores as
+"Beijing". Reading the response only gives what the guard was meant to. F1 is reported as a metric, not used as reward.
 
 Extension, off by default: `format_bonus` > 0 gives that reward to a wrong answer from a well-formed trajectory (every
 turn a valid action, ending in an answer), a shaping some follow-up work uses when a small model rarely produces

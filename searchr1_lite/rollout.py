@@ -27,7 +27,13 @@ from typing import Sequence
 import torch
 
 from .prompt import (
-    INVALID_ACTION_FEEDBACK, SEARCH_R1_INSTRUCTION, STOP_STRINGS, Action, build_prompt, information_block, parse_action,
+    INVALID_ACTION_FEEDBACK,
+    STOP_STRINGS,
+    Action,
+    build_prompt,
+    information_block,
+    parse_action,
+    search_template,
 )
 from .retrieval import Retriever
 
@@ -44,7 +50,8 @@ class RolloutConfig:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 0.95
     seed: int = 0
-    template: str = SEARCH_R1_INSTRUCTION
+    # a name (prompt.search_template: paper, worked-example, world-...) or a text with {question}
+    template: str = "paper"
     response_prefix: str = ""  # text the response starts with, e.g. "<think>" (a deviation; paper: none)
     chat: bool = True  # apply the tokenizer's chat template (the authors do); False = plain text completion
 
@@ -184,7 +191,8 @@ def _common_prefix(rows: list[list[int]]) -> int:
     return max(0, n)
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(logits: torch.Tensor, temperature: float, top_p: float,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row; return (ids [rows], log-probs [rows]) under the temperature-scaled distribution.
 
     Top-p takes the 256, then 4,096 most likely tokens and sorts the whole vocabulary only when a row's nucleus is
@@ -246,10 +254,11 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     eos = _eos_ids(model, tokenizer)
     gen = torch.Generator().manual_seed(cfg.seed)
     feedback_ids = tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids
+    template = search_template(cfg.template)
     trajs = []
     for q in questions:
-        text = build_prompt(q, tokenizer, cfg.template, chat=cfg.chat, response_prefix=cfg.response_prefix)
-        ids = tokenizer(text, add_special_tokens=not (cfg.chat and getattr(tokenizer, "chat_template", None))).input_ids
+        text = build_prompt(q, tokenizer, template, chat=cfg.chat, response_prefix=cfg.response_prefix)
+        ids = tokenizer(text, add_special_tokens=False).input_ids  # as the authors: no BOS, chat template or not
         trajs.append(Trajectory(q, len(ids), list(ids), [0] * len(ids), [0.0] * len(ids)))
     batch = _Batch(model, pad_id, len(trajs))
     for i, t in enumerate(trajs):
@@ -312,7 +321,8 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
             t_search += time.perf_counter() - start
             for (i, query), passages in zip(searches, results):
                 trajs[i].queries.append(query)
-                _insert(trajs[i], batch, slot[i], _observation_ids(tokenizer, information_block(passages), cfg.max_obs_tokens), cfg)
+                _insert(trajs[i], batch, slot[i],
+                        _observation_ids(tokenizer, information_block(passages), cfg.max_obs_tokens), cfg)
         for i in live:
             done[i] = done[i] or trajs[i].truncated
         bar.update(sum(done[i] for i in live))

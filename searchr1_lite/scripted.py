@@ -3,10 +3,10 @@
 `ScriptedLM(tokenizer, scripts)` is a `torch.nn.Module` with a causal-LM interface (`input_ids`, `attention_mask`,
 `position_ids`, `past_key_values` in; `.logits` out). Row `b` of a batch plays `scripts[b % len(scripts)]`, a list
 of turn texts: in turn `t` it writes `turns[t]` token by token, then EOS if the text has no stop tag. The turn index is
-read from the context (how many inserted `</information>` blocks and invalid-action notes it holds), so the script reacts to
-what the rollout inserted, like a real policy. All probability goes to the scripted token, so any sampling setting
-reproduces the script exactly. What each row has read so far lives in the cache object it returns, which follows
-the rollout when rows leave the batch (`batch_select_indices`), as a real KV cache does.
+read from the context (how many inserted `</information>` blocks and invalid-action notes it holds),
+so the script reacts to what the rollout inserted, like a real policy. All probability goes to the scripted token,
+so any sampling setting reproduces the script exactly. What each row has read so far lives in the cache object
+it returns, which follows the rollout when rows leave the batch (`batch_select_indices`), as a real KV cache does.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class ScriptedLM(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask=None, past_key_values=None, **kwargs):
         rows, width = input_ids.shape
-        cache = past_key_values if isinstance(past_key_values, ScriptCache) else ScriptCache(rows)  # else: a new rollout
+        # else: a new rollout
+        cache = past_key_values if isinstance(past_key_values, ScriptCache) else ScriptCache(rows)
         fed_mask = attention_mask[:, -width:] if attention_mask is not None else torch.ones_like(input_ids)
         logits = torch.full((rows, width, self.vocab), -1e4)  # [batch, width, vocab]
         for b in range(rows):

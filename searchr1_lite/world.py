@@ -40,7 +40,8 @@ _OCCUPATIONS = ["painter", "poet", "composer", "sculptor", "chemist", "architect
 _KINDS = ["novel", "poem", "play", "memoir", "essay collection"]
 
 QUESTION_TEMPLATES = {
-    "birthplace": ["Where was {person} born?", "What is the birthplace of {person}?", "In which city was {person} born?"],
+    "birthplace": ["Where was {person} born?", "What is the birthplace of {person}?",
+                   "In which city was {person} born?"],
     "author": ["Who wrote {work}?", "Who is the author of {work}?"],
     "birth_country": ["In which country was {person} born?", "What country is {person} from?",
                       "Which country was {person} born in?"],
@@ -115,7 +116,8 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
         passages.append(Passage("", make_contents(p, f"{p} is {_a(facts['occupation'][p])} who was born in "
                                                      f"{facts['birthplace'][p]}.")))
     for title, author in facts["author"].items():
-        passages.append(Passage("", make_contents(title, f"{title} is {_a(facts['kind'][title])} written by {author}.")))
+        passages.append(Passage("", make_contents(title, f"{title} is {_a(facts['kind'][title])} "
+                                                         f"written by {author}.")))
     rng.shuffle(passages)
     passages = [Passage(str(i), p.contents) for i, p in enumerate(passages)]
     corpus = Corpus.from_passages(passages, name=f"world-{seed}", source=f"world:seed={seed},people={people}")

@@ -8,6 +8,33 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# `make test-fast` runs `-m "not slow"`: every test that loads the offline language model (SmolLM2), encodes a
+# corpus or runs the demo carries the marker. Tests that use these fixtures get it here; the guard below fails a
+# test that loads SmolLM2 or encodes a corpus without it, so the fast set cannot quietly grow slow.
+SLOW_FIXTURES = {"minilm", "quick_run"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _slow_work_needs_the_slow_marker(request, monkeypatch):
+    if request.node.get_closest_marker("slow"):
+        return
+    import searchr1_lite.models as models
+    import searchr1_lite.retrieval as retrieval
+
+    def refuse(what):
+        def call(*a, **k):
+            raise AssertionError(f"{request.node.nodeid} {what}: mark it @pytest.mark.slow (see tests/conftest.py)")
+        return call
+
+    monkeypatch.setattr(models, "_smollm2_folder", refuse("loads SmolLM2"))
+    monkeypatch.setattr(retrieval, "encode_corpus", refuse("encodes a corpus"))
+
 
 @pytest.fixture(scope="session")
 def wiki_vital():

@@ -7,7 +7,8 @@ from searchr1_lite.corpus import Corpus, CorpusError, Passage, format_docs, load
 
 
 def test_round_trip_keeps_rows_and_checksum(tmp_path):
-    rows = [Passage("a", '"Alpha"\nFirst letter.'), Passage("b", '"Beta"\nSecond, with "quotes" and ünïcode\nand a line.')]
+    rows = [Passage("a", '"Alpha"\nFirst letter.'),
+            Passage("b", '"Beta"\nSecond, with "quotes" and ünïcode\nand a line.')]
     path = write_jsonl(rows, tmp_path / "c.jsonl")
     corpus = read_jsonl(path)
     assert list(corpus) == rows

@@ -6,20 +6,26 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from searchr1_lite.cli import main
-from searchr1_lite.demo import DEMO_TRAIN, DemoSettings, held_out_set, run_demo
+from searchr1_lite.demo import DemoSettings, held_out_set, run_demo
 from searchr1_lite.report import METHOD_LABELS, parse_table, summarize, write_report
 from searchr1_lite.world import load_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_recipe_and_config_file_agree():
-    values = yaml.safe_load((ROOT / "configs" / "world-cpu.yaml").read_text())
-    values.pop("output_dir")
-    assert {k: (float(v) if isinstance(v, float) else v) for k, v in values.items()} == DEMO_TRAIN
+def test_the_demo_trains_the_recipe_file(tmp_path):
+    """One source: the demo's training config is searchr1_lite/configs/world-cpu.yaml with the demo's sizes on top."""
+    from searchr1_lite.config import TrainConfig
+    from searchr1_lite.demo import RECIPE, train_config
+
+    recipe = TrainConfig.load(RECIPE)
+    cfg = train_config(DemoSettings(), tmp_path)
+    assert cfg.policy == recipe.policy and cfg.rollout == recipe.rollout and cfg.grpo == recipe.grpo
+    assert cfg.optim == recipe.optim and cfg.data.questions == DemoSettings().world
+    quick = train_config(DemoSettings.quick(), tmp_path)
+    assert quick.optim.group_size == 4 and quick.rollout.max_new_tokens == 32 and quick.policy == recipe.policy
 
 
 def test_test_set_is_balanced_seeded_and_held_out():
@@ -39,7 +45,8 @@ def _recomputed(run: Path) -> dict[str, dict[str, float]]:
         if path.exists():
             rows = json.loads(path.read_text())["rows"]
             by = lambda kind, key: sum(r[key] for r in rows if r["kind"] == kind) / sum(r["kind"] == kind for r in rows)  # noqa: E731
-            out[METHOD_LABELS[name]] = [by("single-hop", "em"), by("two-hop", "em"), sum(r["em"] for r in rows) / len(rows),
+            out[METHOD_LABELS[name]] = [by("single-hop", "em"), by("two-hop", "em"),
+                                        sum(r["em"] for r in rows) / len(rows),
                                         by("single-hop", "searches"), by("two-hop", "searches")]
     return out
 

@@ -59,7 +59,8 @@ def test_local_flashrag_files_and_subsampling(tmp_path):
     full = load_eval_set(str(path))
     assert len(full) == 50 and full[3].answers == ["a3", "b3"] and full[3].id == "test_3"
     sub = load_eval_set(str(path), limit=10, seed=1)
-    assert len(sub) == 10 and sub == load_eval_set(str(path), limit=10, seed=1) and sub != load_eval_set(str(path), limit=10, seed=2)
+    assert (len(sub) == 10 and sub == load_eval_set(str(path), limit=10, seed=1)
+            and sub != load_eval_set(str(path), limit=10, seed=2))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "golden_answers": []}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: 'golden_answers' must be a non-empty list"):
@@ -77,4 +78,5 @@ def test_hub_sets_use_flashrag_names_and_splits(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     assert load_eval_set("hotpotqa")[0].answers == ["a"] and load_eval_set("bamboogle")
-    assert asked == [("RUC-NLPIR/FlashRAG_datasets", "hotpotqa", "dev"), ("RUC-NLPIR/FlashRAG_datasets", "bamboogle", "test")]
+    assert asked == [("RUC-NLPIR/FlashRAG_datasets", "hotpotqa", "dev"),
+                     ("RUC-NLPIR/FlashRAG_datasets", "bamboogle", "test")]

@@ -82,6 +82,7 @@ def test_random_trajectories_keep_exact_masks(tokenizer, script, max_turns, max_
     lm = ScriptedLM(tokenizer, script)
     cfg = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new, max_obs_tokens=max_obs,
                         max_total_tokens=900, seed=seed)
-    res = rollout(lm, tokenizer, [f"question {i}" for i in range(len(script))], RandomRetriever(seed, passage_words), cfg)
+    res = rollout(lm, tokenizer, [f"question {i}" for i in range(len(script))],
+                  RandomRetriever(seed, passage_words), cfg)
     assert len(res.trajectories) == len(script)
     _check(res, lm, tokenizer)

@@ -88,7 +88,8 @@ def _trl_loss(loss_type, logp, old, ref, adv, mask, beta, eps_low, eps_high, max
     )
     b, t = logp.shape
     inputs = {"prompt_ids": torch.zeros(b, 1, dtype=torch.long), "prompt_mask": torch.ones(b, 1, dtype=torch.long),
-              "completion_ids": torch.zeros(b, t, dtype=torch.long), "completion_mask": torch.ones(b, t, dtype=torch.long),
+              "completion_ids": torch.zeros(b, t, dtype=torch.long),
+              "completion_mask": torch.ones(b, t, dtype=torch.long),
               "tool_mask": mask, "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
               "num_items_in_batch": mask.sum()}
     return GRPOTrainer._compute_loss(fake, None, inputs)
@@ -245,6 +246,7 @@ def test_kl_to_the_reference_is_the_model_with_its_adapter_off(tiny):
         torch.testing.assert_close(ref, token_logprobs(fresh, ids, attn, gen)[0])  # adapter off = the base model
 
 
+@pytest.mark.slow
 def test_shared_prefix_forward_gives_the_same_logprobs_and_gradient():
     """A GRPO group's prompt runs once (batch 1) and every row attends to it: exact, gradient included."""
     from searchr1_lite.grpo import shared_prefix_length

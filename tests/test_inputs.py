@@ -71,7 +71,7 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tmp_path):
     """A state.pt crafted to run code when unpickled: resuming refuses it, names the file, and runs nothing."""
     from searchr1_lite.train import TrainConfig, train
 
-    cfg = TrainConfig.load("configs/tiny-cpu.yaml", [f"output_dir={tmp_path / 'run'}", "max_steps=2"])
+    cfg = TrainConfig.load("tiny-cpu", [f"output_dir={tmp_path / 'run'}", "max_steps=2"])
     train(cfg, stop_after=1)
     checkpoint = tmp_path / "run" / "checkpoint-1"
     assert (checkpoint / "adapter" / "adapter_model.safetensors").exists()

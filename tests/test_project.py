@@ -2,9 +2,9 @@
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     offline_line = re.search(r"^# offline: pip install --no-deps (.+)$", (ROOT / "environment.yml").read_text(), re.M)
     pip |= {_name(p) for p in offline_line.group(1).split()}
     conda = {"torch" if c == "pytorch" else c for c in conda}
-    assert conda | pip == wanted, f"only in environment.yml: {(conda | pip) - wanted}; only in pyproject: {wanted - (conda | pip)}"
+    assert conda | pip == wanted, (
+        f"only in environment.yml: {(conda | pip) - wanted}; only in pyproject: {wanted - (conda | pip)}"
+    )
 
 
 def test_one_list_of_offline_packages_everywhere():

@@ -6,14 +6,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from searchr1_lite.prompt import SEARCH_R1_INSTRUCTION, build_prompt, information_block, normalize_question, parse_action
 from searchr1_lite.corpus import Passage
+from searchr1_lite.prompt import (
+    SEARCH_R1_INSTRUCTION,
+    build_prompt,
+    information_block,
+    normalize_question,
+    parse_action,
+)
 from searchr1_lite.reward import exact_match, extract_answer, f1_score, normalize_answer, trajectory_reward
 
 TAGS = ["<search>", "</search>", "<answer>", "</answer>", "<think>", "</think>", "<information>", "</information>"]
 fragments = st.one_of(st.sampled_from(TAGS), st.text(max_size=12), st.sampled_from([" ", "\n", "Paris", "<", ">", "/"]))
 tag_soup = st.lists(fragments, max_size=30).map("".join)
-anything = st.one_of(st.text(max_size=300), tag_soup, st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")))
+anything = st.one_of(st.text(max_size=300), tag_soup,
+                     st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")))
 EXAMPLES = settings(max_examples=2500, deadline=None)
 
 

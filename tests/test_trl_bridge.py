@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from searchr1_lite.corpus import Passage
 from searchr1_lite.rollout import RolloutConfig
 from searchr1_lite.scripted import ScriptedLM
@@ -72,6 +74,7 @@ def test_processes_sharing_a_prompt_sample_different_trajectories():
     assert len(set(completions)) == 4
 
 
+@pytest.mark.slow
 def test_one_grpo_trainer_step_with_the_bridge(tmp_path, monkeypatch):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer

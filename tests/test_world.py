@@ -81,9 +81,11 @@ def test_one_retrieval_finds_single_hop_answers_not_two_hop(world):
 
 def test_world_spec():
     assert parse_world_spec("world") == {}
-    assert parse_world_spec("world:seed=2, people=50,two_hop_share=0.7") == {"seed": 2, "people": 50, "two_hop_share": 0.7}
+    assert (parse_world_spec("world:seed=2, people=50,two_hop_share=0.7")
+            == {"seed": 2, "people": 50, "two_hop_share": 0.7})
     assert len(load_world("world:people=30").corpus) > 30
-    for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"), ("world:people=many", "must be int")]:
+    for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"),
+                      ("world:people=many", "must be int")]:
         with pytest.raises(ValueError, match=says):
             parse_world_spec(bad)
     with pytest.raises(ValueError, match="between 0 and 1"):

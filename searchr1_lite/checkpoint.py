@@ -1,0 +1,93 @@
+"""Checkpoints that survive a kill, and a resume that continues exactly.
+
+A checkpoint holds the LoRA adapter (safetensors), optimizer and scheduler state, every RNG state (Python, torch's
+CPU generator and each CUDA device's), the step and data cursor, and the config. It is written to a temporary folder
+and renamed, then `latest` is updated, so a kill during a save leaves the previous checkpoint intact. Resuming drops
+the metrics rows written after the checkpoint, which the resumed run writes again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .offline import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: int, config: dict[str, Any]) -> Path:
+    final = run / f"checkpoint-{step}"
+    tmp = run / f".checkpoint-{step}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "adapter")  # safetensors
+    state = {"step": step, "cursor": cursor, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             **torch_rng_state()}
+    torch.save(state, tmp / "state.pt")
+    (tmp / "python_rng.json").write_text(json.dumps(random.getstate(), default=list))
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_bytes(run / "latest", final.name.encode())
+    return final
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    pointer = run / "latest"
+    if not pointer.exists():
+        return None
+    path = run / pointer.read_text().strip()
+    if not (path / "state.pt").exists():
+        raise FileNotFoundError(f"{pointer} names {path.name}, which is incomplete; delete {pointer} to start over")
+    return path
+
+
+def restore_checkpoint(checkpoint: Path, optimizer, scheduler) -> tuple[int, int]:
+    """Optimizer, scheduler and RNG states back from `checkpoint` (the adapter is loaded with the model); returns
+    (step, cursor)."""
+    try:  # tensors and plain containers only: a state.pt that holds code is refused, never run
+        state = torch.load(checkpoint / "state.pt", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(f"{checkpoint / 'state.pt'}: refused (not a checkpoint this package wrote: "
+                         f"{type(e).__name__}: {first}). Delete {checkpoint} to resume from an earlier checkpoint, "
+                         "or start a new output_dir") from None
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_torch_rng(state)
+    version, internal, gauss = json.loads((checkpoint / "python_rng.json").read_text())
+    random.setstate((version, tuple(internal), gauss))
+    return state["step"], state["cursor"]
+
+
+def drop_rows_after(run: Path, step: int) -> None:
+    """Metrics and sample rows past `step`: the resumed run writes them again."""
+    for path in (run / "metrics.jsonl", run / "samples.jsonl"):
+        if path.exists():
+            rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+            atomic_write_bytes(path, "".join(r + "\n" for r in rows).encode())
+
+
+def torch_rng_state() -> dict[str, Any]:
+    """torch's generators: the CPU one and, on a GPU, every CUDA device's (LoRA dropout there draws from CUDA's)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
+def restore_torch_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda = state.get("cuda_rng") or []  # absent in checkpoints written before it was saved
+    if cuda and torch.cuda.is_available():
+        if len(cuda) != torch.cuda.device_count():
+            log.warning("the checkpoint holds the RNG state of %d CUDA devices, this machine has %d: not restored, "
+                        "so the resumed run samples differently from a straight one", len(cuda),
+                        torch.cuda.device_count())
+        else:
+            torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,238 @@
+"""One run's settings in one place. Each default is defined once, in the dataclass of the module that uses it, and
+train, eval, the demo and the CLI all read it from there.
+
+    TrainConfig
+      policy:  PolicyConfig    model, 4-bit, LoRA, gradient checkpointing            (here)
+      data:    DataConfig      questions; a corpus, an index folder or a service     (here)
+      rollout: RolloutConfig   turns, tokens, sampling, the prompt template          (rollout.py: the paper's values)
+      grpo:    GRPOConfig      clip, KL, aggregation, advantages, micro-batch        (grpo.py: the paper's values)
+      optim:   OptimConfig     steps, questions x group, learning rate, schedule     (here)
+      and for the run: output_dir, seed, the loss mask, the format bonus, checkpoints, evaluation, trackers
+
+A YAML file (`searchr1_lite/configs/`, or any path) nests keys by section; a key may also stand alone
+(`max_turns: 3`, `--set max_turns=3`), since no name is used in two sections. Every value is checked against its
+type, and every key with choices against them: a typo is an error that names the key and the valid choices.
+A run saves its config as `config.json`; `searchr1-lite eval --run` rebuilds the run's exact prompt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from .grpo import GRPOConfig
+from .rollout import RolloutConfig
+
+
+@dataclass
+class PolicyConfig:
+    model: str = "smollm2-135m-instruct"  # offline preset, local folder or hub id
+    quantization: Literal["4bit"] | None = None  # bitsandbytes NF4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str | list[str] = "all-linear"
+    lora_layers: int | None = None  # LoRA on the top n layers only: the backward pass stops there (CPU speed)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    questions: str = "fanoutqa"  # fanoutqa | nq_hotpotqa_train | path to jsonl | world[:seed=..,people=..]
+    corpus: str = "wiki-vital"  # wiki-vital | wiki-18 | path | world[:...] (the synthetic world's passages)
+    index: str | None = None  # a saved index folder; None = build BM25 over `corpus` in memory
+    retriever_url: str | None = None  # a running retrieval service instead
+    eval_fraction: float = 0.2  # held-out share of the questions (a world has its own splits)
+
+
+@dataclass
+class OptimConfig:
+    """Paper: lr 1e-6, full fine-tuning. LoRA wants ~1e-5 and up."""
+
+    max_steps: int = 3
+    prompts_per_step: int = 2  # questions a step, each sampled group_size times
+    group_size: int = 5
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    time_budget_s: float | None = None  # stop early (adapter saved, evaluated) rather than end a step past this many
+    # seconds of training, summed over resumes; None = run max_steps
+
+
+# Values the loop sets from others: given in a config they would be silently replaced, so they are refused.
+DERIVED = {"rollout.seed": "seed (each step samples with its own seed from it)",
+           "grpo.temperature": "rollout.temperature (log-probs are of the distribution sampled)",
+           "grpo.max_response_tokens": "rollout.max_turns and rollout.max_new_tokens"}
+
+
+@dataclass
+class TrainConfig:
+    """One run. Loadable from YAML, overridable with `--set key=value`, saved beside the run as config.json."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: str = "runs/default"
+    seed: int = 0
+    mask_inserted: bool = True  # False = the paper's ablation: inserted passages are trained on too
+    format_bonus: float = 0.0  # reward.py: a wrong answer in a well-formed trajectory earns this
+    save_every: int = 1
+    eval_every: int = 0  # 0 = only at the end
+    eval_size: int = 8  # held-out questions evaluated (greedy)
+    samples_per_eval: int = 2  # trajectories kept in samples.jsonl per evaluation
+    progress: bool = True
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"  # their packages are not dependencies
+
+    def __post_init__(self) -> None:
+        self.grpo.temperature = self.rollout.temperature
+        self.grpo.max_response_tokens = (self.rollout.max_turns + 1) * self.rollout.max_new_tokens
+        self.rollout.seed = self.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain values, without the derived ones: what config.json holds and `from_dict` reads back."""
+        values = dataclasses.asdict(self)
+        for key in DERIVED:
+            section, name = key.split(".")
+            values[section].pop(name)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        nested: dict[str, Any] = {}
+        for key, value in _flatten(values):
+            path = _resolve(key, where)
+            if path in DERIVED:
+                raise ValueError(f"{where}: {path} is set from {DERIVED[path]}; set that instead")
+            section, name = path.split(".") if "." in path else (None, path)
+            owner = _SECTIONS[section] if section else cls
+            value = _coerce(value, typing.get_type_hints(owner)[name], f"{where}: {path}")
+            if path == "rollout.template":
+                _check_template(value, where)
+            (nested.setdefault(section, {}) if section else nested)[name] = value
+        sections = {s: _SECTIONS[s](**nested.pop(s, {})) for s in _SECTIONS}
+        return cls(**sections, **nested)
+
+    def updated(self, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        """A copy with `values` (keys as in a config file: `max_steps` or `optim.max_steps`) set, all checked."""
+        current = dict(_flatten(self.to_dict()))
+        return TrainConfig.from_dict({**current, **{_resolve(k, where): v for k, v in values.items()}}, where)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+        """A YAML file (a path, or the name of one of the package's configs) with `key=value` overrides."""
+        import yaml
+
+        values: dict[str, Any] = {}
+        where = "config"
+        if path:
+            file = config_path(path)
+            where = str(path)
+            try:
+                values = yaml.safe_load(file.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not valid YAML ({e})") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"{path}: expected a mapping of config keys")
+        values = {_resolve(k, where): v for k, v in _flatten(values)}  # full paths: an override replaces its key
+        for item in overrides or []:
+            if "=" not in item:
+                raise ValueError(f"--set {item!r}: expected key=value")
+            key, raw = item.split("=", 1)
+            values[_resolve(key.strip(), "--set")] = yaml.safe_load(raw)
+        return cls.from_dict(values, where)
+
+
+_SECTIONS = {"policy": PolicyConfig, "data": DataConfig, "rollout": RolloutConfig, "grpo": GRPOConfig,
+             "optim": OptimConfig}
+_TOP = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SECTIONS]
+# every key's full path, and each name alone (no settable name is in two sections: a test keeps it so)
+_PATHS = {**{f"{s}.{f.name}": f"{s}.{f.name}" for s, c in _SECTIONS.items() for f in dataclasses.fields(c)},
+          **{f.name: f"{s}.{f.name}" for s, c in _SECTIONS.items() for f in dataclasses.fields(c)
+             if f"{s}.{f.name}" not in DERIVED},
+          **{name: name for name in _TOP}}
+_RENAMED = {"chat_template": "rollout.chat"}  # flat config.json files written before the sections existed
+
+
+def config_path(name: str | Path) -> Path:
+    """A config file: a path that exists, else one of the package's configs by name (`world-cpu`, `tiny-cpu.yaml`,
+    or `configs/tiny-cpu.yaml` as the repository had them)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    packaged = resources.files("searchr1_lite") / "configs"
+    candidate = packaged / (path.name if path.suffix == ".yaml" else path.name + ".yaml")
+    if candidate.is_file():
+        return Path(str(candidate))
+    names = sorted(p.name.removesuffix(".yaml") for p in packaged.iterdir() if p.name.endswith(".yaml"))
+    raise FileNotFoundError(f"config {str(name)!r}: no such file, and not one of the package's: {', '.join(names)}")
+
+
+def packaged_configs() -> list[str]:
+    folder = resources.files("searchr1_lite") / "configs"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in values.items():
+        if key in _SECTIONS and not prefix and isinstance(value, dict):
+            out += _flatten(value, key + ".")
+        else:
+            out.append((prefix + str(key), value))
+    return out
+
+
+def _resolve(key: str, where: str) -> str:
+    if key in _RENAMED:
+        return _RENAMED[key]
+    if key in _PATHS:
+        return _PATHS[key]
+    import difflib
+
+    names = [k for k in _PATHS if ("." in k) == ("." in key)]  # suggest in the form given: `lr` or `optim.lr`
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    raise ValueError(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def _check_template(value: str, where: str) -> None:
+    from .prompt import template_names
+
+    if "{question}" not in value and value not in template_names():
+        raise ValueError(f"{where}: rollout.template must be one of {', '.join(template_names())} "
+                         f"(or a template text with {{question}}), not {value!r}")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    choices = [c for t in options if typing.get_origin(t) is Literal for c in typing.get_args(t)]
+    if choices:
+        if value in choices:
+            return value
+        valid = ", ".join(map(str, choices)) + (" or null" if type(None) in options else "")
+        raise ValueError(f"{where} must be one of {valid}, not {value!r}")
+    for t in options:
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is float and isinstance(value, str):  # YAML 1.1 reads "2e-5" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if t in (int, str, bool) and type(value) is t:
+            return value
+        if typing.get_origin(t) is list and isinstance(value, list):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in options)
+    raise ValueError(f"{where} must be {names}, got {value!r}")
+
+
+_UnionType = type(int | None)

@@ -1,0 +1,79 @@
+"""The synthetic world's prompts (`searchr1-lite demo`): worked examples in the world's style, for every method.
+
+A deviation from the paper that a 135M model needs (measured in docs/demo.md): the paper's instruction with worked
+examples before the question, each formatted exactly as a rollout writes it (the inserted block byte for byte).
+Direct and RAG get the same examples in their own formats, so no method is handicapped by the tag format.
+Templates are found by name through `prompt.search_template` and `evaluate.method_templates`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .corpus import Passage, format_docs
+from .evaluate import DIRECT_TEMPLATE, RAG_TEMPLATE
+from .prompt import SEARCH_R1_INSTRUCTION, information_block, with_examples
+
+# Deviation for the synthetic world (`searchr1-lite demo`): two *single-hop* worked examples, formatted
+# exactly as a rollout is (the inserted block byte for byte). They show the tags and one search; searching twice for
+# a two-hop question is left for reinforcement learning to find. Names are not in any generated world.
+_WORLD_EXAMPLE_ROWS = [  # (question, query, passages as (title, text), thought, answer)
+    ("Where was Anna Lind born?", "Anna Lind",
+     [("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
+      ("The Red Door", "The Red Door is a novel written by Ole Berg."), ("Umea", "Umea is a city in Sweden.")],
+     "Anna Lind was born in Kalmar.", "Kalmar"),
+    ("Who wrote The Red Door?", "The Red Door",
+     [("The Red Door", "The Red Door is a novel written by Ole Berg."),
+      ("The Blue Door", "The Blue Door is a poem written by Anna Lind."), ("Kalmar", "Kalmar is a city in Sweden.")],
+     "The Red Door was written by Ole Berg.", "Ole Berg"),
+]
+
+
+def _passages(rows: Sequence[tuple[str, str]]) -> list[Passage]:
+    return [Passage(str(i), f'"{title}"\n{text}') for i, (title, text) in enumerate(rows)]
+
+
+WORLD_EXAMPLE_FACTS = [(q, s, _passages(d), th, a) for q, s, d, th, a in _WORLD_EXAMPLE_ROWS]
+
+
+def _worked_example(question: str, searches: Sequence[tuple[str, str, Sequence[Passage]]], thought: str,
+                    answer: str) -> str:
+    """One question solved as a rollout writes it: per search (thought, query, passages), then the answer."""
+    text = f"Question: {question}\n"
+    for before, query, passages in searches:
+        text += f"<think> {before} </think>\n<search> {query} </search>{information_block(passages)}"
+    return text + f"<think> {thought} </think>\n<answer> {answer} </answer>\n\n"
+
+
+_WORLD_SINGLE_HOP = [_worked_example(q, [(f"I need to find {s}.", s, d)], th, a)
+                     for q, s, d, th, a in WORLD_EXAMPLE_FACTS]
+WORLD_EXAMPLES = "".join(_WORLD_SINGLE_HOP)
+SEARCH_R1_WITH_WORLD_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_EXAMPLES)
+
+# An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
+# the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
+# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
+WORLD_TWO_HOP_EXAMPLE = _worked_example(
+    "In which country was Anna Lind born?",
+    [("I need to find Anna Lind.", "Anna Lind",
+      _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
+                 ("The Red Door", "The Red Door is a novel written by Ole Berg."),
+                 ("Aarhus", "Aarhus is a city in Denmark.")])),
+     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar",
+      _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
+                 ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")]))],
+    "Kalmar is a city in Sweden.", "Sweden")
+SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
+
+WORLD_TEMPLATES = {"world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES,
+                   "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES}
+
+# The same two single-hop examples for Direct and RAG, in their methods' own formats.
+_DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
+                           for q, _, _, t, a in WORLD_EXAMPLE_FACTS)
+_RAG_EXAMPLES = "".join(f"Context: {format_docs(docs).strip()}\nQuestion: {q}\n"
+                        f"<think> {t} </think>\n<answer> {a} </answer>\n\n"
+                        for q, _, docs, t, a in WORLD_EXAMPLE_FACTS)
+WORLD_METHOD_TEMPLATES = {"direct": with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
+                          "rag": with_examples(RAG_TEMPLATE, _RAG_EXAMPLES),
+                          "search": SEARCH_R1_WITH_WORLD_EXAMPLES}

@@ -1,0 +1,94 @@
+"""One source of settings: every choice checked, one name per key, configs that round-trip, the packaged configs."""
+
+import dataclasses
+import json
+import typing
+
+import pytest
+
+from searchr1_lite.config import _SECTIONS, DERIVED, TrainConfig, config_path, packaged_configs
+
+
+def _keys_with_choices() -> list[tuple[str, list]]:
+    """(key, its choices) for every config key whose type is a Literal, found by reading the dataclasses."""
+    out = []
+    owners = {**{s: c for s, c in _SECTIONS.items()}, None: TrainConfig}
+    for section, owner in owners.items():
+        for name, hint in typing.get_type_hints(owner).items():
+            if section is None and name in _SECTIONS:
+                continue
+            options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+            choices = [c for t in options if typing.get_origin(t) is typing.Literal for c in typing.get_args(t)]
+            if choices:
+                out.append((f"{section}.{name}" if section else name, choices))
+    return out
+
+
+def test_the_keys_with_choices_are_the_ones_expected():
+    found = {k for k, _ in _keys_with_choices()}
+    assert found == {"policy.quantization", "grpo.loss_agg", "grpo.adv_scale", "optim.schedule", "report_to"}
+
+
+@pytest.mark.parametrize("key, choices", _keys_with_choices())
+def test_a_typo_in_any_key_with_choices_is_an_error_naming_key_and_choices(key, choices):
+    for choice in choices:  # every valid choice loads, as the full key and as the name alone
+        assert TrainConfig.load(None, [f"{key}={choice}"]) is not None
+        assert TrainConfig.load(None, [f"{key.rsplit('.', 1)[-1]}={choice}"]) is not None
+    with pytest.raises(ValueError) as e:
+        TrainConfig.load(None, [f"{key}={choices[0]}x"])
+    assert key in str(e.value) and all(str(c) in str(e.value) for c in choices)
+
+
+def test_a_template_typo_names_the_templates(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rollout:\n  template: world-example\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: rollout.template must be one of paper, worked-example, "
+                                         r"world-examples, world-two-hop-example"):
+        TrainConfig.load(bad)
+    assert TrainConfig.load(None, ["template=world-examples"]).rollout.template == "world-examples"
+
+
+def test_no_name_is_in_two_sections():
+    """A key may stand alone (`max_turns: 3`) only because each field name is used once across the sections."""
+    names = [f.name for s, c in _SECTIONS.items() for f in dataclasses.fields(c) if f"{s}.{f.name}" not in DERIVED]
+    names += [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SECTIONS]
+    assert len(names) == len(set(names))
+
+
+def test_nested_and_flat_keys_mean_the_same(tmp_path):
+    nested, flat = tmp_path / "nested.yaml", tmp_path / "flat.yaml"
+    nested.write_text("rollout:\n  max_turns: 2\noptim:\n  schedule: cosine\nseed: 3\n")
+    flat.write_text("max_turns: 2\nschedule: cosine\nseed: 3\n")
+    assert TrainConfig.load(nested) == TrainConfig.load(flat)
+    cfg = TrainConfig.load(nested)
+    assert cfg.rollout.seed == 3 and cfg.grpo.max_response_tokens == 3 * cfg.rollout.max_new_tokens
+
+
+def test_derived_values_are_refused_not_silently_replaced():
+    for key, source in DERIVED.items():
+        with pytest.raises(ValueError, match=f"{key} is set from"):
+            TrainConfig.load(None, [f"{key}=1"])
+    cfg = TrainConfig.load(None, ["temperature=0.7"])
+    assert cfg.grpo.temperature == 0.7  # log-probs of the distribution sampled
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_every_packaged_config_loads_and_round_trips(name):
+    cfg = TrainConfig.load(name)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert TrainConfig.load(f"configs/{name}.yaml") == cfg  # the repository's old paths still work
+
+
+def test_a_run_config_from_before_the_sections_loads():
+    """config.json of a run trained before the config was nested: flat keys, `chat_template` for rollout.chat."""
+    old = {"model": "tiny-qwen2", "lora_r": 4, "template": "world-examples", "chat_template": False,
+           "max_turns": 3, "beta": 0.0, "max_steps": 30, "output_dir": "runs/x", "report_to": "none"}
+    cfg = TrainConfig.from_dict(old, "config.json")
+    assert (cfg.policy.lora_r, cfg.rollout.chat, cfg.rollout.max_turns, cfg.grpo.beta) == (4, False, 3, 0.0)
+
+
+def test_an_unknown_config_names_the_packaged_ones():
+    with pytest.raises(FileNotFoundError, match="not one of the package's: .*tiny-cpu.*world-cpu"):
+        config_path("world-gpu")
+    with pytest.raises(ValueError, match=r"--set: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
+        TrainConfig.load("tiny-cpu", ["max_step=3"])
