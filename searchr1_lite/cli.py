@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -24,6 +25,10 @@ def cmd_index(args) -> None:
     from .corpus import load_corpus
     from .retrieval import LocalRetriever
 
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise FileExistsError(f"{out} is not empty (an index is there?): pass --force to overwrite it, "
+                              "or another --out")
     start = time.perf_counter()
     corpus = load_corpus(args.corpus)
     retriever = LocalRetriever.build(corpus, args.encoder, kind=None if args.encoder == "bm25" else args.kind)
@@ -85,12 +90,35 @@ def cmd_train(args) -> None:
 
     cfg = TrainConfig.load(args.config, args.set)
     start = time.perf_counter()
-    run = train(cfg, resume=args.resume, stop_after=args.stop_after)
+    try:
+        run = train(cfg, resume=args.resume, stop_after=args.stop_after)
+    except KeyboardInterrupt:
+        print(f"\nstopped now. {_resume_hint(args, Path(cfg.output_dir))}", file=sys.stderr)
+        raise
+    if not (run / "adapter").exists():  # stopped before max_steps: by Ctrl-C / SIGTERM, or --stop-after
+        print(f"stopped after {time.perf_counter() - start:.0f}s. {_resume_hint(args, run)}")
+        if args.stop_after is None:
+            raise KeyboardInterrupt
+        return
     print(f"run in {run} ({time.perf_counter() - start:.0f}s): metrics.jsonl, checkpoints, adapter")
     if args.merge:
         from .train import merge_adapter
 
         print(f"merged model in {merge_adapter(run, run / 'merged')}")
+
+
+def _resume_hint(args, run: Path) -> str:
+    from .checkpoint import latest_checkpoint
+
+    try:
+        checkpoint = latest_checkpoint(run)
+    except FileNotFoundError:
+        checkpoint = None
+    if checkpoint is None:
+        return f"No checkpoint was written in {run}: run the same command again to start over."
+    command = " ".join(["searchr1-lite train", *(["--config", args.config] if args.config else []),
+                        *(["--set", *args.set] if args.set else []), "--resume"])
+    return f"Last checkpoint: {checkpoint}. Resume with: {command}"
 
 
 def cmd_eval(args) -> None:
@@ -143,8 +171,9 @@ def _eval_config(args):
 def cmd_plot(args) -> None:
     from .plots import plot_dynamics
 
-    plot_dynamics(args.runs, out=args.out)
-    print(f"wrote {args.out}")
+    out = Path(args.out) if Path(args.out).suffix else Path(args.out + ".png")  # matplotlib would add .png itself
+    plot_dynamics(args.runs, out=out)
+    print(f"wrote {out}")
 
 
 def cmd_demo(args) -> None:
@@ -171,6 +200,17 @@ def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none (None, False, empty) or says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default in ("", [], argparse.SUPPRESS)
+        if nothing or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import packaged_configs
     from .prompt import template_names
@@ -178,46 +218,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_ShowDefaults)  # every subcommand
 
     s = sub.add_parser("index", help="build a retrieval index over a corpus")
     s.add_argument("--corpus", default="wiki-vital", help="wiki-vital | wiki-18 | path to a jsonl corpus")
     s.add_argument("--encoder", default="bm25", help="bm25 | minilm | e5-base-v2 | any HF encoder id or folder")
     s.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivf"], help="dense index kind")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--force", action="store_true", help="overwrite an index already in --out")
     s.set_defaults(func=cmd_index)
 
     s = sub.add_parser("search", help="query an index (or a running service with --url)")
-    s.add_argument("query", nargs="+")
+    s.add_argument("query", nargs="+", help="one or more questions (quote each)")
     _add_retriever_args(s)
-    s.add_argument("-k", type=int, default=3)
+    s.add_argument("-k", type=int, default=3, help="passages per query")
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("serve", help="serve an index over HTTP in the paper's /retrieve format")
-    s.add_argument("--index", required=True)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--index", required=True, help="index folder built by `searchr1-lite index`")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
     s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id")
     _add_retriever_args(s)
-    s.add_argument("--question", required=True)
+    s.add_argument("--question", required=True, help="the question to answer")
     s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward")
     s.add_argument("--n", type=int, default=1, help="trajectories to sample")
     r = RolloutConfig()  # the defaults, defined once
-    s.add_argument("--max-turns", type=int, default=r.max_turns, help="searches at most (default %(default)s)")
-    s.add_argument("--max-new-tokens", type=int, default=r.max_new_tokens, help="per turn (default %(default)s)")
-    s.add_argument("--temperature", type=float, default=r.temperature, help="0 = greedy (default %(default)s)")
-    s.add_argument("--top-p", type=float, default=r.top_p)
-    s.add_argument("-k", type=int, default=r.topk, help="passages per search (default %(default)s)")
+    s.add_argument("--max-turns", type=int, default=r.max_turns, help="turns that may search")
+    s.add_argument("--max-new-tokens", type=int, default=r.max_new_tokens, help="tokens generated per turn at most")
+    s.add_argument("--temperature", type=float, default=r.temperature, help="sampling temperature; 0 = greedy")
+    s.add_argument("--top-p", type=float, default=r.top_p,
+                   help="nucleus sampling: the smallest set of tokens with this much probability")
+    s.add_argument("-k", type=int, default=r.topk, help="passages per search")
     s.add_argument("--template", default=r.template, choices=template_names(),
-                   help="the prompt (default %(default)s; world-examples for the demo's small model)")
+                   help="the prompt: paper (the authors'), worked-example (one worked example, for small models), "
+                   "world-examples (the demo's)")
     s.add_argument("--response-prefix", default=r.response_prefix, help='e.g. "<think>": the response starts with it')
     s.add_argument("--no-chat-template", action="store_true", help="plain text, not the tokenizer's chat template")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--show-prompt", action="store_true")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.add_argument("--show-prompt", action="store_true", help="print the prompt too")
     s.set_defaults(func=cmd_rollout)
 
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO")
@@ -229,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="EM of Direct / RAG / Search-R1 per dataset")
-    s.add_argument("--model", default="smollm2-135m-instruct")
+    s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id "
+                   "(ignored with --run)")
     s.add_argument("--run", help="a trained run folder: its model, adapter, prompt, turns and token limits, its "
                    "retriever, and (without --datasets) its held-out questions")
     s.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter)")
@@ -237,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
                    "2wikimultihopqa,musique,bamboogle (hub), fanoutqa (offline, the default) or jsonl paths")
     s.add_argument("--limit", type=int, default=None, help="random subset per dataset (seeded)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--index")
-    s.add_argument("--url")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
+    s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
+    s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
     s.add_argument("-k", type=int, default=None, help=f"passages per search and for RAG (default {r.topk})")
     s.add_argument("--max-turns", type=int, default=None, help=f"default {r.max_turns}, or the run's")
     s.add_argument("--max-new-tokens", type=int, default=None,

@@ -159,11 +159,22 @@ def load_model(name: str, dtype: Any = None, device: str | None = None, seed: in
     return model.to(device).eval(), tok
 
 
+def compute_dtype(device: str):
+    """What 4-bit layers compute in: bf16 on a GPU with native bf16 (compute capability 8.0 and up: A100, L4, H100),
+    fp16 on an older one (a T4, Colab's free GPU, is 7.5: torch may say bf16 is "supported" there, but only emulated),
+    float32 on a CPU."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
 def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lora_alpha: int = 32,
                 lora_dropout: float = 0.05, lora_targets: str | list[str] = "all-linear",
                 gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None,
                 lora_layers: int | None = None):
-    """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, bf16 compute), LoRA.
+    """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, `compute_dtype`), LoRA.
 
     `lora_layers=n` puts LoRA on the top n transformer layers only: nothing below them needs a gradient, so the
     backward pass stops there (on a CPU the update's cost falls roughly in proportion).
@@ -180,7 +191,7 @@ def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lo
     if quantization == "4bit":
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-        compute = torch.bfloat16 if device == "cuda" else torch.float32
+        compute = compute_dtype(device)
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=compute)
         if name == "tiny-qwen2":  # random weights: save them once so they can be loaded quantised

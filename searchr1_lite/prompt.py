@@ -60,8 +60,9 @@ def build_prompt(question: str, tokenizer=None, template: str = SEARCH_R1_INSTRU
                  response_prefix: str = "") -> str:
     """The text the policy starts from: instruction + question, in the tokenizer's chat template if it has one,
     then `response_prefix`: the start of the answer written for the model (e.g. "<think>", as R1-Zero-style
-    recipes do; part of the prompt, so never trained on). The paper uses none."""
-    content = template.format(question=normalize_question(question))
+    recipes do; part of the prompt, so never trained on). The paper uses none. `template`: a text with {question}
+    or a template's name (`search_template`)."""
+    content = search_template(template).format(question=normalize_question(question))
     if chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
         content = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False

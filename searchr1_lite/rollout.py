@@ -254,7 +254,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     eos = _eos_ids(model, tokenizer)
     gen = torch.Generator().manual_seed(cfg.seed)
     feedback_ids = tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids
-    template = search_template(cfg.template)
+    template = search_template(cfg.template)  # a name resolved once, not once a question
     trajs = []
     for q in questions:
         text = build_prompt(q, tokenizer, template, chat=cfg.chat, response_prefix=cfg.response_prefix)

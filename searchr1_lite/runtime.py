@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class StopSignals:
-    """Within `with StopSignals() as stop:`, Ctrl-C and SIGTERM set `stop.requested` instead of raising, so the loop
-    finishes its step and writes a checkpoint. The previous handlers come back on exit."""
+    """Within `with StopSignals() as stop:`, a first Ctrl-C (or SIGTERM) sets `stop.requested` and says so at once,
+    so the loop finishes its step and writes a checkpoint; a second one raises KeyboardInterrupt there and then (the
+    last checkpoint stays valid: checkpoints are written to a temporary folder and renamed). The previous handlers
+    come back on exit."""
 
     def __init__(self):
         self.requested = False
@@ -31,11 +33,19 @@ class StopSignals:
         return self
 
     def _request(self, signum, frame) -> None:
+        if self.requested:
+            self.__exit__()
+            raise KeyboardInterrupt
         self.requested = True
+        import sys
+
+        print("\nstopping after this step (a checkpoint is written); Ctrl-C again to stop now", file=sys.stderr,
+              flush=True)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+        self._old = {}
 
 
 class Tracker:

@@ -242,6 +242,8 @@ class RemoteRetriever:
                  backoff: float = 0.5):
         import httpx
 
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"retrieval service URL {url!r} has no scheme: write http://{url.split('://')[-1]}")
         self.url = url.rstrip("/")
         if self.url.endswith("/retrieve"):
             self.url = self.url[: -len("/retrieve")]

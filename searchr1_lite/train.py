@@ -153,6 +153,9 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
 
 def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> Path:
     run = Path(cfg.output_dir)
+    if resume and not (run / "metrics.jsonl").exists():
+        raise FileNotFoundError(f"nothing to resume in {run}: no run there (no metrics.jsonl). Drop --resume to start "
+                                "it, or set output_dir to the run's folder")
     if not resume and (run / "metrics.jsonl").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
     run.mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,94 @@ def test_eval_run_uses_the_runs_own_prompt_turns_and_limits(tmp_path, monkeypatc
     assert "held-out" in capsys.readouterr().out
     assert main(["eval", "--run", str(run), "--method", "search", "--limit", "2", "--max-turns", "1"]) == 0
     assert seen[-1][1].max_turns == 1 and seen[-1][1].template == "world-examples"  # a flag overrides the run's
+
+
+@pytest.mark.slow
+def test_ctrl_c_answers_at_once_and_twice_stops_now_with_a_checkpoint_that_resumes(tmp_path):
+    """A real `searchr1-lite train` process: the first SIGINT is acknowledged at once, the second stops it within
+    seconds with exit code 130 and a line naming the last checkpoint and the command that resumes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from searchr1_lite.checkpoint import latest_checkpoint
+
+    run, err = tmp_path / "run", tmp_path / "stderr.txt"
+    argv = ["train", "--config", "tiny-cpu", "--set", f"output_dir={run}", "max_steps=200"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "searchr1_lite.cli", *argv], stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env)
+
+        def wait_for(condition, seconds):
+            deadline = time.monotonic() + seconds
+            while not condition() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            return condition()
+
+        try:
+            metrics = run / "metrics.jsonl"
+            assert wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, 300), err.read_text()
+            proc.send_signal(signal.SIGINT)
+            assert wait_for(lambda: "Ctrl-C again to stop now" in err.read_text(), 10)
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            assert proc.wait(timeout=20) == 130 and time.monotonic() - start < 10
+        finally:
+            proc.kill()
+    text = err.read_text()
+    checkpoint = latest_checkpoint(run)
+    assert "Traceback" not in text and f"Last checkpoint: {checkpoint}" in text and "--resume" in text
+    assert "stopped now" in text  # by the second signal, not by the first one's end of step
+    done = int(checkpoint.name.split("-")[1])
+    assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={run}", f"max_steps={done + 1}",
+                 "--resume"]) == 0
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys):
+    """Exit code 2, one line that says what was wrong and what to do, no traceback, nothing lost."""
+    assert main(["search", "--url", "localhost:8000", "q"]) == 2
+    assert "has no scheme: write http://localhost:8000" in capsys.readouterr().err
+    assert main(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "idx")]) == 0
+    manifest = (tmp_path / "idx" / "manifest.json").read_text()
+    assert main(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "idx")]) == 2
+    assert "is not empty (an index is there?): pass --force" in capsys.readouterr().err
+    assert (tmp_path / "idx" / "manifest.json").read_text() == manifest
+    assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'none'}", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to resume in" in err and "Traceback" not in err and not (tmp_path / "none").exists()
+
+
+def test_plot_says_the_file_it_wrote(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "reward_mean": s / 4, "em": s / 4, "response_length_mean": 50.0, "searches_mean": 1.0,
+             "valid_action_rate": 1.0, "kl": 0.0, "entropy": 1.0, "clip_fraction": 0.0} for s in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["plot", str(run), "--out", str(tmp_path / "dyn")]) == 0
+    assert f"wrote {tmp_path / 'dyn.png'}" in capsys.readouterr().out
+    assert (tmp_path / "dyn.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(capsys):
+    import argparse
+
+    from searchr1_lite.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help text"
+            default = action.default
+            if default is not None and default is not False and default not in ("", []):
+                assert f"(default: {default})" in text, f"{name} {action.option_strings}: default not shown"

@@ -89,3 +89,16 @@ def test_cached_tokenizer_equals_a_fresh_build():
     text = "<|im_start|>user\nWho painted the Mona Lisa? <search>Mona Lisa</search> ünï 123<|im_end|>"
     assert cached(text).input_ids == fresh(text).input_ids
     assert cached.chat_template == fresh.chat_template and cached.eos_token_id == fresh.eos_token_id == 151645
+
+
+def test_4bit_computes_in_fp16_where_the_gpu_has_no_bf16(monkeypatch):
+    """A T4 (compute capability 7.5, Colab's free GPU) has no native bf16: fp16 there, bf16 from Ampere (8.0) on,
+    float32 on a CPU. The GPU is outside this machine: its capability is stood in for."""
+    import torch
+
+    from searchr1_lite.models import compute_dtype
+
+    assert compute_dtype("cpu") == torch.float32
+    for capability, dtype in [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert compute_dtype("cuda") == dtype and compute_dtype("cuda:0") == dtype
