@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # offline, CPU-sized defaults for the demo, the tests and the notebooks
 RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
 
-.PHONY: demo test test-fast lint bench reliability install clean
+.PHONY: demo test test-fast lint lab bench reliability install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 # the tests that load no offline language model and encode no corpus (`slow`), without the notebooks: a few minutes
 test-fast: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests -m "not slow" -q
+
+# JupyterLab on the lessons, with this project's environment (the notebooks pick CPU settings without a GPU)
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check searchr1_lite tests benchmarks notebooks

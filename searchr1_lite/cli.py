@@ -152,7 +152,7 @@ def cmd_eval(args) -> None:
         model, tok = load_model(args.model)
     style = "world-examples" if cfg.rollout.template.startswith("world") else "paper"
     table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg.rollout,
-                     topk=cfg.rollout.topk, style=style)
+                     topk=cfg.rollout.topk, style=style, progress=sys.stderr.isatty())
     print(table.round(3).to_string())
     if args.out:
         table.to_csv(args.out)
@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .rollout import RolloutConfig
 
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="also show third-party warnings (hidden by default)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser = functools.partial(sub.add_parser, formatter_class=_ShowDefaults)  # every subcommand
 
@@ -312,8 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet() -> None:
+    """Known third-party noise off (`--verbose` keeps it): transformers' and torch's deprecation notices about their
+    own internals, and bitsandbytes' note that an optional CPU kernel package is missing. Our own warnings stay."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*use_reentrant parameter should be passed explicitly.*")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet()
     from .corpus import CorpusError
     from .models import ModelUnavailable
     from .offline import OfflinePackageMissing

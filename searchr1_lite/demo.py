@@ -159,7 +159,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
             return
         t = time.perf_counter()
         _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, rcfg, rcfg.topk,
-                                          style="world-examples")
+                                          style="world-examples", progress=progress)
         rows = _results(trajectories, tests)
         _write_json(path, {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
         with open(evals / f"{name}.samples.html", "w") as f:

@@ -56,8 +56,8 @@ def paper_table(model: str | None = None) -> pd.DataFrame:
 
 
 def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[QAExample]], retriever=None,
-                    config: RolloutConfig | None = None, topk: int = 3, style: str | None = None
-                    ) -> tuple[pd.DataFrame, dict]:
+                    config: RolloutConfig | None = None, topk: int = 3, style: str | None = None,
+                    progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset.
     `style` picks the direct and RAG templates (`paper`, the default, or `world-examples` for the demo); search uses
     the template of `config`."""
@@ -78,7 +78,8 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
             cfg = dataclasses.replace(base, max_turns=0, template=templates["rag"])
         else:
             cfg = base  # the search prompt is the config's (a trained run's own template)
-        result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg)
+        result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg,
+                         progress=progress)  # a bar with an ETA: an evaluation takes minutes on a CPU
         ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(result.trajectories, examples)]
         rows[name] = sum(ems) / max(1, len(ems))
         trajectories[name] = result.trajectories
@@ -89,9 +90,9 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
 
 def evaluate(model, tokenizer, datasets: dict[str, Sequence[QAExample]], retriever=None,
              methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int = 3,
-             style: str | None = None) -> pd.DataFrame:
+             style: str | None = None, progress: bool = False) -> pd.DataFrame:
     """One row per method, one column per dataset plus `avg` (EM, 0-1)."""
-    return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk, style)[0]
+    return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk, style, progress)[0]
                       for m in methods])
 
 

@@ -48,9 +48,9 @@ def test_eval_run_uses_the_runs_own_prompt_turns_and_limits(tmp_path, monkeypatc
     seen = []
     real = evaluate_mod.evaluate_method
 
-    def spy(model, tokenizer, method, datasets, retriever=None, config=None, topk=3, style=None):
+    def spy(model, tokenizer, method, datasets, retriever=None, config=None, topk=3, style=None, progress=False):
         seen.append((method, config, topk, style, {k: len(v) for k, v in datasets.items()}))
-        return real(model, tokenizer, method, datasets, retriever, config, topk, style)
+        return real(model, tokenizer, method, datasets, retriever, config, topk, style, progress)
 
     monkeypatch.setattr(evaluate_mod, "evaluate_method", spy)
     assert main(["eval", "--run", str(run), "--method", "rag,search", "--limit", "3"]) == 0
@@ -151,3 +151,30 @@ def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(caps
             default = action.default
             if default is not None and default is not False and default not in ("", []):
                 assert f"(default: {default})" in text, f"{name} {action.option_strings}: default not shown"
+
+
+@pytest.mark.slow
+def test_quiet_by_default_and_verbose_on_request(tmp_path):
+    """A model command prints no third-party deprecation noise unless --verbose asks for it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "contents": f'"Page {i}"\nFact number {i}.'}) + "\n"
+                              for i in range(20)))
+    assert main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "idx")]) == 0
+    argv = ["rollout", "--model", "tiny-qwen2", "--index", str(tmp_path / "idx"), "--question", "Which fact?",
+            "--max-turns", "1", "--max-new-tokens", "4"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS")}
+
+    def stderr(*extra):
+        done = subprocess.run([sys.executable, "-m", "searchr1_lite.cli", *extra, *argv], capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    assert "deprecated" in stderr("--verbose")
+    quiet = stderr()
+    assert "deprecated" not in quiet and "FutureWarning" not in quiet
