@@ -218,4 +218,8 @@ def load_corpus(name_or_path: str | Path) -> Corpus:
     path = Path(key).expanduser()
     if not path.exists():
         raise CorpusError(f"{key}: not a bundled corpus ({', '.join(BUNDLED)}) and no such file")
-    return read_jsonl(path)
+    corpus = read_jsonl(path)
+    if not len(corpus):
+        raise CorpusError(f"{key}: no passages (the file has no rows); a corpus has one JSON object a line with "
+                          '"id" and "contents"')
+    return corpus

@@ -115,7 +115,13 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
     if name in EVAL_SETS:
         import datasets
 
-        ds = datasets.load_dataset(FLASHRAG, name, split=EVAL_SETS[name])
+        try:
+            ds = datasets.load_dataset(FLASHRAG, name, split=EVAL_SETS[name])
+        except ConnectionError as e:  # offline, or the hub is down
+            from .models import ModelUnavailable  # what the CLI reports as "unavailable", for hub data too
+
+            raise ModelUnavailable(f"test set {name!r} comes from the hub ({FLASHRAG}), which is unreachable ({e}). "
+                                   "Offline: --datasets fanoutqa, or a local FlashRAG-format jsonl path") from None
         examples = [QAExample(str(r.get("id", i)), r["question"], [str(a) for a in r["golden_answers"]])
                     for i, r in enumerate(ds)]
     else:

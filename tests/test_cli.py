@@ -178,3 +178,14 @@ def test_quiet_by_default_and_verbose_on_request(tmp_path):
     assert "deprecated" in stderr("--verbose")
     quiet = stderr()
     assert "deprecated" not in quiet and "FutureWarning" not in quiet
+
+
+def test_an_empty_corpus_and_an_unreachable_test_set_are_named(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["index", "--corpus", str(empty), "--out", str(tmp_path / "idx")]) == 2
+    assert f"{empty}: no passages" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is outside this machine: offline, as CI is
+    assert main(["eval", "--method", "direct", "--datasets", "nq", "--limit", "2", "--model", "tiny-qwen2"]) == 2
+    err = capsys.readouterr().err
+    assert "test set 'nq' comes from the hub" in err and "--datasets fanoutqa" in err and "Traceback" not in err
