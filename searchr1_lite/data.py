@@ -90,7 +90,12 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
     """`fanoutqa` (offline; pass wiki-vital as corpus to keep the answerable ones), the authors' `nq_hotpotqa_train`
     (hub), or a path to a FlashRAG-style jsonl."""
     if name == "fanoutqa":
-        return fanoutqa_subquestions(corpus)
+        examples = fanoutqa_subquestions(corpus)
+        if not examples:  # a corpus without FanOutQA's pages (an index built on another corpus)
+            raise ValueError(f"no FanOutQA question is answerable from corpus {getattr(corpus, 'name', corpus)!r}: "
+                             "they are kept only when the corpus holds their page with the answer. Use the "
+                             "wiki-vital corpus (or an index built on it), or questions of your own (a jsonl path)")
+        return examples
     if name == "nq_hotpotqa_train":
         import datasets
 

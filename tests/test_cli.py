@@ -189,3 +189,16 @@ def test_an_empty_corpus_and_an_unreachable_test_set_are_named(tmp_path, capsys,
     assert main(["eval", "--method", "direct", "--datasets", "nq", "--limit", "2", "--model", "tiny-qwen2"]) == 2
     err = capsys.readouterr().err
     assert "test set 'nq' comes from the hub" in err and "--datasets fanoutqa" in err and "Traceback" not in err
+
+
+def test_fanoutqa_with_an_index_on_another_corpus_says_why_no_question_is_left(tmp_path, capsys):
+    import json
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "contents": f'"Page {i}"\nFact number {i}.'}) + "\n"
+                              for i in range(20)))
+    assert main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "idx")]) == 0
+    argv = ["eval", "--method", "rag", "--index", str(tmp_path / "idx"), "--model", "tiny-qwen2", "--limit", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no FanOutQA question is answerable from corpus" in err and "wiki-vital" in err
