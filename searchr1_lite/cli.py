@@ -95,16 +95,23 @@ def cmd_train(args) -> None:
     except KeyboardInterrupt:
         print(f"\nstopped now. {_resume_hint(args, Path(cfg.output_dir))}", file=sys.stderr)
         raise
-    if not (run / "adapter").exists():  # stopped before max_steps: by Ctrl-C / SIGTERM, or --stop-after
+    if not _finished(run, cfg.optim.max_steps):  # stopped early: by Ctrl-C / SIGTERM, or --stop-after
         print(f"stopped after {time.perf_counter() - start:.0f}s. {_resume_hint(args, run)}")
         if args.stop_after is None:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # exit code 130, as for any interrupted command
         return
     print(f"run in {run} ({time.perf_counter() - start:.0f}s): metrics.jsonl, checkpoints, adapter")
     if args.merge:
         from .train import merge_adapter
 
         print(f"merged model in {merge_adapter(run, run / 'merged')}")
+
+
+def _finished(run: Path, max_steps: int) -> bool:
+    """Did the run reach max_steps, or stop at its time budget (both save the final adapter)?"""
+    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+    last = json.loads(lines[-1]) if lines else {}
+    return last.get("step", 0) >= max_steps or "stopped" in last
 
 
 def _resume_hint(args, run: Path) -> str:
@@ -114,10 +121,12 @@ def _resume_hint(args, run: Path) -> str:
         checkpoint = latest_checkpoint(run)
     except FileNotFoundError:
         checkpoint = None
-    if checkpoint is None:
-        return f"No checkpoint was written in {run}: run the same command again to start over."
     command = " ".join(["searchr1-lite train", *(["--config", args.config] if args.config else []),
                         *(["--set", *args.set] if args.set else []), "--resume"])
+    if checkpoint is None and not (run / "metrics.jsonl").exists():
+        return f"Nothing was written in {run}: run the same command again to start over."
+    if checkpoint is None:
+        return f"No checkpoint yet in {run} (save_every): resume from step 0 with: {command}"
     return f"Last checkpoint: {checkpoint}. Resume with: {command}"
 
 
@@ -133,8 +142,9 @@ def cmd_eval(args) -> None:
     if args.run:
         from .train import make_retriever, split_questions
 
-        run_retriever, corpus = make_retriever(cfg.data)
-        retriever = retriever or run_retriever
+        corpus = getattr(retriever, "corpus", None)
+        if retriever is None:  # the run's own retriever, unless --index or --url says otherwise
+            retriever, corpus = make_retriever(cfg.data)
         if not args.datasets:  # the run's own held-out questions
             held_out = split_questions(cfg.data, corpus, cfg.seed)[1]
             data["held-out"] = held_out[: args.limit] if args.limit else held_out
@@ -145,7 +155,8 @@ def cmd_eval(args) -> None:
     data.update({name: load_eval_set(name, args.limit, args.seed, corpus) for name in names.split(",") if name})
     if args.run:
         p = cfg.policy
-        model, tok = load_policy(p.model, adapter=str(Path(args.run) / "adapter"), lora_layers=p.lora_layers)
+        model, tok = load_policy(p.model, quantization=p.quantization, adapter=str(Path(args.run) / "adapter"),
+                                 lora_layers=p.lora_layers)  # as trained: 4-bit if it was
     elif args.adapter:
         model, tok = load_policy(args.model, adapter=args.adapter)
     else:

@@ -91,9 +91,14 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard", "wandb"] = "none"  # their packages are not dependencies
 
     def __post_init__(self) -> None:
-        self.grpo.temperature = self.rollout.temperature
-        self.grpo.max_response_tokens = (self.rollout.max_turns + 1) * self.rollout.max_new_tokens
-        self.rollout.seed = self.seed
+        self.grpo = self.grpo_config()
+        self.rollout = dataclasses.replace(self.rollout, seed=self.seed)
+
+    def grpo_config(self) -> GRPOConfig:
+        """The update's settings with the values derived from the rollout filled in. `train()` calls this when it
+        starts, so a field changed after construction (`cfg.rollout.temperature = 0.7`) is never stale."""
+        return dataclasses.replace(self.grpo, temperature=self.rollout.temperature,
+                                   max_response_tokens=(self.rollout.max_turns + 1) * self.rollout.max_new_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain values, without the derived ones: what config.json holds and `from_dict` reads back."""
@@ -207,6 +212,12 @@ def _check_template(value: str, where: str) -> None:
     if "{question}" not in value and value not in template_names():
         raise ValueError(f"{where}: rollout.template must be one of {', '.join(template_names())} "
                          f"(or a template text with {{question}}), not {value!r}")
+    if "{question}" in value:
+        try:
+            value.format(question="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"{where}: rollout.template has a brace other than {{question}} ({e!r}); write a literal "
+                             "brace as {{ or }}") from None
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

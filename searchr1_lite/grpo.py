@@ -118,8 +118,10 @@ def _backbone(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pref
 
 def checkpointing_now(model) -> bool:
     """Will the next forward run under gradient checkpointing? transformers then drops every KV cache inside the
-    checkpointed layers (a replayed layer must not append to a cache twice), so no prefix can be shared."""
-    return model.training and torch.is_grad_enabled() and bool(getattr(model, "is_gradient_checkpointing", False))
+    checkpointed layers (a replayed layer must not append to a cache twice), so no prefix can be shared. Without
+    gradients (the KL reference pass) transformers 5 keeps the cache, but 4.x drops it in training mode all the
+    same, so grad mode is not consulted."""
+    return model.training and bool(getattr(model, "is_gradient_checkpointing", False))
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,

@@ -37,10 +37,10 @@ class StopSignals:
             self.__exit__()
             raise KeyboardInterrupt
         self.requested = True
-        import sys
+        import os
 
-        print("\nstopping after this step (a checkpoint is written); Ctrl-C again to stop now", file=sys.stderr,
-              flush=True)
+        # os.write, not print: a handler that prints while tqdm is writing can raise "reentrant call"
+        os.write(2, b"\nstopping after this step (a checkpoint is written); Ctrl-C again to stop now\n")
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():

@@ -11,7 +11,7 @@ answered as their server (search_r1/search/retrieval_server.py) answers it.
   - a blank query (their parser accepts `<search></search>`) goes to the engine like any other: their server has
     no special case either. A dense engine returns the k passages nearest the blank query, as theirs does with e5;
     our BM25 (bm25s) returns k passages of score 0, where their pyserini BM25 returns none.
-  - any number of queries in one POST (one per turn: batch x n, e.g. 2,560), searched CHUNK_QUERIES at a time and
+  - up to MAX_QUERIES (65,536) queries in one POST (one per turn: batch x n, e.g. 2,560), CHUNK_QUERIES at a time and
     streamed out chunk by chunk, so the engine's work and the rows held at once stay bounded.
   - `"topk": 0` or null means the service's default topk, as in theirs (`if not request.topk`).
 Our client against their server: `RemoteRetriever` sends what their trainer sends (topk, return_scores true) and
@@ -39,13 +39,15 @@ from .retrieval import Retriever
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: this, not a query count, bounds a request (2,560 short queries are ~0.1 MiB)
 CHUNK_QUERIES = 512  # queries per engine call (the authors' dense server also encodes 512 at a time)
+MAX_QUERIES = 65_536  # a turn of their trainer is batch x n (512 x 5 = 2,560); this bounds the work one request
+# can ask for (the body limit alone lets ~350k blank queries through)
 MAX_QUERY_CHARS = 4096
 MAX_TOPK = 100
 
 
 class QueryRequest(BaseModel):
-    # No count limit and blanks allowed: the authors' trainer sends [] and "" (see the module docstring).
-    queries: list[str]
+    # Blanks and [] allowed (the authors' trainer sends them: see the module docstring); up to MAX_QUERIES at once.
+    queries: list[str] = Field(max_length=MAX_QUERIES)
     topk: int | None = Field(default=None, ge=0, le=MAX_TOPK)  # 0, like null, means the default (theirs too)
     return_scores: bool = False
 

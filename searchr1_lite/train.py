@@ -56,7 +56,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
     if not train_qs:
         raise ValueError(f"no training questions in {cfg.data.questions!r}")
-    gcfg = dataclasses.replace(cfg.grpo)  # a copy: out-of-memory may lower its micro-batch for the rest of the run
+    gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
     spent = _step_seconds_so_far(run)  # summed over resumes, for the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call, budget_stop = 0, False
@@ -72,7 +72,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             eval_share = cfg.eval_size / (opt.prompts_per_step * opt.group_size)
             budget_stop = step < opt.max_steps and over_budget(
                 opt.time_budget_s, spent + [time.perf_counter() - start], row["rollout_seconds"], eval_share)
-            last = step == opt.max_steps or budget_stop or steps_this_call == stop_after
+            last = step == opt.max_steps or budget_stop or (stop_after is not None and steps_this_call >= stop_after)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == opt.max_steps or budget_stop:
                 row.update(_evaluate_and_keep_samples(model, tokenizer, eval_qs, retriever, cfg, run, step))
             row["step_seconds"] = time.perf_counter() - start  # with the evaluation, if any

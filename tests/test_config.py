@@ -48,6 +48,12 @@ def test_a_template_typo_names_the_templates(tmp_path):
     assert TrainConfig.load(None, ["template=world-examples"]).rollout.template == "world-examples"
 
 
+def test_a_template_text_with_a_stray_brace_is_an_error_at_load():
+    with pytest.raises(ValueError, match=r"rollout.template has a brace other than \{question\}"):
+        TrainConfig.load(None, ["template='Context {docs}. Question: {question}'"])
+    assert TrainConfig.load(None, ["template='Q: {question} A:'"]).rollout.template == "Q: {question} A:"
+
+
 def test_no_name_is_in_two_sections():
     """A key may stand alone (`max_turns: 3`) only because each field name is used once across the sections."""
     names = [f.name for s, c in _SECTIONS.items() for f in dataclasses.fields(c) if f"{s}.{f.name}" not in DERIVED]

@@ -301,7 +301,8 @@ def test_gradient_checkpointing_gives_the_same_step(quantization):
                                     orig_step(*a, **k))[1]
         model.train()
         logp, _ = token_logprobs(model, ids[:2], attn[:2], gen[:2])  # two rows: the shared-prefix path
-        m = grpo_step(model, batch, adv, opt, GRPOConfig(beta=0.0, micro_batch_size=2, max_grad_norm=1e9))
+        # beta > 0: the reference pass (no gradients, adapter off) runs in training mode under checkpointing too
+        m = grpo_step(model, batch, adv, opt, GRPOConfig(beta=0.05, micro_batch_size=2, max_grad_norm=1e9))
         assert m["skipped"] == 0.0 and m["grad_norm"] > 0
         got[checkpointing] = logp.detach(), torch.cat([g.flatten() for g in captured[0]])
     torch.testing.assert_close(got[True][0], got[False][0], atol=5e-5, rtol=0)

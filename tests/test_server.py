@@ -47,6 +47,7 @@ def test_wire_format_is_the_papers(server):
         (b'{"queries": ["x", null]}', 422, "valid string"),
         (b'{"queries": ["x"], "topk": 1000000}', 422, "less than or equal to 100"),
         (json.dumps({"queries": ["x" * 5000]}).encode(), 422, "limit is 4096"),
+        (json.dumps({"queries": [""] * 65_537}).encode(), 422, "at most 65536 items"),
         (b'{"queries": ["' + b"x" * (2 << 20) + b'"]}', 413, "request body over"),
     ],
 )

@@ -269,11 +269,15 @@ def test_every_question_is_served_once_per_epoch():
     assert served[:n] == pick_questions(n, 0, n, seed=5)  # the same draw, however the steps are cut
 
 
-def test_checkpoints_keep_the_cuda_generators(monkeypatch):
+def test_checkpoints_keep_the_cuda_generators(monkeypatch, tmp_path):
     """LoRA dropout on a GPU draws from CUDA's generators: a resumed GPU run restores them too. The CUDA device is
-    the one thing outside this machine, so its three functions are stood in for."""
+    the one thing outside this machine, so its four functions are stood in for."""
     from searchr1_lite import checkpoint as train_mod
+    from searchr1_lite.models import load_policy
 
+    model, _ = load_policy("tiny-qwen2", lora_r=2, lora_alpha=4, lora_targets=["q_proj"], device="cpu")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     gpus = [torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([3, 4], dtype=torch.uint8)]
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -287,6 +291,11 @@ def test_checkpoints_keep_the_cuda_generators(monkeypatch):
     restored.clear()
     train_mod.restore_torch_rng({"torch_rng": torch.get_rng_state()})  # a checkpoint from before: CPU state only
     assert restored == []
+    # and through a real checkpoint on disk (torch.load with weights_only=True)
+    saved = train_mod.save_checkpoint(tmp_path, 1, model, opt, sched, 2, {"seed": 0})
+    gpus[1][0] = 77
+    assert train_mod.restore_checkpoint(saved, opt, sched) == (1, 2)
+    assert [g.tolist() for g in restored] == [[99, 2], [3, 4]]  # the states as they were at the save
 
 
 @pytest.mark.parametrize("adv_scale", ["group", "none"])

@@ -64,10 +64,10 @@ def test_processes_sharing_a_prompt_sample_different_trajectories():
     data = ["Who painted the Mona Lisa?", "Where is Microsoft based?"]
     indices = list(RepeatSampler(data, mini_repeat_count=4, batch_size=1, seed=0))[:4]  # one generation batch
     assert len(set(indices)) == 1
-    rollout_func = make_rollout_func(FixedRetriever(), RolloutConfig(max_turns=1, max_new_tokens=8))
     completions = []
-    for process in (0, 1):
-        torch.manual_seed(0)  # each process starts from the same global state, as in a real launch
+    for process in (0, 1):  # each process builds its own rollout_func from the same global state, as in a launch
+        rollout_func = make_rollout_func(FixedRetriever(), RolloutConfig(max_turns=1, max_new_tokens=8))
+        torch.manual_seed(0)
         share = indices[2 * process : 2 * process + 2]
         out = rollout_func([data[i] for i in share], _trainer(model, tok, step=3, process=process))
         completions += [tuple(c) for c in out["completion_ids"]]
