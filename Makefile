@@ -45,7 +45,7 @@ BENCHES := bench_retrieval bench_grpo bench_rollout bench_step_vs_trl bench_serv
 bench: $(STAMP)
 	set -e; for b in $(BENCHES); do echo "== $$b"; $(RUN_ENV) $(BIN)/python benchmarks/$$b.py; done
 
-# docs/reliability.md from a fresh run of the reliability tests and the service load test (~10 min; not in `make test`)
+# docs/reliability.md from a fresh run of the reliability tests and the service load test (~7 min on 2 cores; not in `make test`)
 reliability: $(STAMP)
 	$(RUN_ENV) $(BIN)/python benchmarks/reliability.py
 
