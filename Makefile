@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # offline, CPU-sized defaults for the demo, the tests and the notebooks
 RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
 
-.PHONY: demo test test-fast lint lab bench reliability install clean
+.PHONY: demo test test-fast lint lab bench reliability gpu-check colab install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,18 +27,24 @@ demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/searchr1-lite demo
 
 test: $(STAMP)
-	$(RUN_ENV) $(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=1200 -q
+	$(RUN_ENV) $(BIN)/python -m pytest tests -q
 
 # the tests that load no offline language model and encode no corpus (`slow`), without the notebooks: a few minutes
 test-fast: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests -m "not slow" -q
+
+# the lessons as a static site: open build/site/index.html. Its pages are the executed copies in build/executed/ that
+# `make test` leaves (tests/test_notebooks.py); a lesson is executed here only if its copy is missing or out of date
+.PHONY: site
+site: $(STAMP)
+	$(RUN_ENV) $(BIN)/python tools/build_site.py
 
 # JupyterLab on the lessons, with this project's environment (the notebooks pick CPU settings without a GPU)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 lint: $(STAMP)
-	$(BIN)/ruff check searchr1_lite tests benchmarks notebooks
+	$(BIN)/ruff check searchr1_lite tests benchmarks notebooks tools
 
 # every benchmark, one after another (about an hour on 2 cores); each prints its JSON and a one-line summary
 BENCHES := bench_retrieval bench_grpo bench_rollout bench_step_vs_trl bench_server_load
@@ -48,6 +54,22 @@ bench: $(STAMP)
 # docs/reliability.md from a fresh run of the reliability tests and the service load test (~7 min on 2 cores; not in `make test`)
 reliability: $(STAMP)
 	$(RUN_ENV) $(BIN)/python benchmarks/reliability.py
+
+# what the GPU tiers promise (searchr1_lite/tiers.py), measured on this machine's GPU, offline, sized for under 8 min:
+# JSON in benchmarks/results/gpu.json, figures in docs/gpu.md. Without a GPU it says "no GPU" and stops (exit 0).
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/python benchmarks/gpu_check.py --out benchmarks/results/gpu.json --doc docs/gpu.md
+
+# the lessons' Colab links and install cell, and the README's links and tiers table, from pyproject.toml's
+# [tool.searchr1_lite] repository and searchr1_lite/tiers.py (tests/test_colab.py checks they are in step)
+colab: $(STAMP)
+	$(BIN)/python tools/colab_cells.py
+
+# the lessons as a course hands them out: every exercise's solution replaced by a stub (nbgrader's ClearSolutions),
+# in build/student/ (ignored by git); prints each lesson's exercises. CI runs the committed copies, solutions in.
+.PHONY: student
+student: $(STAMP)
+	$(BIN)/python tools/student_notebooks.py build/student
 
 clean:
 	rm -rf $(VENV) .pytest_cache

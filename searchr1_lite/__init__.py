@@ -10,6 +10,7 @@ One module a concept, by lesson:
     05 results     evaluate (Direct / RAG / Search-R1 beside the paper), data (QA sets), plots
     the demo       world (a synthetic world of people and places), world_prompts (its worked examples), demo
                    (`searchr1-lite demo`), report (report.md)
+    exercises      the lessons' exercise checkers (`check_*`: your function against the package's own)
     plumbing       offline (the offline stack, the cache), cli (`searchr1-lite`)
 """
 

@@ -91,3 +91,22 @@ def restore_torch_rng(state: dict[str, Any]) -> None:
                         torch.cuda.device_count())
         else:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def fork_run(run: Path, step: int, out: Path) -> Path:
+    """A copy of `run` as it stood after `step` (its config, metrics rows and checkpoint): resuming it replays the
+    steps that followed, which is how a lesson shows that a resumed run continues exactly."""
+    run, out = Path(run), Path(out)
+    source = run / f"checkpoint-{step}"
+    if not (source / "state.pt").exists():
+        kept = sorted(p.name for p in run.glob("checkpoint-*"))
+        raise FileNotFoundError(f"{run} has no checkpoint at step {step} (it has: {', '.join(kept) or 'none'})")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copytree(source, out / source.name)
+    for name in ("config.json", "metrics.jsonl", "samples.jsonl"):
+        if (run / name).exists():
+            shutil.copy2(run / name, out / name)
+    drop_rows_after(out, step)
+    atomic_write_bytes(out / "latest", source.name.encode())
+    return out

@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = functools.partial(sub.add_parser, formatter_class=_ShowDefaults)  # every subcommand
 
     s = sub.add_parser("index", help="build a retrieval index over a corpus")
-    s.add_argument("--corpus", default="wiki-vital", help="wiki-vital | wiki-18 | path to a jsonl corpus")
+    s.add_argument("--corpus", default="wiki-vital",
+                   help="wiki-vital | hotpotqa-distractor | wiki-18 | path to a jsonl corpus")
     s.add_argument("--encoder", default="bm25", help="bm25 | minilm | e5-base-v2 | any HF encoder id or folder")
     s.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivf"], help="dense index kind")
     s.add_argument("--out", required=True, help="output folder")
@@ -292,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter)")
     s.add_argument("--method", default="direct,rag,search", help="comma-separated: direct, rag, search")
     s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
-                   "2wikimultihopqa,musique,bamboogle (hub), fanoutqa (offline, the default) or jsonl paths")
+                   "2wikimultihopqa,musique,bamboogle (hub), hotpotqa-distractor (hub, validation split), fanoutqa "
+                   "(offline, the default) or jsonl paths")
     s.add_argument("--limit", type=int, default=None, help="random subset per dataset (seeded)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")

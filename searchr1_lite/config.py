@@ -42,8 +42,9 @@ class PolicyConfig:
 
 @dataclass
 class DataConfig:
-    questions: str = "fanoutqa"  # fanoutqa | nq_hotpotqa_train | path to jsonl | world[:seed=..,people=..]
-    corpus: str = "wiki-vital"  # wiki-vital | wiki-18 | path | world[:...] (the synthetic world's passages)
+    # hotpotqa-distractor as both: HotpotQA (hub) questions over a corpus of their own paragraphs
+    questions: str = "fanoutqa"  # fanoutqa | nq_hotpotqa_train | hotpotqa-distractor | jsonl path | world[:seed=..]
+    corpus: str = "wiki-vital"  # wiki-vital | hotpotqa-distractor | wiki-18 | path | world[:...] (its passages)
     index: str | None = None  # a saved index folder; None = build BM25 over `corpus` in memory
     retriever_url: str | None = None  # a running retrieval service instead
     eval_fraction: float = 0.2  # held-out share of the questions (a world has its own splits)

@@ -1,17 +1,20 @@
-"""Passages: the Search-R1 corpus format, the bundled `wiki-vital` corpus, and the authors' wiki-18 corpus.
+"""Passages: the Search-R1 corpus format, the bundled `wiki-vital` and `hotpotqa-distractor` corpora, and the authors'
+wiki-18 corpus.
 
 A corpus row is `{"id": str, "contents": "\\"Title\\"\\nText"}` (jsonl), exactly as in the paper's wiki-18 dump, so the
 same files work with the authors' retriever and with ours. Rows are kept in memory as plain lists; the 21M-passage
 wiki-18 corpus is read into a memory-mapped Arrow table instead (datasets), as the authors do.
 
 Simplified relative to the paper: nothing. `wiki-vital` (10,033 Wikipedia lead summaries) is our offline stand-in
-for wiki-18, which is 21M 100-word chunks of the 2018 dump.
+for wiki-18, which is 21M 100-word chunks of the 2018 dump. `hotpotqa-distractor` (HotpotQA's own paragraphs, built
+once from the hub) is the GPU tier's corpus: it holds the supporting paragraphs of the questions of that name.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -23,7 +26,16 @@ from .offline import atomic_write_bytes, cache_dir, package_file
 
 WIKI18_REPO = "PeterJinGo/wiki-18-corpus"  # hub dataset with wiki-18.jsonl.gz (Search-R1's scripts/download.py)
 WIKI18_FILE = "wiki-18.jsonl.gz"
-BUNDLED = ("wiki-vital", "wiki-18")
+HOTPOTQA_CORPUS = "hotpotqa-distractor"
+BUNDLED = ("wiki-vital", HOTPOTQA_CORPUS, "wiki-18")
+# The hotpotqa-distractor corpus holds the paragraphs of all 7,405 validation questions and of the first this-many train
+# questions (the train questions `load_questions` serves). Sized for a Colab T4 session (12 GB RAM, index in <= 10 min):
+# 13,405 questions x 10 paragraphs = at most 134,050 paragraphs (dedup drops repeats), ~130 wordpieces (~0.6 KB) each.
+# Text in memory ~0.1 GB; bm25s tokenizes and indexes it in under a minute, sparse matrix ~0.1 GB. e5-base-v2 through
+# DenseEncoder (fp32): ~2 x 85M x 130 = 22 GFLOP a paragraph at ~5 sustained fp32 TFLOPS = ~230 paragraphs/s, so
+# ~10 min; vectors 134k x 768 x 4 B = 0.4 GB. 20,000 train questions (274k paragraphs) would take ~20 min to encode,
+# and 6,000 questions (4,800 after the held-out cut) outlast a Colab run's steps x prompts per step.
+HOTPOTQA_TRAIN_QUESTIONS = 6_000
 
 
 class CorpusError(ValueError):
@@ -180,6 +192,30 @@ def wiki_vital_path() -> Path:
     return write_jsonl(rows, out)
 
 
+def hotpotqa_paragraphs(rows: Iterable[dict[str, Any]]) -> Iterator[Passage]:
+    """The paragraphs of HotpotQA rows' contexts, each (title, text) once, in first-seen order; id = position. The
+    same paragraph recurs as gold or distractor across questions: one copy keeps retrieval results distinct."""
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        context = row["context"]
+        for title, sentences in zip(context["title"], context["sentences"]):
+            text = "".join(sentences).strip()  # HotpotQA's sentences carry their leading space: joined as written
+            if (title, text) not in seen:
+                seen.add((title, text))
+                yield Passage(str(len(seen) - 1), make_contents(title, text))
+
+
+def hotpotqa_path() -> Path:
+    """Build (once, cached) the hotpotqa-distractor jsonl: validation paragraphs, then the covered train questions'."""
+    out = cache_dir("corpora") / f"{HOTPOTQA_CORPUS}-{HOTPOTQA_TRAIN_QUESTIONS}.jsonl"
+    if out.exists():
+        return out
+    from .data import hotpotqa_split  # data imports this module; the hub loading (and its errors) lives there
+
+    splits = (hotpotqa_split(s).select_columns(["context"]) for s in ("validation", "train"))
+    return write_jsonl(hotpotqa_paragraphs(itertools.chain.from_iterable(splits)), out)
+
+
 def wiki18_path() -> Path:
     """Download (hub) and unpack the authors' 21M-passage wiki-18 corpus; needs ~14 GB of disk."""
     out = cache_dir("corpora") / "wiki-18.jsonl"
@@ -205,11 +241,12 @@ def _read_arrow(path: Path, name: str) -> Corpus:
 
 
 def load_corpus(name_or_path: str | Path) -> Corpus:
-    """`wiki-vital` (offline, bundled), `wiki-18` (hub), or a path to a jsonl / jsonl.gz file."""
+    """`wiki-vital` (offline, bundled), `hotpotqa-distractor` (built from the hub once), `wiki-18` (hub), or a path to
+    a jsonl / jsonl.gz file."""
     key = str(name_or_path)
-    if key == "wiki-vital":
-        corpus = read_jsonl(wiki_vital_path(), name="wiki-vital")
-        corpus.source = "wiki-vital"  # reloadable by name, wherever the cache lives
+    if key in ("wiki-vital", HOTPOTQA_CORPUS):
+        corpus = read_jsonl(wiki_vital_path() if key == "wiki-vital" else hotpotqa_path(), name=key)
+        corpus.source = key  # reloadable by name, wherever the cache lives
         return corpus
     if key == "wiki-18":
         corpus = _read_arrow(wiki18_path(), "wiki-18")

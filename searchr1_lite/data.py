@@ -8,6 +8,7 @@ wiki-vital: the evidence page is in the corpus and its summary contains the answ
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -86,9 +87,52 @@ def read_qa_jsonl(path: str | Path) -> list[QAExample]:
     return out
 
 
+# HotpotQA, distractor setting: each question comes with its 2 gold paragraphs and 8 distractors, and the
+# `hotpotqa-distractor` corpus is those paragraphs, so every question's supporting paragraphs are retrievable.
+HOTPOTQA = "hotpotqa/hotpot_qa"  # hub dataset: config "distractor", splits train (90,447) / validation (7,405)
+HOTPOTQA_SET = "hotpotqa-distractor"
+HOTPOTQA_ENV = "SEARCHR1_LITE_HOTPOTQA"  # a local folder laid out like the hub repo (README.md + distractor/*.parquet)
+
+
+def hotpotqa_source() -> str:
+    return os.environ.get(HOTPOTQA_ENV) or HOTPOTQA
+
+
+def hotpotqa_split(split: str):
+    """The distractor rows of `split` (hub or $SEARCHR1_LITE_HOTPOTQA). Train is cut to the questions the corpus
+    covers: only the first HOTPOTQA_TRAIN_QUESTIONS have their paragraphs in it."""
+    import datasets
+
+    from .corpus import HOTPOTQA_TRAIN_QUESTIONS  # read at call time: the corpus and the questions agree on it
+
+    if split not in ("train", "validation"):
+        raise ValueError(f"HotpotQA distractor has splits train and validation, not {split!r}")
+    source = hotpotqa_source()
+    if split == "train":
+        split = f"train[:{HOTPOTQA_TRAIN_QUESTIONS}]"
+    try:
+        return datasets.load_dataset(source, "distractor", split=split)
+    except (ConnectionError, FileNotFoundError) as e:  # offline, the hub is down, or no such local copy
+        from .models import ModelUnavailable
+
+        raise ModelUnavailable(f"HotpotQA (distractor) comes from {source!r}, which is unreachable ({e}). Offline: "
+                               f"set ${HOTPOTQA_ENV} to a local copy of the hub repo {HOTPOTQA} (README.md and "
+                               "distractor/*.parquet), or use the fanoutqa questions with the wiki-vital corpus"
+                               ) from None
+
+
+def hotpotqa_questions(split: str = "train") -> list[QAExample]:
+    """HotpotQA distractor questions; meta names the supporting paragraphs' titles, the type and the level."""
+    return [QAExample(r["id"], r["question"], [r["answer"]],
+                      {"supporting_titles": list(dict.fromkeys(r["supporting_facts"]["title"])),
+                       "type": r["type"], "level": r["level"], "split": split})
+            for r in hotpotqa_split(split)]
+
+
 def load_questions(name: str, corpus: Corpus | None = None, split: str = "train") -> list[QAExample]:
     """`fanoutqa` (offline; pass wiki-vital as corpus to keep the answerable ones), the authors' `nq_hotpotqa_train`
-    (hub), or a path to a FlashRAG-style jsonl."""
+    (hub), `hotpotqa-distractor` (hub; train or validation, over the corpus of that name), or a path to a
+    FlashRAG-style jsonl."""
     if name == "fanoutqa":
         examples = fanoutqa_subquestions(corpus)
         if not examples:  # a corpus without FanOutQA's pages (an index built on another corpus)
@@ -101,9 +145,11 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
 
         ds = datasets.load_dataset(AUTHORS_TRAIN, split=split)
         return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
+    if name == HOTPOTQA_SET:
+        return hotpotqa_questions(split)
     if Path(name).exists():
         return read_qa_jsonl(name)
-    raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train or a jsonl path")
+    raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train, {HOTPOTQA_SET} or a jsonl path")
 
 
 # The seven test sets of the paper's table, in FlashRAG's hub copy (RUC-NLPIR/FlashRAG_datasets): config -> split
@@ -113,8 +159,8 @@ EVAL_SETS = {"nq": "test", "triviaqa": "test", "popqa": "test", "hotpotqa": "dev
 
 
 def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Corpus | None = None) -> list[QAExample]:
-    """A test set by name (FlashRAG hub copy), `fanoutqa` (offline), or a local FlashRAG-format jsonl; with `limit`, a
-    seeded random subset (full test sets are large)."""
+    """A test set by name (FlashRAG hub copy), `hotpotqa-distractor` (its validation split), `fanoutqa` (offline), or
+    a local FlashRAG-format jsonl; with `limit`, a seeded random subset (full test sets are large)."""
     import random
 
     if name in EVAL_SETS:
@@ -129,6 +175,8 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
                                    "Offline: --datasets fanoutqa, or a local FlashRAG-format jsonl path") from None
         examples = [QAExample(str(r.get("id", i)), r["question"], [str(a) for a in r["golden_answers"]])
                     for i, r in enumerate(ds)]
+    elif name == HOTPOTQA_SET:
+        examples = hotpotqa_questions("validation")  # never the train questions a run learns from
     else:
         examples = load_questions(name, corpus)
     if limit is not None and limit < len(examples):

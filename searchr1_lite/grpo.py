@@ -79,6 +79,13 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     return centred.view(-1)
 
 
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(pi || ref) estimate, same shape as the inputs: e^(ref - logp) - (ref - logp) - 1 (k3, Schulman
+    2020): unbiased for tokens sampled from pi, never negative, 0 where the two agree."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
 def _token_logps_entropy(hidden: torch.Tensor, targets: torch.Tensor, lm_head, temperature: float):
     logits = lm_head(hidden).float() / temperature  # [chunk, vocab]
     lse = torch.logsumexp(logits, dim=-1)  # [chunk]
@@ -178,7 +185,7 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, cfg: GRPOConfig, n_seq
     ratio = torch.exp(logp - old_logp)  # [b, s]
     clipped = torch.clamp(ratio, 1 - cfg.clip_low, 1 + cfg.clip_high)
     per_token = -torch.min(ratio * a, clipped * a)
-    kl = torch.exp(ref_logp - logp) - (ref_logp - logp) - 1 if ref_logp is not None else torch.zeros_like(logp)
+    kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     if cfg.beta:
         per_token = per_token + cfg.beta * kl
     n_seqs = n_seqs or mask.shape[0]

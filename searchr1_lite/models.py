@@ -142,21 +142,70 @@ def _smollm2_folder() -> Path:
     return folder
 
 
-def load_model(name: str, dtype: Any = None, device: str | None = None, seed: int = 0):
-    """(model, tokenizer) for an offline preset, a local folder or a hub id. The model is in eval mode."""
+def _model_folder(name: str) -> str:
+    """A local folder holding `name` (an offline preset is written out once, so it loads like any HF folder)."""
+    if name == "tiny-qwen2":  # random weights: saved once so that they can be loaded quantised
+        folder = cache_dir("models") / "tiny-qwen2"
+        if not (folder / "config.json").exists():
+            m, t = _tiny_qwen2()
+            m.save_pretrained(folder)
+            t.save_pretrained(folder)
+        return str(folder)
+    return str(_smollm2_folder()) if name == "smollm2-135m-instruct" else resolve_hub_or_path(name)
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a preset, local folder or hub id, without loading the model's weights."""
+    from transformers import AutoTokenizer
+
+    tok = qwen25_tokenizer() if name == "tiny-qwen2" else AutoTokenizer.from_pretrained(_model_folder(name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name: str, dtype: Any = None, device: str | None = None, seed: int = 0,
+               quantization: str | None = None):
+    """(model, tokenizer) for an offline preset, a local folder or a hub id, in eval mode. `quantization="4bit"`
+    loads it in NF4 (what a 16 GB GPU needs for a 3B model); `dtype` is then the compute dtype."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantization is not None:
+        return _load_4bit(name, device, dtype, quantization).eval(), load_tokenizer(name)
     if name == "tiny-qwen2":
         model, tok = _tiny_qwen2(seed)
     else:
-        folder = str(_smollm2_folder()) if name == "smollm2-135m-instruct" else resolve_hub_or_path(name)
+        folder = _model_folder(name)
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tok
+
+
+def _load_4bit(name: str, device: str, compute=None, quantization: str = "4bit"):
+    """The model in bitsandbytes NF4 with double quantisation, computing in `compute` (default `compute_dtype`)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if quantization != "4bit":
+        raise ValueError(f"quantization must be None or '4bit', not {quantization!r}")
+    compute = compute or compute_dtype(device)
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=compute)
+    model = AutoModelForCausalLM.from_pretrained(_model_folder(name), quantization_config=bnb, dtype=compute,
+                                                 device_map={"": device})
+    if device == "cpu":
+        # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first forward in eval mode without
+        # grad (our rollouts); that kernel has no backward, so later gradients are silently zero (and Qwen2's
+        # biased projections raise). A policy must stay trainable: keep the differentiable kernel.
+        from bitsandbytes.nn import Linear4bit
+
+        for module in model.modules():
+            if isinstance(module, Linear4bit):
+                module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def compute_dtype(device: str):
@@ -173,53 +222,25 @@ def compute_dtype(device: str):
 def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lora_alpha: int = 32,
                 lora_dropout: float = 0.05, lora_targets: str | list[str] = "all-linear",
                 gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None,
-                lora_layers: int | None = None):
+                lora_layers: int | None = None, compute=None):
     """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, `compute_dtype`), LoRA.
 
     `lora_layers=n` puts LoRA on the top n transformer layers only: nothing below them needs a gradient, so the
     backward pass stops there (on a CPU the update's cost falls roughly in proportion).
 
     The reference policy for the KL term is this model with its adapter disabled (`model.disable_adapter()`), so
-    no second copy is held. `adapter` loads a saved adapter (trainable) instead of a fresh one.
+    no second copy is held. `adapter` loads a saved adapter (trainable) instead of a fresh one. `compute` overrides
+    the 4-bit layers' compute dtype (`make gpu-check` runs the T4's fp16 on a bf16 GPU).
     """
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    if quantization not in (None, "4bit"):
-        raise ValueError(f"quantization must be None or '4bit', not {quantization!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if quantization == "4bit":
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-        compute = compute_dtype(device)
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                 bnb_4bit_compute_dtype=compute)
-        if name == "tiny-qwen2":  # random weights: save them once so they can be loaded quantised
-            folder = cache_dir("models") / "tiny-qwen2"
-            if not (folder / "config.json").exists():
-                m, t = _tiny_qwen2()
-                m.save_pretrained(folder)
-                t.save_pretrained(folder)
-        else:
-            folder = str(_smollm2_folder()) if name == "smollm2-135m-instruct" else resolve_hub_or_path(name)
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb, dtype=compute,
-                                                     device_map={"": device})
-        if device == "cpu":
-            # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first forward in eval mode without
-            # grad (our rollouts); that kernel has no backward, so later gradients are silently zero (and Qwen2's
-            # biased projections raise). A policy must stay trainable: keep the differentiable kernel.
-            from bitsandbytes.nn import Linear4bit
-
-            for module in model.modules():
-                if isinstance(module, Linear4bit):
-                    module.support_avx512bf16_for_cpu = False
+    if quantization is not None:
+        model = _load_4bit(name, device, compute, quantization)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        tok = load_tokenizer(name)
     else:
         model, tok = load_model(name, device=device)
         if gradient_checkpointing:
@@ -239,3 +260,30 @@ def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lo
                           layers_to_transform=layers, task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     return model, tok
+
+
+def reset_adapter(model, seed: int = 0) -> None:
+    """Give a LoRA policy a fresh adapter in place (A re-drawn under `seed`, B zero: the policy equals its base
+    again), so a lesson can train several runs on one loaded model instead of loading a second copy."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for name in module.lora_A:
+                    module.reset_lora_parameters(name, True)
+
+
+def load_adapter_weights(model, adapter: str | Path) -> None:
+    """Put a saved adapter's weights (`adapter_model.safetensors`) into a LoRA policy already in memory."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(adapter) / "adapter_model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no saved adapter there (a run writes it when it finishes)")
+    result = set_peft_model_state_dict(model, load_file(path))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{path}: the adapter does not fit this model (e.g. {result.unexpected_keys[0]})")

@@ -150,3 +150,34 @@ def browse_samples(run, min_reward: float | None = None, step: int | None = None
             parts.append(f"<p>step {r['step']} · EM {r['em']:g} · <b>{html.escape(r['question'])}</b></p>"
                          f"<pre>{html.escape(r['text'])}</pre>")
     return "\n".join(parts) or "<p>no samples match</p>"
+
+
+# ---------------------------------------------------------------- what a full run shows (shipped with the package)
+
+
+def reference_path(name: str):
+    """A file shipped in searchr1_lite/reference/ (figures and metrics of full runs, for a lesson to set its own
+    result beside), found through the installed package, so it works in Colab as in a clone."""
+    from importlib import resources
+
+    path = resources.files("searchr1_lite") / "reference" / name
+    if not path.is_file():
+        known = sorted(p.name for p in (resources.files("searchr1_lite") / "reference").iterdir())
+        raise FileNotFoundError(f"no shipped reference {name!r}; there are: {', '.join(known)}")
+    return path
+
+
+def reference_metrics(name: str):
+    """A full run's metrics, shipped as reference/`name`.metrics.jsonl, as a DataFrame for `plot_dynamics`."""
+    import pandas as pd
+
+    return pd.read_json(str(reference_path(f"{name}.metrics.jsonl")), lines=True, precise_float=True,
+                        convert_dates=False)
+
+
+def show_reference(name: str, caption: str):
+    """Display reference/`name`.png under a caption saying what it is: what a student should see."""
+    from IPython.display import Image, Markdown, display
+
+    display(Markdown(f"**What you should see** — {caption}"))
+    display(Image(data=reference_path(f"{name}.png").read_bytes(), width=720))

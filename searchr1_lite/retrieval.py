@@ -91,7 +91,9 @@ class DenseEncoder:
         folder = resolve_hub_or_path(_model_folder(self.spec.model), kind="encoder")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        # fp16 on a GPU, as the authors' retriever encodes (use_fp16): ~2-4x faster than fp32 on a T4
+        dtype = torch.float16 if str(self.device).startswith("cuda") else torch.float32
+        self.model = AutoModel.from_pretrained(folder, dtype=dtype).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
         self.batch_size = batch_size
 
@@ -373,16 +375,18 @@ class LocalRetriever:
         return cls(corpus, index, enc)
 
 
-def answer_recall(retriever: Retriever, questions: Sequence[str], answers: Sequence[Sequence[str]],
-                  ks: Sequence[int] = (1, 3, 5), batch_size: int = 64) -> dict[str, float]:
-    """recall@k: the share of questions whose top-k passages contain a gold answer (normalised substring)."""
+def recall_at_k(results: Sequence[Sequence[Passage]], answers: Sequence[Sequence[str]], k: int) -> float:
+    """The share of questions whose first k passages (`results[i]`, best first) contain a gold answer of
+    `answers[i]` (normalised substring, `reward.contains_answer`); 0.0 for no questions."""
     from .reward import contains_answer
 
-    hits = {k: 0 for k in ks}
-    for start in range(0, len(questions), batch_size):
-        results = retriever.search(list(questions[start : start + batch_size]), max(ks))
-        for row, golds in zip(results, answers[start : start + batch_size]):
-            found = [contains_answer(p.contents, list(golds)) for p in row]
-            for k in ks:
-                hits[k] += any(found[:k])
-    return {f"recall@{k}": hits[k] / max(1, len(questions)) for k in ks}
+    hits = sum(any(contains_answer(p.contents, list(golds)) for p in row[:k]) for row, golds in zip(results, answers))
+    return hits / max(1, len(results))
+
+
+def answer_recall(retriever: Retriever, questions: Sequence[str], answers: Sequence[Sequence[str]],
+                  ks: Sequence[int] = (1, 3, 5), batch_size: int = 64) -> dict[str, float]:
+    """recall@k of `retriever` on these questions, for each k in `ks` (`recall_at_k`), searched in batches."""
+    results = [row for start in range(0, len(questions), batch_size)
+               for row in retriever.search(list(questions[start : start + batch_size]), max(ks))]
+    return {f"recall@{k}": recall_at_k(results, answers, k) for k in ks}

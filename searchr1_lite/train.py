@@ -35,11 +35,17 @@ __all__ = ["TrainConfig", "evaluate_policy", "make_retriever", "merge_adapter", 
            "train", "train_step"]
 log = logging.getLogger(__name__)
 
+# metrics that measure the machine, not the run: they differ between two runs of the same steps
+TIMING_METRICS = ["rollout_seconds", "update_seconds", "step_seconds", "generated_tokens_per_s", "peak_memory_mb"]
 
-def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, reward_fn=None) -> Path:
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, reward_fn=None,
+          policy=None) -> Path:
     """Run (or resume) training; returns the run folder. `stop_after` stops after that many steps of this call, as an
     interrupt would (checkpoint written): for tests and for splitting a run across sessions. `reward_fn(trajectory,
-    example) -> float` replaces the exact-match reward (EM is still logged)."""
+    example) -> float` replaces the exact-match reward (EM is still logged). `policy`: a (LoRA model, tokenizer)
+    already loaded with `cfg.policy`'s settings, trained in place from a fresh adapter (or the checkpoint's), so a
+    notebook holds one copy of the model however many runs it trains."""
     from tqdm.auto import tqdm
 
     run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
@@ -47,7 +53,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = _load_policy(cfg, checkpoint)
+    model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
     optimizer, scheduler = make_optimizer(model, cfg)
     step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
     if resume:
@@ -165,11 +171,23 @@ def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> Path:
     return run
 
 
-def _load_policy(cfg: TrainConfig, checkpoint: Path | None):
+def policy_for(cfg: TrainConfig, checkpoint: Path | None = None):
+    """(LoRA model, tokenizer) as `cfg.policy` describes it (4-bit, LoRA, checkpointing), with a checkpoint's
+    adapter if given: what train() trains, and what a lesson loads once and passes to train(policy=...)."""
     from .models import load_policy
 
     p = dataclasses.asdict(cfg.policy)
     return load_policy(p.pop("model"), **p, adapter=str(checkpoint / "adapter") if checkpoint else None)
+
+
+def _reuse_policy(policy, cfg: TrainConfig, checkpoint: Path | None):
+    from .models import load_adapter_weights, reset_adapter
+
+    model, tokenizer = policy
+    reset_adapter(model, cfg.seed)
+    if checkpoint:
+        load_adapter_weights(model, checkpoint / "adapter")
+    return model, tokenizer
 
 
 def make_optimizer(model, cfg: TrainConfig):
@@ -259,7 +277,9 @@ def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, see
     rcfg = dataclasses.replace(cfg.rollout, seed=seed, temperature=0.0)
     ts = rollout(model, tokenizer, [e.question for e in examples], retriever, rcfg).trajectories
     ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(ts, examples)]
+    turns = [turn for t in ts for turn in t.turns]
     stats = {"eval_em": sum(ems) / len(ems), "eval_searches": sum(t.searches for t in ts) / len(ts),
+             "eval_valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
              "eval_response_length": sum(t.response_length for t in ts) / len(ts)}
     samples = [{"question": t.question, "answer": t.answer, "gold": e.answers, "em": em,
                 "text": tokenizer.decode(t.ids[t.prompt_len :]), "ids": t.ids, "gen_mask": t.gen_mask,

@@ -102,3 +102,19 @@ def test_4bit_computes_in_fp16_where_the_gpu_has_no_bf16(monkeypatch):
     for capability, dtype in [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)]:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert compute_dtype("cuda") == dtype and compute_dtype("cuda:0") == dtype
+
+
+def test_a_model_loads_in_4bit_without_lora_and_its_tokenizer_alone():
+    """Lesson 02 on a GPU loads the authors' policy in 4-bit (one copy, no adapter); lesson 05 needs only the
+    tokenizer of a run's model."""
+    from bitsandbytes.nn import Linear4bit
+
+    from searchr1_lite.models import load_model, load_tokenizer, qwen25_tokenizer
+
+    model, tok = load_model("tiny-qwen2", quantization="4bit", device="cpu")
+    assert any(isinstance(m, Linear4bit) for m in model.modules()) and not model.training
+    assert not any(p.requires_grad and "lora" in n for n, p in model.named_parameters())
+    text = "<|im_start|>user\nWho painted the Mona Lisa?<|im_end|>"
+    assert load_tokenizer("tiny-qwen2")(text).input_ids == tok(text).input_ids == qwen25_tokenizer()(text).input_ids
+    with pytest.raises(ValueError, match="quantization must be None or '4bit'"):
+        load_model("tiny-qwen2", quantization="8bit", device="cpu")

@@ -1,0 +1,403 @@
+"""The lessons' exercises, checked: each `check_*` runs your function and this package's own on the same cases.
+
+A lesson's exercise cell holds a function to write (the instructor's copy holds the solution between
+`### BEGIN SOLUTION` and `### END SOLUTION`; `make student` replaces it with `raise NotImplementedError()`). The cell
+after it calls the checker here, which runs the function on a list of named cases, edge cases among them, against
+the reference the package itself uses, and either prints one "✓" line or raises `ExerciseError` listing every
+case that disagreed: its name, what was expected and what came back.
+
+    01  check_top_k, check_recall_at_k
+    02  check_parse_action, check_normalize_answer
+    03  check_group_advantages, check_k3_kl, check_masked_grpo_loss
+    04  check_pick_questions, check_lr_schedule
+    05  check_smooth, check_paired_p
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from .corpus import Passage
+from .grpo import GRPOConfig, group_advantages, grpo_loss, k3_kl
+from .prompt import parse_action
+from .retrieval import exact_topk, recall_at_k
+from .reward import normalize_answer
+
+
+class ExerciseError(AssertionError):
+    """Your function disagrees with the reference: the message names each case, what was expected and what came."""
+
+
+def _run(fn: Callable, case: str, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise ExerciseError(f"{fn.__name__} is not written yet: replace `raise NotImplementedError()` in its cell, "
+                            "run that cell, then this one") from None
+    except Exception as e:  # a crash on one case is that case's failure, named as such
+        raise ExerciseError(f"{fn.__name__}, case {case!r}: raised {type(e).__name__}: {e}") from e
+
+
+def _verdict(name: str, failures: list[str], n_cases: int, what: str) -> None:
+    if failures:
+        raise ExerciseError(f"{name}: {len(failures)} of {n_cases} cases differ from the reference\n  - "
+                            + "\n  - ".join(failures))
+    print(f"✓ {name}: all {n_cases} cases agree with searchr1_lite ({what})")
+
+
+def _tensor(x: Any) -> torch.Tensor:
+    return x.detach().float() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+
+def _fmt(x: torch.Tensor) -> str:
+    return np.array2string(x.detach().numpy(), precision=4, suppress_small=True, separator=", ", max_line_width=10**6)
+
+
+def _close(expected: torch.Tensor, got: Any, atol: float) -> str | None:
+    """None if `got` matches `expected` (shape and values), else what differs."""
+    got = _tensor(got)
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if not torch.isfinite(got).all():
+        return f"expected {_fmt(expected)}, got {_fmt(got)} (not finite)"
+    if not torch.allclose(got, expected, atol=atol, rtol=1e-4):
+        return f"expected {_fmt(expected)}, got {_fmt(got)}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ lesson 01
+
+
+def check_top_k(fn: Callable) -> None:
+    """`fn(vectors [n, d], queries [q, d], k) -> (scores [q, k], ids [q, k])`, best first, as `exact_topk`."""
+    rng = np.random.default_rng(0)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    vectors, queries = unit(rng.normal(size=(8, 5))), unit(rng.normal(size=(3, 5)))
+    positive, negative = unit(np.abs(rng.normal(size=(6, 5)))), -unit(np.abs(rng.normal(size=(2, 5))))
+    cases = [
+        ("one query, k=1", vectors, queries[:1], 1),
+        ("three queries, k=3", vectors, queries, 3),
+        ("k = every passage", vectors, queries, 8),
+        ("k above the number of passages: every passage, no more", vectors[:4], queries, 6),
+        ("every score negative", positive, negative, 2),
+    ]
+    failures = []
+    for name, v, q, k in cases:
+        want_s, want_i = exact_topk(v, q, k)
+        got = _run(fn, name, v, q, k)
+        if not (isinstance(got, tuple) and len(got) == 2):
+            failures.append(f"{name}: expected a tuple (scores, ids), got {type(got).__name__}")
+            continue
+        got_i = np.asarray(got[1].cpu() if isinstance(got[1], torch.Tensor) else got[1])
+        if got_i.shape != want_i.shape or not (got_i == want_i).all():
+            failures.append(f"{name} (k={k}): expected ids {want_i.tolist()}, got {got_i.tolist()}")
+        elif problem := _close(torch.from_numpy(want_s), got[0], 1e-5):
+            failures.append(f"{name} (k={k}): scores: {problem}")
+    _verdict("top_k", failures, len(cases), "exact_topk")
+
+
+def check_recall_at_k(fn: Callable) -> None:
+    """`fn(results, answers, k) -> float`: the share of questions with a gold answer in their first k passages."""
+    p = lambda title, text: Passage(title, f'"{title}"\n{text}')  # noqa: E731
+    mona = p("Mona Lisa", "The Mona Lisa is a portrait by Leonardo da Vinci, in the Louvre.")
+    louvre = p("Louvre", "The Louvre is the world's most-visited museum, in Paris.")
+    msft = p("Microsoft", "Microsoft is headquartered in Redmond, Washington.")
+    cases = [
+        ("the answer in the first passage", [[mona, louvre]], [["Leonardo da Vinci"]], 1),
+        ("the answer only in the third passage, k=1", [[louvre, msft, mona]], [["Leonardo da Vinci"]], 1),
+        ("the answer only in the third passage, k=3", [[louvre, msft, mona]], [["Leonardo da Vinci"]], 3),
+        ("case and punctuation differ (answers are normalised)", [[mona]], [["leonardo da vinci!"]], 1),
+        ("several gold answers, the second one found", [[louvre]], [["Lyon", "Paris"]], 1),
+        ("a question whose search found nothing", [[], [msft]], [["Paris"], ["Redmond"]], 3),
+        ("two of three questions found", [[mona], [louvre], [msft]], [["Leonardo"], ["Rome"], ["Redmond"]], 1),
+        ("no questions at all: 0.0", [], [], 3),
+    ]
+    failures = []
+    for name, results, answers, k in cases:
+        want, got = recall_at_k(results, answers, k), _run(fn, name, results, answers, k)
+        try:
+            ok = abs(float(got) - want) < 1e-9
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            failures.append(f"{name} (k={k}): expected {want:.3f}, got {got!r}")
+    _verdict("recall_at_k", failures, len(cases), "retrieval.recall_at_k")
+
+
+# ------------------------------------------------------------------------------------------------ lesson 02
+
+
+def _action(a: Any) -> str:
+    kind = getattr(a, "kind", None)
+    if kind == "invalid":
+        return "invalid" + (f" ({a.reason})" if getattr(a, "reason", "") else "")
+    return f"{kind} {getattr(a, 'content', None)!r}" if kind else f"{a!r} (not an Action)"
+
+
+PARSE_CASES = [
+    ("a search after thinking", "<think>I need the painter.</think>\n<search> Mona Lisa painter </search>"),
+    ("an answer", "<think>It is Leonardo.</think><answer> Leonardo da Vinci </answer>"),
+    ("plain text, no tags", "The Mona Lisa was painted by Leonardo."),
+    ("a missing closing tag", "<search> Mona Lisa painter"),
+    ("an empty query", "<search>   </search>"),
+    ("a search written inside <think>", "<think> I could <search> Mona Lisa </search> </think>"),
+    ("a <think> never closed", "<think> hmm <search> Mona Lisa </search>"),
+    ("nested tags", "<search> a <answer> b </answer> </search>"),
+    ("a closing tag without its opening", "Mona Lisa painter </search>"),
+    ("a search and an answer in one turn", "<search> Mona Lisa </search> <answer> Leonardo </answer>"),
+    ("two searches: the first one counts", "<search> Mona Lisa </search> <search> Louvre </search>"),
+    ("imitated <information> before the answer", "<information>Doc 1 Paris</information><answer>Paris</answer>"),
+    ("unicode and newlines inside the query", "<search>\n Zürich  Hauptbahnhof\n</search>"),
+]
+
+
+def check_parse_action(fn: Callable) -> None:
+    """`fn(turn) -> Action`: kind and content as `prompt.parse_action` (an invalid action's reason may differ)."""
+    failures = []
+    for name, text in PARSE_CASES:
+        want, got = parse_action(text), _run(fn, name, text)
+        same = getattr(got, "kind", None) == want.kind and (
+            want.kind == "invalid" or getattr(got, "content", None) == want.content)
+        if not same:
+            failures.append(f"{name} — {text!r}: expected {_action(want)}, got {_action(got)}")
+    _verdict("parse_action", failures, len(PARSE_CASES), "prompt.parse_action, kind and content")
+
+
+NORMALIZE_CASES = [
+    ("capitals", "Leonardo da Vinci"),
+    ("a leading article", "The Louvre"),
+    ("articles mid-sentence", "an apple a day"),
+    ("articles only as whole words", "Theatre and anthem"),
+    ("nothing but an article", "The"),
+    ("punctuation", "Redmond, Washington."),
+    ("punctuation inside words", "U.S.A. don't"),
+    ("an article joined by a hyphen (punctuation goes first)", "The-End"),
+    ("extra whitespace", "  New \t York \n"),
+    ("unicode letters are kept, lowercased", "Zürich and ÉCOLE"),
+    ("non-ASCII punctuation is kept (SQuAD strips string.punctuation only)", "1939–1945"),
+    ("empty", ""),
+]
+
+
+def check_normalize_answer(fn: Callable) -> None:
+    """`fn(text) -> str` as `reward.normalize_answer` (SQuAD's: lowercase, drop punctuation, then a/an/the)."""
+    failures = []
+    for name, text in NORMALIZE_CASES:
+        want, got = normalize_answer(text), _run(fn, name, text)
+        if got != want:
+            failures.append(f"{name} — {text!r}: expected {want!r}, got {got!r}")
+    _verdict("normalize_answer", failures, len(NORMALIZE_CASES), "reward.normalize_answer")
+
+
+# ------------------------------------------------------------------------------------------------ lesson 03
+
+
+def check_group_advantages(fn: Callable) -> None:
+    """`fn(rewards [n], group_size) -> [n]` as `grpo.group_advantages` (group mean and std, eps 1e-6)."""
+    cases = [
+        ("one right of four", torch.tensor([1.0, 0.0, 0.0, 0.0]), 4),
+        ("two groups of four", torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 4),
+        ("equal rewards in a group: zeros, not NaN", torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 2),
+        ("fractional rewards (a format bonus of 0.1)", torch.tensor([0.1, 1.0, 0.0, 0.1]), 4),
+        ("integer rewards", torch.tensor([1, 0, 0, 1]), 2),
+        ("groups of one: no baseline but itself, zeros", torch.tensor([1.0, 0.0, 1.0]), 1),
+    ]
+    failures = []
+    for name, rewards, g in cases:
+        want, got = group_advantages(rewards, g), _run(fn, name, rewards.clone(), g)
+        if problem := _close(want, got, 1e-4):
+            failures.append(f"{name} (rewards {_fmt(rewards.float())}, group_size {g}): {problem}")
+    _verdict("group_advantages", failures, len(cases), "grpo.group_advantages")
+
+
+def _grad_of(fn: Callable, logp: torch.Tensor, *rest) -> tuple[Any, torch.Tensor | None]:
+    """fn(logp, *rest) and d sum(fn) / d logp (None when the result has no gradient to logp)."""
+    lp = logp.clone().requires_grad_()
+    out = fn(lp, *rest)
+    if not (isinstance(out, torch.Tensor) and out.requires_grad):
+        return out, None
+    (grad,) = torch.autograd.grad(out.sum(), lp, allow_unused=True)
+    return out, grad
+
+
+def check_k3_kl(fn: Callable) -> None:
+    """`fn(logp, ref_logp) -> per-token KL [same shape]` as `grpo.k3_kl`, values and gradient."""
+    logp = torch.log(torch.tensor([[0.5, 0.2, 0.9], [0.1, 0.7, 0.3]]))  # [2, 3]
+    cases = [
+        ("the same policy: 0", logp, logp.clone()),
+        ("the reference likes the tokens more", logp, logp + 0.5),
+        ("the reference likes the tokens less", logp, logp - 0.5),
+        ("a large gap (ref - logp = 5)", logp[:1], logp[:1] + 5.0),
+        ("a [2, 3] batch of mixed gaps", logp, logp + torch.tensor([[0.3, -1.0, 0.0], [2.0, -0.2, 0.7]])),
+    ]
+    failures = []
+    for name, lp, ref in cases:
+        want, want_grad = _grad_of(k3_kl, lp, ref)
+        got, got_grad = _grad_of(lambda a, b: _run(fn, name, a, b), lp, ref)
+        if problem := _close(want.detach(), got, 1e-4):
+            failures.append(f"{name}: {problem}")
+        elif got_grad is None:
+            failures.append(f"{name}: no gradient reaches logp (was it detached?)")
+        elif problem := _close(want_grad, got_grad, 1e-4):
+            failures.append(f"{name}: gradient w.r.t. logp: {problem}")
+    _verdict("k3_kl", failures, len(cases), "grpo.k3_kl, values and gradients")
+
+
+def _loss_cases() -> Iterable[tuple[str, dict]]:
+    base = torch.log(torch.tensor([[0.5, 0.4, 0.6, 0.3], [0.2, 0.8, 0.5, 0.5]]))  # [2, 4]
+    full = torch.ones(2, 4)
+    a = torch.tensor([1.0, -1.0])
+
+    def case(name, shift=0.0, adv=a, mask=full, ref_shift=0.3, clip=(0.2, 0.2), beta=0.0, logp=base):
+        old = logp - torch.as_tensor(shift)  # ratio = e^shift
+        return name, dict(logp=logp, old_logp=old, ref_logp=logp + ref_shift, advantages=adv, mask=mask,
+                          clip_low=clip[0], clip_high=clip[1], beta=beta)
+
+    yield case("on-policy (ratio 1): loss 0")
+    yield case("ratio 1.5 > 1 + eps, A > 0: clipped at 1.2", shift=torch.log(torch.tensor(1.5)), adv=a.abs())
+    yield case("ratio 0.5 < 1 - eps, A < 0: clipped at 0.8", shift=torch.log(torch.tensor(0.5)), adv=-a.abs())
+    yield case("ratio 1.5, A < 0: not clipped (min keeps the worse)", shift=torch.log(torch.tensor(1.5)), adv=-a.abs())
+    yield case("clip higher: ratio 1.25 within (0.8, 1.28)", shift=torch.log(torch.tensor(1.25)), adv=a.abs(),
+               clip=(0.2, 0.28))
+    yield case("rows of different lengths (mean per row, then over rows)", shift=0.1,
+               mask=torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]]))
+    junk = torch.tensor([[0.0, 0.0, 3.0, 3.0], [0.0, 0.0, 0.0, 3.0]])  # ratio e^3 where mask = 0
+    yield case("masked tokens hold junk (ratio e^3): no effect", shift=0.1 + junk,
+               mask=torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]))
+    yield case("an all-masked row: adds 0 and still counts as a sequence", shift=0.1,
+               mask=torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+    yield case("an empty mask: loss 0", shift=0.1, mask=torch.zeros(2, 4))
+    yield case("beta = 0.1: the KL term counts", shift=0.1, beta=0.1)
+    yield case("beta = 0.1 on-policy: only the KL term moves the loss", beta=0.1, ref_shift=-0.7)
+
+
+def check_masked_grpo_loss(fn: Callable) -> None:
+    """`fn(logp, old_logp, ref_logp, advantages, mask, clip_low, clip_high, beta) -> scalar` as `grpo.grpo_loss`
+    with `loss_agg="seq-mean-token-mean"`: the loss value and its gradient w.r.t. logp."""
+    failures = []
+    cases = list(_loss_cases())
+    for name, kw in cases:
+        cfg = GRPOConfig(clip_low=kw["clip_low"], clip_high=kw["clip_high"], beta=kw["beta"],
+                         loss_agg="seq-mean-token-mean")
+        rest = (kw["old_logp"], kw["ref_logp"], kw["advantages"], kw["mask"])
+        want, want_grad = _grad_of(lambda lp, *r: grpo_loss(lp, *r, cfg)[0], kw["logp"], *rest)
+        got, got_grad = _grad_of(lambda lp, *r: _run(fn, name, lp, *r, kw["clip_low"], kw["clip_high"], kw["beta"]),
+                                 kw["logp"], *rest)
+        if problem := _close(want.detach(), got, 1e-5):
+            failures.append(f"{name}: loss {problem}")
+        elif got_grad is None:
+            if want_grad is not None and want_grad.abs().sum() > 0:
+                failures.append(f"{name}: no gradient reaches logp (was it detached?)")
+        elif problem := _close(want_grad, got_grad, 1e-5):
+            failures.append(f"{name}: gradient w.r.t. logp: {problem}")
+    _verdict("masked_grpo_loss", failures, len(cases), "grpo.grpo_loss, seq-mean-token-mean, values and gradients")
+
+
+# ------------------------------------------------------------------------------------------------ lesson 04
+
+
+def check_pick_questions(fn: Callable) -> None:
+    """`fn(n, cursor, count, seed) -> [count indices]`: the questions of a step, served as `train.pick_questions`
+    serves them. Any seeded order passes: the checks are the properties, not one shuffle."""
+    failures = []
+    for n, count in [(7, 3), (5, 5), (4, 6), (1, 2)]:
+        name = f"n={n}, {count} a step"
+        served = [i for step in range(3 * n) for i in _run(fn, name, n, step * count, count, 0)]
+        epochs = [served[e * n:(e + 1) * n] for e in range(3)]
+        if any(not isinstance(i, int) or not 0 <= i < n for i in served):
+            failures.append(f"{name}: expected ints in 0..{n - 1}, got {sorted(set(map(repr, served)))[:5]}")
+        elif any(sorted(e) != list(range(n)) for e in epochs):
+            failures.append(f"{name}: expected each epoch (n picks in a row) to serve each question once, got {epochs}")
+        elif [i for c in range(2 * n) for i in _run(fn, name, n, c, 1, 0)] != served[: 2 * n]:
+            failures.append(f"{name}: expected a pick to depend on its place in the order only, not on how steps cut "
+                            "it; one question a step gives another order")
+        elif n >= 4 and len({tuple(e) for e in epochs}) == 1:
+            failures.append(f"{name}: expected a new order each epoch, got the same order every epoch ({epochs[0]})")
+        elif _run(fn, name, n, 0, n, 0) != _run(fn, name, n, 0, n, 0):
+            failures.append(f"{name}: expected the same order from the same seed, got another on a second call")
+    if not failures and _run(fn, "seeds", 10, 0, 10, 0) == _run(fn, "seeds", 10, 0, 10, 1):
+        failures.append("seeds 0 and 1: expected different orders (the order comes from the seed), got the same")
+    _verdict("pick_questions", failures, 5, "the properties train.pick_questions has")
+
+
+def reference_lr(step: int, base: float, warmup: int, max_steps: int, schedule: str) -> float:
+    """The learning rate at `step` (after `step` scheduler steps) of the schedule train.make_optimizer builds."""
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    sched = (get_cosine_schedule_with_warmup(opt, warmup, max_steps) if schedule == "cosine"
+             else get_constant_schedule_with_warmup(opt, warmup))
+    for _ in range(step):
+        opt.step()
+        sched.step()
+    return sched.get_last_lr()[0]
+
+
+def check_lr_schedule(fn: Callable) -> None:
+    """`fn(step, base_lr, warmup_steps, max_steps, schedule) -> lr` as the schedules `train.make_optimizer` uses
+    (transformers' constant and cosine schedules with linear warm-up)."""
+    cases = [("cosine", 10, 2, 1e-4, s) for s in (0, 1, 2, 5, 9, 10)] + [
+        ("constant", 10, 3, 3e-4, s) for s in (0, 2, 3, 9)] + [("cosine, no warm-up", 4, 0, 1e-3, s) for s in (0, 2)]
+    failures = []
+    for name, max_steps, warmup, base, step in cases:
+        schedule = name.split(",")[0]
+        want, got = reference_lr(step, base, warmup, max_steps, schedule), _run(
+            fn, name, step, base, warmup, max_steps, schedule)
+        try:
+            ok = abs(float(got) - want) <= 1e-9 + 1e-6 * base
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            failures.append(f"{name} (warm-up {warmup}, {max_steps} steps), step {step}: expected {want:.6g}, "
+                            f"got {got!r}")
+    _verdict("lr_schedule", failures, len(cases), "transformers' schedules, as train.make_optimizer builds them")
+
+
+# ------------------------------------------------------------------------------------------------ lesson 05
+
+
+def check_smooth(fn: Callable) -> None:
+    """`fn(values, alpha) -> list` as `plots.smooth`: an exponential moving average that skips missing values."""
+    from .plots import smooth
+
+    nan = float("nan")
+    cases = [("constant", [2.0, 2.0, 2.0], 0.3), ("a step up", [0.0, 0.0, 1.0, 1.0, 1.0], 0.3),
+             ("alpha 1: no smoothing", [0.0, 1.0, 0.5], 1.0), ("a missing value in the middle", [1.0, nan, 3.0], 0.5),
+             ("None for a missing value", [1.0, None, 3.0], 0.5), ("a missing first value", [nan, 1.0, 3.0], 0.5),
+             ("empty", [], 0.3)]
+    failures = []
+    for name, values, alpha in cases:
+        want = smooth(values, alpha)
+        got = _run(fn, name, list(values), alpha)
+        try:
+            ok = len(got) == len(want) and all(
+                (np.isnan(w) and np.isnan(float(g))) or abs(float(g) - w) < 1e-9 for w, g in zip(want, got))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            failures.append(f"{name} {values} (alpha {alpha}): expected {[round(w, 4) for w in want]}, got {got!r}")
+    _verdict("smooth", failures, len(cases), "plots.smooth")
+
+
+def check_paired_p(fn: Callable) -> None:
+    """`fn(before, after) -> p` as `evaluate.paired_sign_flip_p` (exact; these cases have at most 12 differences)."""
+    from .evaluate import paired_sign_flip_p
+
+    cases = [("nothing differs", [1, 0, 1], [1, 0, 1]), ("one gain, one loss", [0, 1], [1, 0]),
+             ("5 gains of 16, no loss", [0] * 16, [1] * 5 + [0] * 11),
+             ("3 gains, 1 loss", [0, 0, 0, 1, 1], [1, 1, 1, 0, 1]),
+             ("every question gained (12)", [0] * 12, [1] * 12), ("a loss only", [1, 1, 0], [0, 1, 0]),
+             ("fractional scores (F1)", [0.2, 0.5, 0.9], [0.4, 0.5, 0.6]), ("no questions", [], [])]
+    failures = []
+    for name, before, after in cases:
+        want, got = paired_sign_flip_p(before, after), _run(fn, name, list(before), list(after))
+        try:
+            ok = abs(float(got) - want) < 1e-9
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            failures.append(f"{name} (before {before}, after {after}): expected p = {want:.6g}, got {got!r}")
+    _verdict("paired_p", failures, len(cases), "evaluate.paired_sign_flip_p")

@@ -1,0 +1,230 @@
+"""The lessons' exercises: each checker passes the reference and names the case a realistic mistake fails; the
+student copies (`make student`) keep the stubs and lose the solutions; every lesson 01-03 has its exercises."""
+
+import importlib.util
+import json
+import re
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from searchr1_lite import exercises
+from searchr1_lite.evaluate import paired_sign_flip_p
+from searchr1_lite.grpo import GRPOConfig, group_advantages, grpo_loss, k3_kl
+from searchr1_lite.plots import smooth
+from searchr1_lite.prompt import Action, parse_action
+from searchr1_lite.retrieval import exact_topk, recall_at_k
+from searchr1_lite.reward import normalize_answer
+from searchr1_lite.train import pick_questions
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("student_notebooks", ROOT / "tools" / "student_notebooks.py")
+student_notebooks = importlib.util.module_from_spec(_spec)
+sys.modules["student_notebooks"] = student_notebooks  # a dataclass looks its module up there
+_spec.loader.exec_module(student_notebooks)
+NOTEBOOKS = student_notebooks.NOTEBOOKS
+
+
+# ---------------------------------------------------------------- one realistic mistake per exercise
+
+
+def top_k_ascending(vectors, queries, k):  # sorts the wrong way: the least similar passages first
+    scores = queries @ vectors.T
+    ids = np.argsort(scores, axis=1)[:, :k]
+    return np.take_along_axis(scores, ids, axis=1), ids
+
+
+def recall_case_sensitive(results, answers, k):  # a raw substring test: no normalisation
+    hits = [any(g in p.contents for p in row[:k] for g in golds) for row, golds in zip(results, answers)]
+    return sum(hits) / max(1, len(hits))
+
+
+def parse_like_the_authors(text):  # their regex: the first <search>/<answer> pair anywhere, even inside <think>
+    m = re.search(r"<(search|answer)>(.*?)</\1>", text, re.DOTALL)
+    return Action(m.group(1), m.group(2).strip()) if m else Action("invalid", reason="no match")
+
+
+def normalize_keeping_articles(text):
+    return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
+
+
+def advantages_without_std(rewards, group_size):  # Dr. GRPO's centring, but the exercise asks for GRPO's
+    r = rewards.float().view(-1, group_size)
+    return (r - r.mean(1, keepdim=True)).view(-1)
+
+
+def kl_sign_flipped(logp, ref_logp):  # k3 with the log-ratio the wrong way round
+    delta = logp - ref_logp
+    return torch.exp(delta) - delta - 1
+
+
+def loss_over_all_tokens(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
+    ratio = torch.exp(logp - old_logp)
+    a = advantages[:, None]
+    per_token = -torch.min(ratio * a, ratio.clamp(1 - clip_low, 1 + clip_high) * a) + beta * k3_kl(logp, ref_logp)
+    return per_token.mean()  # the mask forgotten: retrieved and padding tokens count too
+
+
+def reference_loss(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
+    return grpo_loss(logp, old_logp, ref_logp, advantages, mask, GRPOConfig(clip_low, clip_high, beta))[0]
+
+
+def pick_wrapping_around(n, cursor, count, seed):  # the same order every epoch: no reshuffle
+    return [c % n for c in range(cursor, cursor + count)]
+
+
+def lr_without_warmup(step, base_lr, warmup_steps, max_steps, schedule):  # cosine from step 0, warm-up forgotten
+    import math
+
+    progress = step / max(1, max_steps) if schedule == "cosine" else 0.0
+    return base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def smooth_not_skipping_gaps(values, alpha):  # a missing value resets the average to NaN from there on
+    out, avg = [], None
+    for v in values:
+        v = float("nan") if v is None else v
+        avg = v if avg is None else alpha * v + (1 - alpha) * avg
+        out.append(avg)
+    return out
+
+
+def one_sided_p(before, after):  # counts only flips at least as large in the observed direction
+    from itertools import product
+
+    d = [a - b for a, b in zip(after, before) if a != b]
+    if not d:
+        return 1.0
+    hits = sum(sum(s * abs(x) for s, x in zip(signs, d)) >= sum(d) - 1e-9 for signs in product([1, -1], repeat=len(d)))
+    return hits / 2 ** len(d)
+
+
+# (checker, the package's own function, a mistake, a case the mistake must be reported under)
+EXERCISES = [
+    (exercises.check_top_k, exact_topk, top_k_ascending, "one query, k=1"),
+    (exercises.check_recall_at_k, recall_at_k, recall_case_sensitive, "case and punctuation differ"),
+    (exercises.check_parse_action, parse_action, parse_like_the_authors, "a search written inside <think>"),
+    (exercises.check_normalize_answer, normalize_answer, normalize_keeping_articles, "a leading article"),
+    (exercises.check_group_advantages, group_advantages, advantages_without_std, "one right of four"),
+    (exercises.check_k3_kl, k3_kl, kl_sign_flipped, "the reference likes the tokens more"),
+    (exercises.check_masked_grpo_loss, reference_loss, loss_over_all_tokens, "masked tokens hold junk"),
+    (exercises.check_pick_questions, pick_questions, pick_wrapping_around, "a new order each epoch"),
+    (exercises.check_lr_schedule, exercises.reference_lr, lr_without_warmup, "step 0"),
+    (exercises.check_smooth, smooth, smooth_not_skipping_gaps, "a missing value in the middle"),
+    (exercises.check_paired_p, paired_sign_flip_p, one_sided_p, "5 gains of 16"),
+]
+
+
+@pytest.mark.parametrize("check, reference, mistake, case", EXERCISES, ids=lambda x: getattr(x, "__name__", ""))
+def test_each_checker_passes_the_reference_and_names_the_case_a_mistake_fails(check, reference, mistake, case,
+                                                                               capsys):
+    check(reference)
+    assert capsys.readouterr().out.startswith("✓ ")
+    with pytest.raises(exercises.ExerciseError) as err:
+        check(mistake)
+    message = str(err.value)
+    assert case in message and "expected" in message, message
+
+
+def test_an_unwritten_exercise_says_so():
+    def stub(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(exercises.ExerciseError, match="not written yet"):
+        exercises.check_k3_kl(stub)
+
+
+def test_a_crash_on_one_case_names_that_case():
+    def crashes_on_empty(results, answers, k):
+        return sum(any(a in p.contents for p in r[:k] for a in g) for r, g in zip(results, answers)) / len(results)
+
+    with pytest.raises(exercises.ExerciseError, match="no questions at all.*ZeroDivisionError"):
+        exercises.check_recall_at_k(crashes_on_empty)
+
+
+@pytest.mark.filterwarnings(r"ignore:std\(\)")
+def test_group_advantages_must_not_give_nan_for_a_group_of_one():
+    def naive(rewards, group_size):
+        r = rewards.float().view(-1, group_size)
+        return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).view(-1)
+
+    with pytest.raises(exercises.ExerciseError, match=r"groups of one.*not finite"):
+        exercises.check_group_advantages(naive)
+
+
+# ---------------------------------------------------------------- the student copies
+
+
+def _solution_lines(path):
+    """{cell id: the non-blank lines between the markers} of an instructor notebook."""
+    found = {}
+    for c in json.loads(path.read_text())["cells"]:
+        src = "".join(c["source"])
+        if student_notebooks.BEGIN in src:
+            inside = src.split(student_notebooks.BEGIN, 1)[1].split(student_notebooks.END, 1)[0]
+            found[c["id"]] = [line.strip() for line in inside.splitlines()[1:] if line.strip()]
+    return found
+
+
+@pytest.fixture(scope="module")
+def student_copies(tmp_path_factory):
+    """The notebooks as `make student` writes them (its command, into a temporary folder)."""
+    out = tmp_path_factory.mktemp("student")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "student_notebooks.py"), str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    return out, run.stdout
+
+
+def test_make_student_runs_the_student_tool():
+    assert re.search(r"^student:.*\n\t.*tools/student_notebooks\.py", (ROOT / "Makefile").read_text(), re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_the_student_copy_keeps_the_stubs_and_drops_the_solutions(path, student_copies):
+    out, _ = student_copies
+    student = {c["id"]: "".join(c["source"]) for c in json.loads((out / path.name).read_text())["cells"]}
+    instructor = {c["id"]: "".join(c["source"]) for c in json.loads(path.read_text())["cells"]}
+    assert student.keys() == instructor.keys(), "the same cells, in the same ids"
+    for cid, lines in _solution_lines(path).items():
+        src = student[cid]
+        assert "BEGIN SOLUTION" not in src and "END SOLUTION" not in src
+        assert student_notebooks.STUB in src, f"{path.name} cell {cid}: no stub"
+        assert re.search(r"^\s*def \w+\(", src, re.M), f"{path.name} cell {cid}: the signature must stay"
+        left = [line for line in lines if line in {s.strip() for s in src.splitlines()}]
+        assert not left, f"{path.name} cell {cid}: solution lines left in the student copy: {left}"
+    for cid, src in instructor.items():
+        if cid not in _solution_lines(path):
+            assert student[cid] == src, f"{path.name} cell {cid}: a cell without a solution must not change"
+
+
+# ---------------------------------------------------------------- counting
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_every_lesson_has_two_exercises_and_a_prediction(path):
+    found = student_notebooks.exercises(path)
+    assert len(found) >= 2, f"{path.name}: {len(found)} exercises"
+    assert len(student_notebooks.predict_questions(path)) >= 1, f"{path.name}: no predict-then-run question"
+    for e in found:
+        assert callable(getattr(exercises, e.checker, None)), f"{path.name}: {e.checker} is not in exercises.py"
+
+
+def test_the_counter_covers_every_lesson(student_copies):
+    _, printed = student_copies
+    for path in NOTEBOOKS:  # lessons without exercises yet are counted, as 0
+        assert f"{path.name}: {len(student_notebooks.exercises(path))} exercises" in printed
+    assert sum(len(student_notebooks.exercises(p)) for p in NOTEBOOKS) >= 10
+
+
+def test_notebooks_import_only_public_names():
+    for path in NOTEBOOKS:
+        for c in json.loads(path.read_text())["cells"]:
+            src = "".join(c["source"])
+            private = re.findall(r"from searchr1_lite[\w.]* import [^\n]*\b_\w+", src)
+            assert not private, f"{path.name} cell {c['id']}: {private}"

@@ -1,0 +1,23 @@
+"""Every lesson, executed once, top to bottom: what `pytest --nbmake` did, keeping the executed copy.
+
+The copies (build/executed/, with outputs) are what the rendered site shows (tools/build_site.py, tests/test_site.py),
+so `make test` executes each lesson exactly once. The tier comes from the environment: the Makefile's RUN_ENV
+picks `cpu`. A failure shows the failing cell's source and traceback.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import execute_lessons  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", execute_lessons.NOTEBOOKS, ids=lambda p: p.stem)
+def test_lesson_runs_top_to_bottom(notebook):
+    try:
+        execute_lessons.execute(notebook)
+    except execute_lessons.LessonFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
