@@ -11,7 +11,21 @@ One module a concept, by lesson:
     the demo       world (a synthetic world of people and places), world_prompts (its worked examples), demo
                    (`searchr1-lite demo`), report (report.md)
     exercises      the lessons' exercise checkers (`check_*`: your function against the package's own)
-    plumbing       offline (the offline stack, the cache), cli (`searchr1-lite`)
+    plumbing       offline (the offline stack, the cache), cli (`searchr1-lite`); quiet_third_party below
 """
 
 __version__ = "0.1.0"
+
+
+def quiet_third_party() -> None:
+    """Known third-party noise off: transformers', torch's and peft's deprecation notices about their own internals
+    (FutureWarnings raised in their modules only, so one from your own code still shows) and bitsandbytes' note that
+    an optional CPU kernel package is missing. The lessons call it; `searchr1-lite` does unless --verbose."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|torch|peft)(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*use_reentrant parameter should be passed explicitly.*")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

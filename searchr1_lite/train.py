@@ -51,6 +51,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
     checkpoint = latest_checkpoint(run) if resume else None
     tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
+    retriever, corpus = make_retriever(cfg.data)  # before the model: a data mistake fails in seconds
+    train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
+    if not train_qs:
+        raise ValueError(f"no training questions in {cfg.data.questions!r}")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
@@ -58,10 +62,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
     if resume:
         drop_rows_after(run, step)
-    retriever, corpus = make_retriever(cfg.data)
-    train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
-    if not train_qs:
-        raise ValueError(f"no training questions in {cfg.data.questions!r}")
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
     spent = _step_seconds_so_far(run)  # summed over resumes, for the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
@@ -221,18 +221,22 @@ def make_retriever(data: DataConfig):
 
         return RemoteRetriever(data.retriever_url), None
     from .corpus import load_corpus
-    from .retrieval import LocalRetriever
+    from .retrieval import IndexMismatchError, LocalRetriever
 
-    if data.index:
-        retriever = LocalRetriever.load(data.index)
-        return retriever, retriever.corpus
     if data.corpus.startswith("world"):
         from .world import load_world
 
         corpus = load_world(data.corpus).corpus
     else:
         corpus = load_corpus(data.corpus)
-    return LocalRetriever.build(corpus, "bm25"), corpus
+    if not data.index:
+        return LocalRetriever.build(corpus, "bm25"), corpus
+    try:  # the questions are matched to `corpus`: an index over other passages would answer from elsewhere
+        retriever = LocalRetriever.load(data.index, corpus)
+    except IndexMismatchError as e:
+        raise IndexMismatchError(f"data.index {data.index} and data.corpus {data.corpus!r} disagree: set corpus to "
+                                 f"the index's, or rebuild the index over {data.corpus!r}. ({e})") from None
+    return retriever, retriever.corpus
 
 
 def split_questions(data: DataConfig, corpus, seed: int = 0) -> tuple[list, list]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `make test-fast` runs `-m "not slow"`: every test that loads the offline language model (SmolLM2), encodes a
 # corpus or runs the demo carries the marker. Tests that use these fixtures get it here; the guard below fails a
 # test that loads SmolLM2 or encodes a corpus without it, so the fast set cannot quietly grow slow.
-SLOW_FIXTURES = {"minilm", "quick_run"}
+SLOW_FIXTURES = {"minilm", "quick_run", "quick_demo"}
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def pytest_collection_modifyitems(items):
@@ -66,3 +70,26 @@ def minilm(small_corpus):
     from searchr1_lite.retrieval import LocalRetriever
 
     return LocalRetriever.build(small_corpus, "minilm")
+
+
+def readme_shell_lines() -> list[tuple[str, list[str]]]:
+    """Every command line of the README's ```bash blocks, continuation lines joined: (the line, its argv)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+    lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [(line, shlex.split(line, comments=True)) for line in lines if shlex.split(line, comments=True)]
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """The README's `searchr1-lite demo --quick` line, run as written in a fresh folder, once a session (the demo
+    tests and the README test share it). Returns its output folder, runs/demo-quick in that folder."""
+    from searchr1_lite.cli import main
+
+    argv = next(argv for _, argv in readme_shell_lines() if argv[:3] == ["searchr1-lite", "demo", "--quick"])
+    cwd, before = tmp_path_factory.mktemp("readme"), os.getcwd()
+    os.chdir(cwd)
+    try:
+        assert main(argv[1:]) == 0, argv
+    finally:
+        os.chdir(before)
+    return cwd / "runs" / "demo-quick"

@@ -119,6 +119,35 @@ def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys)
     assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'none'}", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "nothing to resume in" in err and "Traceback" not in err and not (tmp_path / "none").exists()
+    assert main(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "idx"), "--force"]) == 0  # asked for
+
+
+def test_data_mistakes_are_named_where_they_are_made(tmp_path, capsys):
+    """A corpus row's JSON error at its column; an unknown --set key blamed on --set, not on the YAML file; a
+    train config whose index and corpus disagree stopped before the model loads (the corpus is not ignored)."""
+    import json
+
+    bad = tmp_path / "bad.jsonl"
+    row = json.dumps({"id": "1", "contents": '"Page"\nText.'})
+    bad.write_text(row + "\n" + row[:-1] + ",}\n")  # line 2: a trailing comma before the closing brace
+    assert main(["index", "--corpus", str(bad), "--out", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: not valid JSON" in err and f"at column {len(row) + 1}" in err and "Traceback" not in err
+    config = tmp_path / "mine.yaml"
+    config.write_text("optim:\n  max_steps: 2\n")
+    assert main(["train", "--config", str(config), "--set", "max_step=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--set: unknown key 'max_step' (did you mean 'max_steps'?)" in err and str(config) not in err
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "contents": f'"Page {i}"\nFact {i}.'}) + "\n"
+                              for i in range(20)))
+    assert main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "idx")]) == 0
+    argv = ["train", "--config", "tiny-cpu", "--set", f"index={tmp_path / 'idx'}", "corpus=wiki-vital",
+            f"output_dir={tmp_path / 'run'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"data.index {tmp_path / 'idx'} and data.corpus 'wiki-vital' disagree" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_plot_says_the_file_it_wrote(tmp_path, capsys):
@@ -151,6 +180,14 @@ def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(caps
             default = action.default
             if default is not None and default is not False and default not in ("", []):
                 assert f"(default: {default})" in text, f"{name} {action.option_strings}: default not shown"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train_help = capsys.readouterr().out
+    from searchr1_lite.config import TrainConfig
+
+    for section, values in TrainConfig().to_dict().items():  # every config key with its default
+        for key, value in (values.items() if isinstance(values, dict) else [(section, values)]):
+            assert f"{key}={value}" in train_help, f"train --help: config key {key} missing"
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from searchr1_lite.cli import main
 from searchr1_lite.demo import DemoSettings, held_out_set, run_demo
 from searchr1_lite.report import METHOD_LABELS, parse_table, summarize, write_report
 from searchr1_lite.world import load_world
@@ -51,17 +50,30 @@ def _recomputed(run: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "quick"
-    assert main(["demo", "--quick", "--no-mask", "--out", str(out)]) == 0  # with the ablation
-    return out
+@pytest.fixture
+def quick_run(quick_demo):
+    """The README's quick start, `searchr1-lite demo --quick`, run once a session (tests/conftest.py)."""
+    return quick_demo
 
 
-def _quick_with_ablation() -> DemoSettings:
+def _budget_settings() -> DemoSettings:
     settings = DemoSettings.quick()
-    settings.ablation = True
+    settings.ablation, settings.budget_minutes = True, 0.5
+    settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
     return settings
+
+
+@pytest.fixture(scope="module")
+def budget_run(quick_demo, tmp_path_factory):
+    """The quick run's baselines, then a budget that leaves no time to train, with the ablation (`--no-mask`): one
+    step of each run, then the stop is recorded, evaluated and reported."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("demo") / "budget"
+    shutil.copytree(quick_demo, out, ignore=shutil.ignore_patterns("train*", "search-r1-lite*", "report.md"))
+    (out / "settings.json").write_text(json.dumps(dataclasses.asdict(_budget_settings())))
+    run_demo(out, _budget_settings(), progress=False)
+    return out
 
 
 def test_quick_demo_writes_report_plots_and_samples(quick_run):
@@ -70,7 +82,7 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
                     "## Training dynamics", "## Deviations from the paper"):
         assert heading in report
     table = parse_table(report)
-    assert set(table) == set(METHOD_LABELS.values())  # the baselines, the trained policy and the ablation
+    assert set(table) == set(METHOD_LABELS.values()) - {METHOD_LABELS["search-r1-lite-no-mask"]}  # no --no-mask
     assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
     metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
@@ -78,19 +90,25 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
     assert re.search(r"\| searches per question rise during training .*\| (met|\*\*not met\*\*) \|", report)
-    # the ablation: its own run, with the inserted tokens in its loss, compared in the report
-    masked = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
-    unmasked = [json.loads(x) for x in (quick_run / "train-no-mask" / "metrics.jsonl").read_text().splitlines()]
+    assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
+    # the world a user can open
+    assert (quick_run / "world" / "corpus.jsonl").exists() and (quick_run / "world" / "test.jsonl").exists()
+
+
+def test_the_ablation_trains_on_the_inserted_tokens_and_is_compared(budget_run):
+    """`--no-mask`: its own run, as many steps as the masked one, the inserted tokens in its loss, in the report."""
+    masked = [json.loads(x) for x in (budget_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    unmasked = [json.loads(x) for x in (budget_run / "train-no-mask" / "metrics.jsonl").read_text().splitlines()]
     assert len(unmasked) == len(masked)
     assert sum(u["tokens_trained"] for u in unmasked) > sum(m["tokens_trained"] for m in masked)
+    report = (budget_run / "report.md").read_text()
     assert "## Ablation: inserted tokens in the loss" in report
-    summary = json.loads((quick_run / "summary.json").read_text())
+    assert set(parse_table(report)) == set(METHOD_LABELS.values())  # the baselines, the trained policy, the ablation
+    summary = json.loads((budget_run / "summary.json").read_text())
     compared = {q: (x, y) for q, x, y in summary["ablation"]}
     assert compared["tokens in the loss per step (mean)"] == (
         f"{sum(m['tokens_trained'] for m in masked) / len(masked):.0f}",
         f"{sum(u['tokens_trained'] for u in unmasked) / len(unmasked):.0f}")
-    # the world a user can open
-    assert (quick_run / "world" / "corpus.jsonl").exists() and (quick_run / "world" / "test.jsonl").exists()
 
 
 def test_report_numbers_are_the_runs_own(quick_run):
@@ -114,8 +132,7 @@ def test_report_follows_its_inputs(quick_run, tmp_path):
     first = data["rows"][0]
     first["em"] = 1.0 - first["em"]
     path.write_text(json.dumps(data))
-    runs = [copy / "train", copy / "train-no-mask"]
-    write_report(copy, _quick_with_ablation(), runs)
+    write_report(copy, DemoSettings.quick(), [copy / "train"])
     before = parse_table((quick_run / "report.md").read_text())[METHOD_LABELS["direct"]]
     after = parse_table((copy / "report.md").read_text())[METHOD_LABELS["direct"]]
     assert after != before and after == pytest.approx(_recomputed(copy)[METHOD_LABELS["direct"]], abs=6e-3)
@@ -123,14 +140,14 @@ def test_report_follows_its_inputs(quick_run, tmp_path):
 
 def test_demo_resumes_without_redoing_work(quick_run, capsys):
     report_before = (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3]
-    run_demo(quick_run, _quick_with_ablation())
+    run_demo(quick_run, DemoSettings.quick())
     said = capsys.readouterr().out
-    assert said.count("done before") == 5 and ": EM " not in said  # baselines, two trainings, their evaluations
+    assert said.count("done before") == 3 and ": EM " not in said  # baselines, training, its evaluation
     assert (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3] == report_before
 
 
 def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
-    other = _quick_with_ablation()
+    other = DemoSettings.quick()
     other.test_per_kind += 1
     with pytest.raises(FileExistsError, match="other settings"):
         run_demo(quick_run, other)
@@ -145,17 +162,10 @@ def test_training_budget_is_what_the_other_stages_leave(tmp_path):
     assert training_budget(1, timings, tmp_path) == 0.0
 
 
-def test_a_demo_over_budget_trains_fewer_steps_and_says_so(quick_run, tmp_path):
-    """The baselines of the quick run, then a budget that leaves no time to train: one step, then the stop is
-    recorded, evaluated and reported; the ablation trains as many steps as the masked run did."""
-    import shutil
-
-    out = tmp_path / "budget"
-    shutil.copytree(quick_run, out, ignore=shutil.ignore_patterns("train*", "search-r1-lite*", "report.md"))
-    settings = _quick_with_ablation()
-    settings.budget_minutes = 0.5
-    (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings)))
-    run_demo(out, settings, progress=False)
+def test_a_demo_over_budget_trains_fewer_steps_and_says_so(budget_run):
+    """A budget that leaves no time to train: one step, then the stop is recorded, evaluated and reported; the
+    ablation trains as many steps as the masked run did."""
+    out = budget_run
     for run in ("train", "train-no-mask"):
         rows = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
         assert len(rows) == 1 and (out / run / "adapter").exists()
@@ -163,3 +173,44 @@ def test_a_demo_over_budget_trains_fewer_steps_and_says_so(quick_run, tmp_path):
     report = (out / "report.md").read_text()
     assert "1 GRPO step (of 3: time budget" in report and "Budget: 0.5 minutes" in report
     assert METHOD_LABELS["search-r1-lite"] in parse_table(report)
+
+
+def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
+    """tools/ship_reference.py: runs' steps without the machine's timings, the demo's held-out EM, a run's config."""
+    import sys
+
+    from searchr1_lite.train import TIMING_METRICS
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from ship_reference import ship_demo, ship_run
+
+    ship_demo(budget_run, tmp_path)
+    ship_run("one", budget_run / "train", tmp_path)
+    for run, name in [("train", "demo"), ("train-no-mask", "demo-no-mask"), ("train", "one")]:
+        shipped = [json.loads(x) for x in (tmp_path / f"{name}.metrics.jsonl").read_text().splitlines()]
+        ran = [json.loads(x) for x in (budget_run / run / "metrics.jsonl").read_text().splitlines()]
+        assert shipped == [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in ran]
+        assert not set(TIMING_METRICS) & set(shipped[0])
+    about = json.loads((tmp_path / "demo.summary.json").read_text())
+    assert about["methods"] == json.loads((budget_run / "summary.json").read_text())["methods"]
+    one = json.loads((tmp_path / "one.about.json").read_text())
+    assert one["config"] == json.loads((budget_run / "train" / "config.json").read_text())
+    with pytest.raises(SystemExit, match="not a finished run"):
+        ship_demo(tmp_path, tmp_path)
+
+
+def test_the_shipped_lesson_04_run_is_its_cpu_tier_run_longer():
+    """Lesson 04's reference: its CPU tier's recipe and world, more steps (else re-run: tools/ship_reference.py)."""
+    from searchr1_lite.config import TrainConfig
+    from searchr1_lite.plots import reference_metrics, reference_path
+    from searchr1_lite.tiers import TIERS
+
+    shipped = json.loads(reference_path("lesson04.about.json").read_text())["config"]
+    tier = TIERS["cpu"].settings("04", {})
+    current = TrainConfig.load(tier["config"], tier["overrides"]).to_dict()
+    for config in (shipped, current):
+        config["optim"].pop("max_steps"), config.pop("output_dir"), config.pop("progress")
+    assert shipped == current
+    metrics = reference_metrics("lesson04")
+    assert len(metrics) > TrainConfig.load(tier["config"], tier["overrides"]).optim.max_steps
+    assert metrics["eval_em"].dropna().iloc[-1] >= 0.5  # it learned: what a student's run is compared with

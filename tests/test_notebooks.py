@@ -5,6 +5,7 @@ so `make test` executes each lesson exactly once. The tier comes from the enviro
 picks `cpu`. A failure shows the failing cell's source and traceback.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,10 @@ import execute_lessons  # noqa: E402
 @pytest.mark.parametrize("notebook", execute_lessons.NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_runs_top_to_bottom(notebook):
     try:
-        execute_lessons.execute(notebook)
+        executed = execute_lessons.execute(notebook)
     except execute_lessons.LessonFailed as exc:
         pytest.fail(str(exc), pytrace=False)
+    # what a student reads: no third-party deprecation notices between the lesson's outputs (quiet_third_party)
+    cells = json.loads(executed.read_text())["cells"]
+    stderr = ["".join(o["text"]) for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not [text for text in stderr if "FutureWarning" in text or "deprecated" in text], stderr
