@@ -76,7 +76,8 @@ def readme_shell_lines() -> list[tuple[str, list[str]]]:
     """Every command line of the README's ```bash blocks, continuation lines joined: (the line, its argv)."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
     lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    return [(line, shlex.split(line, comments=True)) for line in lines if shlex.split(line, comments=True)]
+    parsed = [(line, shlex.split(line, comments=True)) for line in lines]
+    return [(line, argv) for line, argv in parsed if argv]  # a comment-only line has no argv
 
 
 @pytest.fixture(scope="session")
