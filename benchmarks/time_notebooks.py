@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from searchr1_lite.tiers import lesson_id
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ROOT / "searchr1_lite" / "reference" / "measured.json"
 
@@ -59,9 +61,9 @@ def main() -> None:
     args = ap.parse_args()
     figures = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        if args.only and path.name[:2] not in args.only:
+        if args.only and lesson_id(path.name) not in args.only:
             continue
-        figures.setdefault(args.tier, {})[path.name[:2]] = row = run(path, args.tier)
+        figures.setdefault(args.tier, {})[lesson_id(path.name)] = row = run(path, args.tier)
         print(f"{path.name}: {row['seconds']:.0f} s, peak {row['peak_gb']:.2f} GB", flush=True)
     MEASURED.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
     rows = figures[args.tier]

@@ -1,6 +1,7 @@
 """Checkpoints that survive a kill, and a resume that continues exactly.
 
-A checkpoint holds the LoRA adapter (safetensors), optimizer and scheduler state, every RNG state (Python, torch's
+A checkpoint holds the LoRA adapter (safetensors), PPO's critic if any (its head and optimizer, and a separate
+critic's adapter), optimizer and scheduler state, every RNG state (Python, torch's
 CPU generator and each CUDA device's), the step and data cursor, and the config. It is written to a temporary folder
 and renamed, then `latest` is updated, so a kill during a save leaves the previous checkpoint intact. Resuming drops
 the metrics rows written after the checkpoint, which the resumed run writes again.
@@ -23,11 +24,16 @@ from .offline import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: int, config: dict[str, Any]) -> Path:
+def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: int, config: dict[str, Any],
+                    critic=None) -> Path:
     final = run / f"checkpoint-{step}"
     tmp = run / f".checkpoint-{step}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp / "adapter")  # safetensors
+    if critic is not None:
+        torch.save(critic.state_dict(), tmp / "critic.pt")
+        if critic.trunk is not None:
+            critic.trunk.save_pretrained(tmp / "critic-adapter")
     state = {"step": step, "cursor": cursor, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              **torch_rng_state()}
     torch.save(state, tmp / "state.pt")
@@ -65,6 +71,19 @@ def restore_checkpoint(checkpoint: Path, optimizer, scheduler) -> tuple[int, int
     version, internal, gauss = json.loads((checkpoint / "python_rng.json").read_text())
     random.setstate((version, tuple(internal), gauss))
     return state["step"], state["cursor"]
+
+
+def restore_critic(checkpoint: Path, critic) -> None:
+    """PPO's critic back from `checkpoint`: head, optimizer and (a separate critic's) adapter."""
+    path = checkpoint / "critic.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no critic in this checkpoint (was the run trained with algorithm: grpo? "
+                                "A run keeps the algorithm it started with)")
+    critic.load_state_dict(torch.load(path, weights_only=True))
+    if critic.trunk is not None:
+        from .models import load_adapter_weights
+
+        load_adapter_weights(critic.trunk, checkpoint / "critic-adapter")
 
 
 def drop_rows_after(run: Path, step: int) -> None:

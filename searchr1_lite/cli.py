@@ -195,6 +195,7 @@ def cmd_demo(args) -> None:
     if args.steps is not None:
         settings.train["max_steps"] = args.steps
     settings.ablation = args.no_mask
+    settings.ppo = args.algorithm == "ppo"
     if args.budget_minutes is not None:
         settings.budget_minutes = args.budget_minutes or None
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a first look: small world, 3 steps; about 5 min on 2 cores (8 with --no-mask)")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
+    s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",
+                   help="ppo: also train PPO with a value head (same world, steps and budget as the GRPO run, which "
+                        "is kept if the folder has it) and compare the two in the report")
     s.add_argument("--steps", type=int, default=None, help="training steps at most (default 30; --quick 3)")
     s.add_argument("--budget-minutes", type=float, default=None,
                    help="the whole demo's time budget: training stops after the last step that fits (default 30; "

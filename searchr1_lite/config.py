@@ -6,6 +6,7 @@ train, eval, the demo and the CLI all read it from there.
       data:    DataConfig      questions; a corpus, an index folder or a service     (here)
       rollout: RolloutConfig   turns, tokens, sampling, the prompt template          (rollout.py: the paper's values)
       grpo:    GRPOConfig      clip, KL, aggregation, advantages, micro-batch        (grpo.py: the paper's values)
+      ppo:     PPOConfig       GAE, KL in the reward, the critic (algorithm: ppo)   (ppo.py: the authors' values)
       optim:   OptimConfig     steps, questions x group, learning rate, schedule     (here)
       and for the run: output_dir, seed, the loss mask, the format bonus, checkpoints, evaluation, trackers
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .grpo import GRPOConfig
+from .ppo import PPOConfig
 from .rollout import RolloutConfig
 
 
@@ -79,7 +81,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    algorithm: Literal["grpo", "ppo"] = "grpo"  # ppo: a critic and GAE instead of group baselines (uses `ppo`)
     output_dir: str = "runs/default"
     seed: int = 0
     mask_inserted: bool = True  # False = the paper's ablation: inserted passages are trained on too
@@ -156,7 +160,7 @@ class TrainConfig:
 
 
 _SECTIONS = {"policy": PolicyConfig, "data": DataConfig, "rollout": RolloutConfig, "grpo": GRPOConfig,
-             "optim": OptimConfig}
+             "ppo": PPOConfig, "optim": OptimConfig}
 _TOP = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SECTIONS]
 # every key's full path, and each name alone (no settable name is in two sections: a test keeps it so)
 _PATHS = {**{f"{s}.{f.name}": f"{s}.{f.name}" for s, c in _SECTIONS.items() for f in dataclasses.fields(c)},

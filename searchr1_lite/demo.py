@@ -3,6 +3,7 @@
     world (seeded) -> BM25 index -> Direct / RAG / Search (untrained) on held-out test questions
     -> masked GRPO with LoRA on SmolLM2-135M -> the trained policy on the same test questions
     [-> the same training with inserted tokens trained on (--no-mask ablation)]
+    [-> the same training with PPO and a value head instead of GRPO (--algorithm ppo), same steps and budget]
     -> runs/demo/: report.md (tables), dynamics.png, samples.html, metrics and per-question results
 
 Every stage writes its result before the next starts and is skipped when its result is already there, so an
@@ -44,6 +45,7 @@ class DemoSettings:
     test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop)
     train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 30})
     ablation: bool = False  # also train with inserted tokens in the loss (--no-mask)
+    ppo: bool = False  # also train with PPO (--algorithm ppo): the same world, steps and time budget as GRPO
     # the whole demo's wall-clock budget; training takes what is left (None: all steps)
     budget_minutes: float | None = 30.0
 
@@ -57,10 +59,15 @@ class DemoSettings:
 RECIPE = "world-cpu"  # the demo's training recipe: searchr1_lite/configs/world-cpu.yaml, its one source
 
 
-def train_config(settings: DemoSettings, out: Path, mask: bool = True) -> TrainConfig:
+RUNS = {"train": "search-r1-lite", "train-no-mask": "search-r1-lite-no-mask", "train-ppo": "search-r1-lite-ppo"}
+ADDED_RUNS = ("ablation", "ppo")  # settings that add a run beside the others and change none of them
+
+
+def train_config(settings: DemoSettings, out: Path, mask: bool = True, algorithm: str = "grpo") -> TrainConfig:
+    folder = "train" if mask and algorithm == "grpo" else "train-ppo" if mask else "train-no-mask"
     cfg = TrainConfig.load(RECIPE).updated(settings.train, "demo settings")
     return cfg.updated({"questions": settings.world, "corpus": settings.world, "mask_inserted": mask,
-                        "output_dir": str(out / ("train" if mask else "train-no-mask"))}, "demo settings")
+                        "algorithm": algorithm, "output_dir": str(out / folder)}, "demo settings")
 
 
 def training_budget(budget_minutes: float, timings: dict[str, float], evals: Path) -> float:
@@ -118,7 +125,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "settings.json"
-    if saved.exists() and json.loads(saved.read_text()) != dataclasses.asdict(settings):
+    if saved.exists() and _runs_differ(json.loads(saved.read_text()), dataclasses.asdict(settings)):
         raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
     _write_json(saved, dataclasses.asdict(settings))
     timings: dict[str, float] = (
@@ -187,10 +194,15 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     runs = [(cfg, "search-r1-lite")]
     if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
         runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
+    if settings.ppo:  # the same steps and time budget as GRPO's: which learns more per step, and per minute
+        ppo_cfg = train_config(settings, out, algorithm="ppo")
+        ppo_cfg.optim.time_budget_s = cfg.optim.time_budget_s
+        runs.append((ppo_cfg, "search-r1-lite-ppo"))
     for run_cfg, name in runs:
         if not run_cfg.mask_inserted:
             run_cfg.optim.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
-        t0 = stage(f"train ({'masked' if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
+        kind = "PPO, masked" if run_cfg.algorithm == "ppo" else "masked"
+        t0 = stage(f"train ({kind if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
         run = Path(run_cfg.output_dir)
         if not (run / "adapter").exists():
             run_cfg.progress = progress
@@ -222,6 +234,12 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     log(f"\nwrote {report}\ndemo finished in {time.perf_counter() - start_all:.0f}s "
         f"(stages: {', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total (this call)')})")
     return report
+
+
+def _runs_differ(saved: dict, now: dict) -> bool:
+    """Would these settings change a run the folder holds? Adding the ablation or PPO run changes none."""
+    return {k: v for k, v in saved.items() if k not in ADDED_RUNS} != {k: v for k, v in now.items()
+                                                                          if k not in ADDED_RUNS}
 
 
 def _samples_html(trajectories: dict, datasets: dict[str, list[QAExample]], tokenizer, title: str,

@@ -9,6 +9,7 @@ case that disagreed: its name, what was expected and what came back.
     01  check_top_k, check_recall_at_k
     02  check_parse_action, check_normalize_answer
     03  check_group_advantages, check_k3_kl, check_masked_grpo_loss
+    03b check_gae, check_value_loss
     04  check_pick_questions, check_lr_schedule
     05  check_smooth, check_paired_p
 """
@@ -22,6 +23,7 @@ import torch
 
 from .corpus import Passage
 from .grpo import GRPOConfig, group_advantages, grpo_loss, k3_kl
+from .ppo import gae, value_loss
 from .prompt import parse_action
 from .retrieval import exact_topk, recall_at_k
 from .reward import normalize_answer
@@ -274,6 +276,18 @@ def _loss_cases() -> Iterable[tuple[str, dict]]:
     yield case("beta = 0.1 on-policy: only the KL term moves the loss", beta=0.1, ref_shift=-0.7)
 
 
+def _loss_differs(want, want_grad, got, got_grad, wrt: str) -> str | None:
+    """What differs between the reference loss (and its gradient w.r.t. `wrt`) and yours; None if nothing."""
+    if problem := _close(want.detach(), got, 1e-5):
+        return f"loss {problem}"
+    if got_grad is None:
+        missing = want_grad is not None and want_grad.abs().sum() > 0
+        return f"no gradient reaches {wrt} (was it detached?)" if missing else None
+    if problem := _close(want_grad, got_grad, 1e-5):
+        return f"gradient w.r.t. {wrt}: {problem}"
+    return None
+
+
 def check_masked_grpo_loss(fn: Callable) -> None:
     """`fn(logp, old_logp, ref_logp, advantages, mask, clip_low, clip_high, beta) -> scalar` as `grpo.grpo_loss`
     with `loss_agg="seq-mean-token-mean"`: the loss value and its gradient w.r.t. logp."""
@@ -286,14 +300,73 @@ def check_masked_grpo_loss(fn: Callable) -> None:
         want, want_grad = _grad_of(lambda lp, *r: grpo_loss(lp, *r, cfg)[0], kw["logp"], *rest)
         got, got_grad = _grad_of(lambda lp, *r: _run(fn, name, lp, *r, kw["clip_low"], kw["clip_high"], kw["beta"]),
                                  kw["logp"], *rest)
-        if problem := _close(want.detach(), got, 1e-5):
-            failures.append(f"{name}: loss {problem}")
-        elif got_grad is None:
-            if want_grad is not None and want_grad.abs().sum() > 0:
-                failures.append(f"{name}: no gradient reaches logp (was it detached?)")
-        elif problem := _close(want_grad, got_grad, 1e-5):
-            failures.append(f"{name}: gradient w.r.t. logp: {problem}")
+        if problem := _loss_differs(want, want_grad, got, got_grad, "logp"):
+            failures.append(f"{name}: {problem}")
     _verdict("masked_grpo_loss", failures, len(cases), "grpo.grpo_loss, seq-mean-token-mean, values and gradients")
+
+
+# ------------------------------------------------------------------------------------------------ lesson 03b
+
+
+def _gae_cases() -> Iterable[tuple[str, tuple]]:
+    # one row: position 0 prompt, 1 generated, 2-3 a retrieved block, 4 generated (the answer), 5 padding
+    r = torch.tensor([[0.0, -0.1, 0.0, 0.0, 1.0, 0.0]])
+    v = torch.tensor([[0.0, 0.5, 0.2, 0.3, 0.6, 0.0]])
+    resp, gen = torch.tensor([[0, 1, 1, 1, 1, 0]]), torch.tensor([[0, 1, 0, 0, 1, 0]])
+    junk = v + torch.tensor([[99.0, 0.0, 0.0, 0.0, 0.0, 99.0]])
+    yield "one step: A = r - V", (torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 0.3]]), torch.tensor([[0, 1]]),
+                                  1.0, 1.0)
+    yield "a retrieved block in the response, gamma = lam = 1", (r, v, resp, 1.0, 1.0)
+    yield "the same, gamma = lam = 0.5", (r, v, resp, 0.5, 0.5)
+    yield "the block skipped (mask = gen_mask), gamma = lam = 0.5", (r, v, gen, 0.5, 0.5)
+    yield "prompt and padding hold junk values (99): never read", (r, junk, resp, 0.9, 0.8)
+    two = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0]])
+    yield "two rows of different lengths", (torch.cat([r, torch.tensor([[0.0, 0.0, 0.2, 0.5, 0.0, 0.0]])]),
+                                            torch.cat([v, v.flip(1)]), two, 1.0, 0.95)
+    yield "a row with no step at all: zeros", (r, v, torch.zeros_like(resp), 1.0, 1.0)
+
+
+def check_gae(fn: Callable) -> None:
+    """`fn(rewards, values, mask, gamma, lam) -> (advantages, returns)`, all `[batch, seq]`, as `ppo.gae`:
+    positions with mask 0 are skipped (advantage and return 0 there), the value after a row's last step is 0."""
+    failures = []
+    cases = list(_gae_cases())
+    for name, (r, v, m, gamma, lam) in cases:
+        want = gae(r, v, m, gamma, lam)
+        got = _run(fn, name, r.clone(), v.clone(), m.clone(), gamma, lam)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            failures.append(f"{name}: expected a pair (advantages, returns), got {type(got).__name__}")
+            continue
+        for what, w, g in (("advantages", want[0], got[0]), ("returns", want[1], got[1])):
+            if problem := _close(w, g, 1e-5):
+                failures.append(f"{name}: {what} {problem}")
+                break
+    _verdict("gae", failures, len(cases), "ppo.gae")
+
+
+def check_value_loss(fn: Callable) -> None:
+    """`fn(values, old_values, returns, mask, clip) -> scalar` as `ppo.value_loss` (its first value): the loss and
+    its gradient w.r.t. `values`."""
+    old = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.5]])
+    ret = torch.tensor([[0.0, 2.0, 0.0, 5.0, 0.4]])
+    m = torch.tensor([[0, 1, 1, 0, 1]])
+    cases = [
+        ("V within clip of V_old: plain squared error", torch.tensor([[0.0, 0.3, 0.8, 0.0, 0.6]]), m, 0.5),
+        ("V moved past the clip toward R: the clipped error is larger, it counts",
+         torch.tensor([[0.0, 1.0, 0.8, 0.0, 0.6]]), m, 0.5),
+        ("V moved past the clip away from R: the unclipped error is larger, it counts",
+         torch.tensor([[0.0, -1.0, 0.8, 0.0, 0.6]]), m, 0.5),
+        ("masked positions hold junk: no effect", torch.tensor([[7.0, 0.3, 0.8, -9.0, 0.6]]), m, 0.5),
+        ("an empty mask: loss 0", torch.tensor([[0.0, 1.0, 0.8, 0.0, 0.6]]), torch.zeros_like(m), 0.5),
+        ("a tighter clip (0.2)", torch.tensor([[0.0, 1.0, 0.4, 0.0, 0.9]]), m, 0.2),
+    ]
+    failures = []
+    for name, v, mask, clip in cases:
+        want, want_grad = _grad_of(lambda x, *r: value_loss(x, *r)[0], v, old, ret, mask, clip)
+        got, got_grad = _grad_of(lambda x, *r: _run(fn, name, x, *r), v, old, ret, mask, clip)
+        if problem := _loss_differs(want, want_grad, got, got_grad, "values"):
+            failures.append(f"{name}: {problem}")
+    _verdict("value_loss", failures, len(cases), "ppo.value_loss, values and gradients")
 
 
 # ------------------------------------------------------------------------------------------------ lesson 04

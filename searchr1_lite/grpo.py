@@ -131,35 +131,55 @@ def checkpointing_now(model) -> bool:
     return model.training and bool(getattr(model, "is_gradient_checkpointing", False))
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
-                   temperature: float = 1.0, chunk: int = 512,
-                   share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
+def masked_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
+                  share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last hidden state that predicts each token where `mask` is 1, `[n, h]` (row-major order), and where
+    those tokens are, `sel` `[batch, seq - 1]` (a token at t is predicted from the hidden state at t - 1).
 
     The backbone runs once (a prefix shared by all rows runs once, not once per row: `share_prefix`, except under
-    gradient checkpointing, which cannot keep a cache: there every row runs whole); the vocabulary projection runs
-    only on masked positions, `chunk` tokens at a time, under activation checkpointing, so float32 logits never
-    exist for more than `chunk` tokens, forward or backward.
-    Positions with mask 0 (and position 0, which has no prediction) are 0.
+    gradient checkpointing, which cannot keep a cache: there every row runs whole). What the hidden states feed (the
+    vocabulary projection, a value head) is the caller's.
     """
     share_prefix = share_prefix and not checkpointing_now(model)
     prefix = shared_prefix_length(input_ids, attention_mask, mask) if share_prefix else 0
     hidden = _backbone(model, input_ids, attention_mask, prefix)  # [b, s - prefix, h]
-    lm_head = model.get_output_embeddings()
-    sel = mask[:, 1:].bool()  # [b, s-1]: a token at t is predicted from position t-1
-    h = hidden[:, :-1][sel[:, prefix:]]  # [n, h]
-    targets = input_ids[:, 1:][sel]  # [n]
+    sel = mask[:, 1:].bool()  # [b, s-1]
+    return hidden[:, :-1][sel[:, prefix:]], sel
+
+
+def project_logprobs(h: torch.Tensor, targets: torch.Tensor, lm_head, temperature: float = 1.0,
+                     chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target | h) and the entropy there, `[n]` each, `chunk` rows at a time under activation checkpointing,
+    so float32 logits never exist for more than `chunk` tokens, forward or backward."""
     parts = []
     for start in range(0, h.shape[0], chunk):
         args = (h[start : start + chunk], targets[start : start + chunk], lm_head, temperature)
         parts.append(checkpoint(_token_logps_entropy, *args, use_reentrant=False) if torch.is_grad_enabled()
                      else _token_logps_entropy(*args))
-    logp = torch.zeros(mask.shape, dtype=torch.float32, device=input_ids.device)  # [b, s]
-    entropy = torch.zeros_like(logp)
-    if parts:
-        logp[:, 1:][sel] = torch.cat([p[0] for p in parts])
-        entropy[:, 1:][sel] = torch.cat([p[1] for p in parts]).detach()
-    return logp, entropy
+    if not parts:
+        empty = h.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]).detach()
+
+
+def scatter_tokens(values: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+    """Per-token values `[n]` back to `[batch, seq]` at the positions `sel` names (0 elsewhere, and at position 0)."""
+    out = torch.zeros((sel.shape[0], sel.shape[1] + 1), dtype=torch.float32, device=sel.device)
+    out[:, 1:][sel] = values.float()
+    return out
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
+                   temperature: float = 1.0, chunk: int = 512,
+                   share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(input_ids[t] | input_ids[<t]) and the entropy there, `[batch, seq]`, at positions where `mask` is 1.
+
+    The backbone runs once (`masked_hidden`); the vocabulary projection runs only on masked positions, `chunk`
+    tokens at a time (`project_logprobs`). Positions with mask 0 (and position 0, which has no prediction) are 0.
+    """
+    h, sel = masked_hidden(model, input_ids, attention_mask, mask, share_prefix)
+    logp, entropy = project_logprobs(h, input_ids[:, 1:][sel], model.get_output_embeddings(), temperature, chunk)
+    return scatter_tokens(logp, sel), scatter_tokens(entropy, sel)
 
 
 def naive_token_logprobs(model, input_ids, attention_mask,
@@ -175,13 +195,15 @@ def naive_token_logprobs(model, input_ids, attention_mask,
 
 def grpo_loss(logp, old_logp, ref_logp, advantages, mask, cfg: GRPOConfig, n_seqs: int | None = None,
               n_tokens: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The masked clipped objective on per-token tensors `[batch, seq]`; advantages `[batch]`.
+    """The masked clipped objective on per-token tensors `[batch, seq]`; advantages `[batch]` (one a sequence, GRPO)
+    or `[batch, seq]` (one a token, PPO).
 
     `n_seqs` / `n_tokens` are the whole batch's counts when this is one micro-batch of it, so that micro-batch
     losses add up to exactly the full-batch loss (and their gradients to the full-batch gradient).
     """
     m = mask.float()  # [b, s]
-    a = advantages.float()[:, None]  # [b, 1]
+    a = advantages.float()
+    a = a[:, None] if a.dim() == 1 else a  # [b, 1] or [b, s]
     ratio = torch.exp(logp - old_logp)  # [b, s]
     clipped = torch.clamp(ratio, 1 - cfg.clip_low, 1 + cfg.clip_high)
     per_token = -torch.min(ratio * a, clipped * a)
@@ -215,7 +237,8 @@ def _adapter_off(model):
     """Context in which `model` is the reference policy: its LoRA adapter disabled (peft), else unavailable."""
     if hasattr(model, "disable_adapter"):
         return model.disable_adapter()
-    raise ValueError("beta > 0 needs a reference: a peft model (adapter off = reference) or `ref_model=`")
+    raise ValueError("a KL term (grpo.beta or ppo.kl_coef > 0) needs a reference: a peft model (adapter off = "
+                     "reference) or `ref_model=`")
 
 
 def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer, cfg: GRPOConfig,

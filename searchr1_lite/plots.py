@@ -93,8 +93,9 @@ def smooth(values, alpha: float = 0.3) -> list[float]:
     return pd.Series(values, dtype=float).ewm(alpha=alpha, adjust=False, ignore_na=True).mean().tolist()
 
 
-def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None):
-    """One panel per metric vs step; every run overlaid (raw points + smoothed line), with a legend.
+def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str = "step"):
+    """One panel per metric vs step (or `x="minutes"`: training wall-clock, the steps' summed `step_seconds`); every
+    run overlaid (raw points + smoothed line), with a legend.
 
     `runs`: a run folder, a list of them, or {label: folder or DataFrame}. Returns the matplotlib Figure.
     """
@@ -114,11 +115,12 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None):
             if metric not in frame.columns:
                 continue
             colour = f"C{i}"
-            data = frame[["step", metric]].dropna()
-            ax.plot(data["step"], data[metric], "o", color=colour, alpha=0.3, markersize=3)
-            ax.plot(data["step"], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
+            frame = frame.assign(minutes=frame["step_seconds"].cumsum() / 60) if x == "minutes" else frame
+            data = frame[[x, metric]].dropna()
+            ax.plot(data[x], data[metric], "o", color=colour, alpha=0.3, markersize=3)
+            ax.plot(data[x], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
         ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel("training minutes" if x == "minutes" else "step", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")

@@ -13,7 +13,9 @@ from typing import Any
 METHOD_LABELS = {"direct": "Direct (no retrieval)", "rag": "RAG (retrieve once with the question)",
                  "search-untrained": "Search, untrained (same prompt as below)",
                  "search-r1-lite": "Search-R1-lite (trained, masked)",
-                 "search-r1-lite-no-mask": "Search-R1-lite, no mask (ablation)"}
+                 "search-r1-lite-no-mask": "Search-R1-lite, no mask (ablation)",
+                 "search-r1-lite-ppo": "Search-R1-lite, PPO (trained, masked)"}
+CRITICS = {"shared": "a value head on the policy's trunk", "separate": "a LoRA model of its own with a value head"}
 DEMO_METRICS = ["reward_mean", "em", "em_1hop", "em_2hop", "response_length_mean", "searches_mean", "searches_1hop",
                 "searches_2hop", "valid_action_rate", "grad_norm"]
 
@@ -82,6 +84,49 @@ def ablation(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[s
     return rows
 
 
+def algorithms(summary: dict[str, dict[str, float]], frames: dict) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """GRPO's run and PPO's side by side (rows: quantity, GRPO, PPO), and sentences saying which learned faster per
+    step and per wall-clock minute; empty when PPO did not run. "Learned" = the sampled reward's rise, the mean of
+    the last 5 steps less the mean of the first 5 (as in the ablation table)."""
+    g, p = frames.get("search-r1-lite"), frames.get("search-r1-lite-ppo")
+    if g is None or p is None or g.empty or p.empty:
+        return [], []
+    rows = [(label, *(f"{summary[name][key]:.3f}" if key in summary.get(name, {}) else "-"
+                      for name in ("search-r1-lite", "search-r1-lite-ppo")))
+            for key, label in (("em_all", "test EM, all"), ("em_single-hop", "test EM, single-hop"),
+                               ("em_two-hop", "test EM, two-hop"), ("searches_two-hop", "test searches, two-hop"))]
+    rise, minutes = {}, {}
+    for name, f in (("GRPO", g), ("PPO", p)):
+        first, last = _trend(f, "reward_mean")
+        rise[name], minutes[name] = last - first, f["step_seconds"].sum() / 60
+    rows += [("steps trained", f"{len(g)}", f"{len(p)}"),
+             ("training minutes", f"{minutes['GRPO']:.1f}", f"{minutes['PPO']:.1f}"),
+             ("seconds per step (median)", f"{g['step_seconds'].median():.0f}", f"{p['step_seconds'].median():.0f}"),
+             ("update seconds per step (median)", f"{g['update_seconds'].median():.1f}",
+              f"{p['update_seconds'].median():.1f}")]
+    for metric, label, fmt in (("reward_mean", "sampled reward, first -> last steps", "{:.2f}"),
+                               ("searches_mean", "searches per question, first -> last steps", "{:.2f}"),
+                               ("response_length_mean", "tokens written per answer, first -> last steps", "{:.0f}")):
+        rows.append((label, *(" -> ".join(fmt.format(v) for v in _trend(f, metric)) for f in (g, p))))
+    per_step = {k: rise[k] / max(len(f), 1) for k, f in (("GRPO", g), ("PPO", p))}
+    per_minute = {k: rise[k] / max(minutes[k], 1e-9) for k in rise}
+    said = []
+    for unit, rate in (("step", per_step), ("wall-clock minute", per_minute)):
+        fast, slow = sorted(rate, key=rate.get, reverse=True)
+        if rate[fast] <= 0:
+            said.append(f"Per {unit}, neither learned: the sampled reward did not rise (GRPO {rate['GRPO']:+.4f}, "
+                        f"PPO {rate['PPO']:+.4f} per {unit}).")
+        elif rate[fast] == rate[slow]:
+            said.append(f"Per {unit}, the two learned alike ({rate[fast]:+.4f}).")
+        else:
+            said.append(f"Per {unit}, {fast} learned faster: sampled reward rose {rate[fast]:+.4f} per {unit} "
+                        f"against {slow}'s {rate[slow]:+.4f}.")
+    swing = max(float(f["reward_mean"].diff().abs().fillna(0).max()) for f in (g, p))
+    said.append(f"Read these rates as a sign, not a measurement: {len(g)} and {len(p)} steps, and the sampled reward "
+                f"moved by up to {swing:.2f} from one step to the next. The test EM rows are the outcome.")
+    return rows, said
+
+
 def _table(summary: dict[str, dict[str, float]]) -> str:
     head = ("| method | EM single-hop | EM two-hop | EM all | searches/q single-hop | searches/q two-hop |\n"
             "|---|---:|---:|---:|---:|---:|")
@@ -119,19 +164,26 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         path = out / "eval" / f"{name}.json"
         if path.exists():
             summary[name] = summarize(json.loads(path.read_text())["rows"])
-    frames = {
-        ("search-r1-lite" if "no-mask" not in r.name else "search-r1-lite-no-mask"): load_metrics(r) for r in runs
-    }
+    from .demo import RUNS
+
+    frames = {RUNS[r.name]: load_metrics(r) for r in runs}
     labelled = {METHOD_LABELS[k]: f for k, f in frames.items()}
     fig = plot_dynamics(labelled, metrics=DEMO_METRICS, out=out / "dynamics.png")
     plt.close(fig)
     checks = goals(summary, frames)
     compared = ablation(summary, frames)
+    versus, which = algorithms(summary, frames)
+    if versus:
+        pair = {"GRPO": frames["search-r1-lite"], "PPO": frames["search-r1-lite-ppo"]}
+        fig = plot_dynamics(pair, metrics=["reward_mean", "em", "searches_mean", "response_length_mean"],
+                            out=out / "ppo-vs-grpo.png", x="minutes")
+        plt.close(fig)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     from .train import load_run_config
 
     config = load_run_config(runs[0])
     pol, opt, roll = config.policy, config.optim, config.rollout
+    ppo = load_run_config(runs[-1]).ppo
     masked = frames["search-r1-lite"]
     steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
     if len(masked) < opt.max_steps:
@@ -140,7 +192,9 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
                  f"{stopped[-1] if stopped else 'stopped early'}; see Time)")
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
-                                                       "ablation": [list(r) for r in compared]}, indent=1))
+                                                       "ablation": [list(r) for r in compared],
+                                                       "ppo_vs_grpo": [list(r) for r in versus],
+                                                       "faster": which}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
@@ -162,6 +216,12 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            "its curves are beside the masked run's in the figure below.", "",
            "| | masked (Search-R1) | no mask |", "|---|---:|---:|",
            *[f"| {q} | {x} | {y} |" for q, x, y in compared], ""] if compared else []),
+        *(["## PPO against GRPO (`--algorithm ppo`)", "",
+           "The same world, questions, recipe and time budget, trained with PPO (a value head, GAE with "
+           "gamma = lambda = 1, whitened advantages, the clipped value loss; searchr1_lite/ppo.py) instead of GRPO's "
+           "group baselines. Both runs' curves are in the figure below, against training minutes.", "",
+           "| | GRPO | PPO |", "|---|---:|---:|", *[f"| {q} | {x} | {y} |" for q, x, y in versus], "",
+           *which, "", "![GRPO and PPO against training minutes](ppo-vs-grpo.png)", ""] if versus else []),
         "## Training dynamics", "",
         "![reward, EM, response length and searches per question vs step](dynamics.png)", "",
         "Points are steps (sampled rollouts, temperature as above); lines are moving averages.", "",
@@ -177,6 +237,10 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
+        *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "
+           "model), its head starting at 0; its value loss covers generated tokens only; no entropy bonus; KL "
+           f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
+           f"{opt.group_size} samples a question, as GRPO's (authors: 1)."] if versus else []),
     ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

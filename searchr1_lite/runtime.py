@@ -128,14 +128,15 @@ def rollout_fitting_memory(rollout, model, tokenizer, questions, retriever, rcfg
                          sum(p.seconds_search for p in parts), sum(p.generated_tokens for p in parts))
 
 
-def step_fitting_memory(grpo_step, model, batch, advantages, optimizer, gcfg):
-    """One GRPO step; on out-of-memory, halve the micro-batch (for the rest of the run) and redo the step from the
-    start (gradients dropped), down to micro-batch 1, then stop with advice."""
+def step_fitting_memory(step, optimizers, gcfg):
+    """`step()`, one update (GRPO's or PPO's); on out-of-memory, halve the micro-batch (for the rest of the run: `step`
+    reads `gcfg`) and redo the step from the start (gradients dropped), down to micro-batch 1, then stop with advice."""
     while True:
         try:
-            return grpo_step(model, batch, advantages, optimizer, gcfg)
+            return step()
         except torch.OutOfMemoryError as e:
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             if gcfg.micro_batch_size == 1:
                 raise RuntimeError(f"out of memory in the update at micro_batch_size 1: {OOM_ADVICE}") from e
             _free_memory()

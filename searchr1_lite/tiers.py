@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -38,6 +39,7 @@ def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int) -> di
         "02": {"model": _NB02_POLICY, "quantization": "4bit", "corpus": _GPU_CORPUS, "questions": _GPU_CORPUS,
                "n_questions": 16, "max_turns": 2, "max_new_tokens": tokens},
         "03": {"model": "Qwen/Qwen2.5-0.5B-Instruct"},
+        "03b": {"model": "Qwen/Qwen2.5-0.5B-Instruct"},
         "04": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps04}", f"max_new_tokens={tokens}"],
                "resume_at": steps04 // 2},
         "05": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps05}", f"max_new_tokens={tokens}"],
@@ -55,6 +57,7 @@ _CPU_LESSONS = {
     "02": {"model": "smollm2-135m-instruct", "quantization": None, "corpus": "wiki-vital", "questions": "fanoutqa",
            "n_questions": 6, "max_turns": 2, "max_new_tokens": 48},
     "03": {"model": "tiny-qwen2"},
+    "03b": {"model": "tiny-qwen2"},
     "04": {"config": "world-cpu", "overrides": _CPU_TRAIN, "resume_at": 4},
     # lesson 05 looks at lesson 04's run when there is one; else it trains two short runs (mask on, off)
     "05": {"config": "smollm2-cpu", "overrides": _CPU_SHORT_RUN, "eval_sets": ["held-out"], "eval_limit": 16},
@@ -110,8 +113,14 @@ TIERS = {
 }
 
 
+def lesson_id(notebook: str | os.PathLike) -> str:
+    """A lesson's id from its notebook's name: "03b" for notebooks/03b_ppo_value_head.ipynb."""
+    return os.path.basename(str(notebook)).split("_", 1)[0]
+
+
 def _lesson_key(lesson: str | int) -> str:
-    key = f"{int(str(lesson)[:2]):02d}" if str(lesson)[:2].isdigit() else str(lesson)
+    m = re.fullmatch(r"(\d+)([a-z]?)", lesson_id(lesson))  # 3, "3", "03", "03_masked_grpo_step.ipynb" -> "03"
+    key = f"{int(m[1]):02d}{m[2]}" if m else str(lesson)
     if key not in _CPU_LESSONS:
         raise ValueError(f"no lesson {lesson!r}: lessons are {', '.join(_CPU_LESSONS)}")
     return key
@@ -247,7 +256,7 @@ def estimate(tier: Tier, lesson: str) -> dict[str, Figure]:
         n, turns, tokens = 2 * s["n_questions"], s["max_turns"] + 1, s["max_new_tokens"]
         return {"time": estimate_seconds(tier.name, QWEN25_3B, 2 * turns * tokens, 0, load, "load"),
                 "memory": estimate_memory(QWEN25_3B, n // 2, 400 + turns * (tokens + 400), 1, train=False)}
-    if key == "03":
+    if key in ("03", "03b"):
         return {"time": Figure(2, "min", False, "download 1 GB, a few forward/backward passes of 4 x 300 tokens"),
                 "memory": estimate_memory(QWEN25_05B, 4, 300, 4)}
     w, runs = _train_work(s), 2 if key == "05" else 1  # lesson 05 trains two runs (mask on, off), then evaluates

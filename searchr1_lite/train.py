@@ -1,10 +1,12 @@
-"""The training loop: questions -> group rollouts -> rewards -> masked GRPO step, with checkpoints that resume exactly.
+"""The training loop: questions -> group rollouts -> rewards -> masked GRPO (or PPO) step, with checkpoints that resume
+exactly.
 
     for step in range(max_steps):
         questions = next prompts_per_step questions, each repeated group_size times
         trajectories = rollout(policy, questions, retriever)            (lesson 02)
         rewards = exact match of each answer; advantages per group      (lesson 03)
         metrics = grpo_step(policy, trajectories, advantages)           (lesson 03)
+                  or, with algorithm: ppo, ppo_step(policy, critic, trajectories, rewards)  (lesson 03b)
         log one JSONL row; every save_every steps (and on Ctrl-C / SIGTERM) write a checkpoint
 
 `train()` below is that loop. Its settings are one `TrainConfig` (config.py); checkpoints and resume are in
@@ -27,14 +29,16 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import drop_rows_after, latest_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import drop_rows_after, latest_checkpoint, restore_checkpoint, restore_critic, save_checkpoint
 from .config import DataConfig, TrainConfig
+from .ppo import make_critic
 from .runtime import StopSignals, Tracker, over_budget, peak_memory_mb, rollout_fitting_memory, step_fitting_memory
 
 __all__ = ["TrainConfig", "evaluate_policy", "make_retriever", "merge_adapter", "pick_questions", "split_questions",
            "train", "train_step"]
 log = logging.getLogger(__name__)
 
+PPO_METRICS = ["value_loss", "value_clip_fraction", "critic_grad_norm", "value_mean", "explained_variance"]
 # metrics that measure the machine, not the run: they differ between two runs of the same steps
 TIMING_METRICS = ["rollout_seconds", "update_seconds", "step_seconds", "generated_tokens_per_s", "peak_memory_mb"]
 
@@ -59,7 +63,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     torch.manual_seed(cfg.seed)
     model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
     optimizer, scheduler = make_optimizer(model, cfg)
+    critic = make_critic(model, cfg.ppo, lambda: policy_for(cfg)[0]) if cfg.algorithm == "ppo" else None
     step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
+    if checkpoint and critic is not None:
+        restore_critic(checkpoint, critic)
     if resume:
         drop_rows_after(run, step)
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
@@ -70,7 +77,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         while step < opt.max_steps and not stop.requested:
             start = time.perf_counter()
             picks = [train_qs[i] for i in pick_questions(len(train_qs), cursor, opt.prompts_per_step, cfg.seed)]
-            row = train_step(model, tokenizer, optimizer, retriever, picks, cfg, gcfg, step, reward_fn)
+            row = train_step(model, tokenizer, optimizer, retriever, picks, cfg, gcfg, step, reward_fn, critic)
             row["lr"] = scheduler.get_last_lr()[0]
             scheduler.step()
             step, cursor, steps_this_call = step + 1, cursor + len(picks), steps_this_call + 1
@@ -94,7 +101,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", searches=f"{row['searches_mean']:.1f}")
             if step % cfg.save_every == 0 or last or stop.requested:
-                save_checkpoint(run, step, model, optimizer, scheduler, cursor, cfg.to_dict())
+                save_checkpoint(run, step, model, optimizer, scheduler, cursor, cfg.to_dict(), critic)
             if last:
                 break
     bar.close()
@@ -104,10 +111,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
 
 
 def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, gcfg, step: int,
-               reward_fn=None) -> dict:
-    """One step on the questions `picks`: group rollouts, rewards, advantages, the masked GRPO update. Returns the
-    step's metrics row (without its step number, learning rate and timing of the whole step)."""
+               reward_fn=None, critic=None) -> dict:
+    """One step on the questions `picks`: group rollouts, rewards, the masked update (GRPO's group advantages, or
+    with a `critic` PPO's). Returns the step's metrics row (without its step number, learning rate and timing of the
+    whole step)."""
     from .grpo import TrajectoryBatch, group_advantages, grpo_step
+    from .ppo import ppo_step
     from .reward import trajectory_reward
     from .rollout import rollout
 
@@ -133,7 +142,11 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
     batch = TrajectoryBatch(tensors["input_ids"], tensors["attention_mask"], loss_mask,
                             tensors["logprobs"] if cfg.mask_inserted else None)
     start = time.perf_counter()
-    m = step_fitting_memory(grpo_step, model, batch, advantages, optimizer, gcfg)
+    if critic is None:
+        m = step_fitting_memory(lambda: grpo_step(model, batch, advantages, optimizer, gcfg), [optimizer], gcfg)
+    else:
+        m = step_fitting_memory(lambda: ppo_step(model, critic, batch, rewards, optimizer, gcfg, cfg.ppo),
+                                [optimizer, critic.optimizer], gcfg)
     update_s = time.perf_counter() - start
     if m["skipped"]:
         log.warning("step %d: the loss or gradient norm is not finite; update skipped, weights unchanged "
@@ -148,6 +161,7 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         "valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
         "answered_rate": sum(t.answer is not None for t in ts) / len(ts),
         **{k: m[k] for k in ("loss", "kl", "entropy", "clip_fraction", "grad_norm", "tokens_trained", "skipped")},
+        **{k: m[k] for k in PPO_METRICS if k in m},
         "micro_batch_size": gcfg.micro_batch_size, "rollout_seconds": rollout_s, "update_seconds": update_s,
         "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
         "peak_memory_mb": peak_memory_mb(), **_by_hops(ts, examples, ems),

@@ -94,3 +94,19 @@ def quick_demo(tmp_path_factory):
     finally:
         os.chdir(before)
     return cwd / "runs" / "demo-quick"
+
+
+def tiny_batch(tok, seed=0):
+    """(input_ids, attention_mask, gen_mask) `[3, 40]`: two generated runs with an "inserted" run between them (18..24),
+    the third row right-padded from 30. For the loss and the step, on tiny-qwen2 (random ids below 5000)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 5000, (3, 40), generator=g)
+    attn = torch.ones_like(ids)
+    attn[2, 30:] = 0  # a right-padded row
+    ids[2, 30:] = tok.pad_token_id
+    gen = torch.zeros_like(ids)
+    gen[:, 10:18] = 1  # a generated run
+    gen[:, 25:30] = 1  # another, after an "inserted" run at 18..24
+    return ids, attn, gen

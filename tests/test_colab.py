@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from searchr1_lite.tiers import lesson_id
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 _spec = importlib.util.spec_from_file_location("colab_cells", ROOT / "tools" / "colab_cells.py")
@@ -35,7 +37,7 @@ def _tagged_source(path, tag):
     return "".join(hits[0]["source"])
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: lesson_id(p.name))
 def test_each_lesson_has_the_shared_cells_from_the_one_setting(path):
     expected = colab_cells.expected_cells(path.name)
     for tag, cell in expected.items():
@@ -125,6 +127,7 @@ except ModuleNotFoundError:
 sys.modules["google.colab"] = types.ModuleType("google.colab")
 exec(compile(open(sys.argv[1]).read(), "install cell", "exec"), {})
 import searchr1_lite
+from searchr1_lite.tiers import lesson_id
 from searchr1_lite.config import TrainConfig
 from searchr1_lite.tiers import pick_tier
 settings = pick_tier("cpu").settings(sys.argv[2])
@@ -135,7 +138,7 @@ print(json.dumps({"file": searchr1_lite.__file__, "settings": settings}))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: lesson_id(p.name))
 def test_the_install_cell_works_in_a_simulated_colab(path, repo_url, dependencies, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -147,7 +150,7 @@ def test_the_install_cell_works_in_a_simulated_colab(path, repo_url, dependencie
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["SEARCHR1_LITE_REPO_URL"] = repo_url
     # `-c`: the working folder comes first on sys.path, as in a notebook kernel
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", DRIVER, str(tmp_path / "cell.py"), path.name[:2]],
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", DRIVER, str(tmp_path / "cell.py"), lesson_id(path.name)],
                          cwd=content, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])

@@ -58,15 +58,15 @@ def quick_run(quick_demo):
 
 def _budget_settings() -> DemoSettings:
     settings = DemoSettings.quick()
-    settings.ablation, settings.budget_minutes = True, 0.5
+    settings.ablation, settings.ppo, settings.budget_minutes = True, True, 0.5
     settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
     return settings
 
 
 @pytest.fixture(scope="module")
 def budget_run(quick_demo, tmp_path_factory):
-    """The quick run's baselines, then a budget that leaves no time to train, with the ablation (`--no-mask`): one
-    step of each run, then the stop is recorded, evaluated and reported."""
+    """The quick run's baselines, then a budget that leaves no time to train, with the ablation (`--no-mask`) and PPO
+    (`--algorithm ppo`): one step of each run, then the stop is recorded, evaluated and reported."""
     import shutil
 
     out = tmp_path_factory.mktemp("demo") / "budget"
@@ -82,7 +82,8 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
                     "## Training dynamics", "## Deviations from the paper"):
         assert heading in report
     table = parse_table(report)
-    assert set(table) == set(METHOD_LABELS.values()) - {METHOD_LABELS["search-r1-lite-no-mask"]}  # no --no-mask
+    assert set(table) == set(METHOD_LABELS.values()) - {METHOD_LABELS["search-r1-lite-no-mask"],
+                                                        METHOD_LABELS["search-r1-lite-ppo"]}  # neither ran
     assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
     metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
@@ -91,6 +92,7 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
     assert re.search(r"\| searches per question rise during training .*\| (met|\*\*not met\*\*) \|", report)
     assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
+    assert "## PPO against GRPO" not in report and not (quick_run / "train-ppo").exists()
     # the world a user can open
     assert (quick_run / "world" / "corpus.jsonl").exists() and (quick_run / "world" / "test.jsonl").exists()
 
@@ -109,6 +111,49 @@ def test_the_ablation_trains_on_the_inserted_tokens_and_is_compared(budget_run):
     assert compared["tokens in the loss per step (mean)"] == (
         f"{sum(m['tokens_trained'] for m in masked) / len(masked):.0f}",
         f"{sum(u['tokens_trained'] for u in unmasked) / len(unmasked):.0f}")
+
+
+def test_ppo_trains_beside_grpo_and_the_report_compares_them_from_the_runs(budget_run):
+    """`--algorithm ppo`: its own run with a critic, the same budget, and a comparison computed from both runs."""
+    grpo, ppo = ([json.loads(x) for x in (budget_run / run / "metrics.jsonl").read_text().splitlines()]
+                 for run in ("train", "train-ppo"))
+    assert "value_loss" in ppo[0] and "value_loss" not in grpo[0]
+    assert json.loads((budget_run / "train-ppo" / "config.json").read_text())["algorithm"] == "ppo"
+    assert (budget_run / "train-ppo" / f"checkpoint-{len(ppo)}" / "critic.pt").exists()
+    report = (budget_run / "report.md").read_text()
+    assert "## PPO against GRPO" in report and (budget_run / "ppo-vs-grpo.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((budget_run / "summary.json").read_text())
+    versus = {q: (x, y) for q, x, y in summary["ppo_vs_grpo"]}
+    assert versus["steps trained"] == (str(len(grpo)), str(len(ppo)))
+    assert versus["training minutes"] == tuple(f"{sum(r['step_seconds'] for r in rows) / 60:.1f}"
+                                              for rows in (grpo, ppo))
+    for sentence in summary["faster"][:2]:  # one per unit, each in the report
+        assert sentence in report
+        assert re.match(r"Per (step|wall-clock minute), ((GRPO|PPO) learned faster|the two .*alike|neither learned)",
+                        sentence)
+    assert len(summary["faster"]) == 3 and summary["faster"][2] in report
+
+
+def test_which_learned_faster_is_judged_per_step_and_per_minute():
+    """PPO's reward rises more a step but its steps take twice as long: faster per step, slower per minute."""
+    import pandas as pd
+
+    from searchr1_lite.report import algorithms
+
+    def run(rewards, seconds):
+        return pd.DataFrame({"step": range(1, len(rewards) + 1), "reward_mean": rewards, "step_seconds": seconds,
+                             "update_seconds": seconds / 4, "searches_mean": 1.0, "response_length_mean": 50.0})
+
+    grpo = run([0.1 * i for i in range(10)], 60.0)  # rise 0.7 - 0.2 = 0.5 in 10 steps, 10 minutes
+    ppo = run([0.15 * i for i in range(6)], 120.0)  # rise 0.6 - 0.15 = 0.45 in 6 steps, 12 minutes
+    rows, said = algorithms({}, {"search-r1-lite": grpo, "search-r1-lite-ppo": ppo})
+    assert said[:2] == ["Per step, PPO learned faster: sampled reward rose +0.0750 per step against GRPO's +0.0500.",
+                        "Per wall-clock minute, GRPO learned faster: sampled reward rose +0.0500 per wall-clock minute "
+                        "against PPO's +0.0375."]
+    assert said[2].startswith("Read these rates as a sign") and "10 and 6 steps" in said[2] and "up to 0.15" in said[2]
+    assert ("steps trained", "10", "6") in rows and ("training minutes", "10.0", "12.0") in rows
+    _, flat = algorithms({}, {"search-r1-lite": run([0.5] * 4, 60.0), "search-r1-lite-ppo": run([0.4, 0.3], 60.0)})
+    assert all(s.startswith(("Per step, neither", "Per wall-clock minute, neither")) for s in flat[:2])
 
 
 def test_report_numbers_are_the_runs_own(quick_run):
@@ -205,11 +250,14 @@ def test_the_shipped_lesson_04_run_is_its_cpu_tier_run_longer():
     from searchr1_lite.plots import reference_metrics, reference_path
     from searchr1_lite.tiers import TIERS
 
-    shipped = json.loads(reference_path("lesson04.about.json").read_text())["config"]
+    saved = json.loads(reference_path("lesson04.about.json").read_text())["config"]
+    shipped = TrainConfig.from_dict(saved).to_dict()  # keys added since it ran: their defaults
     tier = TIERS["cpu"].settings("04", {})
     current = TrainConfig.load(tier["config"], tier["overrides"]).to_dict()
     for config in (shipped, current):
         config["optim"].pop("max_steps"), config.pop("output_dir"), config.pop("progress")
+        if config["algorithm"] == "grpo":
+            config.pop("ppo")  # settings a GRPO run never reads
     assert shipped == current
     metrics = reference_metrics("lesson04")
     assert len(metrics) > TrainConfig.load(tier["config"], tier["overrides"]).optim.max_steps

@@ -17,9 +17,11 @@ from searchr1_lite import exercises
 from searchr1_lite.evaluate import paired_sign_flip_p
 from searchr1_lite.grpo import GRPOConfig, group_advantages, grpo_loss, k3_kl
 from searchr1_lite.plots import smooth
+from searchr1_lite.ppo import gae, value_loss
 from searchr1_lite.prompt import Action, parse_action
 from searchr1_lite.retrieval import exact_topk, recall_at_k
 from searchr1_lite.reward import normalize_answer
+from searchr1_lite.tiers import lesson_id
 from searchr1_lite.train import pick_questions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +106,25 @@ def one_sided_p(before, after):  # counts only flips at least as large in the ob
     return hits / 2 ** len(d)
 
 
+def gae_stepping_through_the_mask(rewards, values, mask, gamma, lam):  # every column a step: padding values read
+    adv, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0])
+    for t in reversed(range(rewards.shape[1])):
+        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros(rewards.shape[0])
+        running = rewards[:, t] + gamma * nxt - values[:, t] + gamma * lam * running
+        adv[:, t] = running * mask[:, t]
+    return adv, (adv + values) * mask
+
+
+def value_loss_with_min(values, old_values, returns, mask, clip):  # min where PPO takes the max (pessimistic)
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    losses = torch.min((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * (losses * mask).sum() / mask.sum().clamp(min=1)
+
+
+def reference_value_loss(values, old_values, returns, mask, clip):
+    return value_loss(values, old_values, returns, mask, clip)[0]
+
+
 # (checker, the package's own function, a mistake, a case the mistake must be reported under)
 EXERCISES = [
     (exercises.check_top_k, exact_topk, top_k_ascending, "one query, k=1"),
@@ -113,6 +134,8 @@ EXERCISES = [
     (exercises.check_group_advantages, group_advantages, advantages_without_std, "one right of four"),
     (exercises.check_k3_kl, k3_kl, kl_sign_flipped, "the reference likes the tokens more"),
     (exercises.check_masked_grpo_loss, reference_loss, loss_over_all_tokens, "masked tokens hold junk"),
+    (exercises.check_gae, gae, gae_stepping_through_the_mask, "prompt and padding hold junk values"),
+    (exercises.check_value_loss, reference_value_loss, value_loss_with_min, "V moved past the clip toward R"),
     (exercises.check_pick_questions, pick_questions, pick_wrapping_around, "a new order each epoch"),
     (exercises.check_lr_schedule, exercises.reference_lr, lr_without_warmup, "step 0"),
     (exercises.check_smooth, smooth, smooth_not_skipping_gaps, "a missing value in the middle"),
@@ -185,7 +208,7 @@ def test_make_student_runs_the_student_tool():
     assert re.search(r"^student:.*\n\t.*tools/student_notebooks\.py", (ROOT / "Makefile").read_text(), re.M)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: lesson_id(p.name))
 def test_the_student_copy_keeps_the_stubs_and_drops_the_solutions(path, student_copies):
     out, _ = student_copies
     student = {c["id"]: "".join(c["source"]) for c in json.loads((out / path.name).read_text())["cells"]}
@@ -206,7 +229,7 @@ def test_the_student_copy_keeps_the_stubs_and_drops_the_solutions(path, student_
 # ---------------------------------------------------------------- counting
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: lesson_id(p.name))
 def test_every_lesson_has_two_exercises_and_a_prediction(path):
     found = student_notebooks.exercises(path)
     assert len(found) >= 2, f"{path.name}: {len(found)} exercises"

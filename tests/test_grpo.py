@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_batch
 
 from searchr1_lite.grpo import (
     GRPOConfig,
@@ -120,21 +121,9 @@ def tiny():
     return load_model("tiny-qwen2", device="cpu")
 
 
-def _tiny_batch(tok, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, 5000, (3, 40), generator=g)
-    attn = torch.ones_like(ids)
-    attn[2, 30:] = 0  # a right-padded row
-    ids[2, 30:] = tok.pad_token_id
-    gen = torch.zeros_like(ids)
-    gen[:, 10:18] = 1  # a generated run
-    gen[:, 25:30] = 1  # another, after an "inserted" run at 18..24
-    return ids, attn, gen
-
-
 def test_chunked_logprobs_equal_the_naive_computation(tiny):
     model, tok = tiny
-    ids, attn, gen = _tiny_batch(tok)
+    ids, attn, gen = tiny_batch(tok)
     with torch.no_grad():
         naive, naive_entropy = naive_token_logprobs(model, ids, attn, temperature=0.7)
         for chunk in (7, 512):
@@ -147,7 +136,7 @@ def test_chunked_logprobs_equal_the_naive_computation(tiny):
 def test_gradient_is_exactly_zero_at_masked_positions(tiny):
     """d loss / d logits is 0 wherever gen_mask == 0: retrieved text teaches nothing."""
     model, tok = tiny
-    ids, attn, gen = _tiny_batch(tok)
+    ids, attn, gen = tiny_batch(tok)
     captured = {}
 
     def keep(module, inputs, output):
@@ -174,7 +163,7 @@ def test_gradient_is_exactly_zero_at_masked_positions(tiny):
 
 def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny):
     model, tok = tiny
-    ids, attn, gen = (x[[2, 0, 1]] for x in _tiny_batch(tok))  # the short row first: micro-batches reorder rows
+    ids, attn, gen = (x[[2, 0, 1]] for x in tiny_batch(tok))  # the short row first: micro-batches reorder rows
     batch = TrajectoryBatch(ids, attn, gen)
     adv = torch.tensor([1.0, -1.0, 0.5])
     for agg in ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"):
@@ -209,7 +198,7 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny):
 def test_step_learns_and_a_nonfinite_loss_skips(tiny):
     _, tok = tiny
     model = load_model("tiny-qwen2", device="cpu")[0]  # a private copy: this test changes weights
-    ids, attn, gen = _tiny_batch(tok, seed=1)
+    ids, attn, gen = tiny_batch(tok, seed=1)
     batch = TrajectoryBatch(ids, attn, gen)
     adv = torch.tensor([1.0, 1.0, 1.0])  # reinforce everything: the sampled tokens must get likelier
     with torch.no_grad():
@@ -231,7 +220,7 @@ def test_kl_to_the_reference_is_the_model_with_its_adapter_off(tiny):
     _, tok = tiny
     base = load_model("tiny-qwen2", device="cpu")[0]
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
-    ids, attn, gen = _tiny_batch(tok, seed=2)
+    ids, attn, gen = tiny_batch(tok, seed=2)
     batch, adv = TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
     cfg = GRPOConfig(beta=0.1)
@@ -282,7 +271,7 @@ def test_gradient_checkpointing_gives_the_same_step(quantization):
     (transformers drops every cache inside checkpointed layers, so the shared-prefix forward must not be taken)."""
     from searchr1_lite.models import load_policy
 
-    ids, attn, gen = _tiny_batch(load_model("tiny-qwen2", device="cpu")[1])
+    ids, attn, gen = tiny_batch(load_model("tiny-qwen2", device="cpu")[1])
     ids[:, :10] = ids[0, :10]  # one group: the prompt (positions 0..9) is the same in every row
     batch, adv = TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5])
     got = {}

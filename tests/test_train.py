@@ -41,9 +41,14 @@ def test_config_errors_name_the_key(tmp_path):
     assert cfg.optim.learning_rate == 2e-5 and cfg.policy.quantization is None and cfg.optim.group_size == 5
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """tiny-cpu's 4 steps uninterrupted: what every interrupted-and-resumed run here must end as (trained once)."""
+    return train(_cfg(tmp_path_factory.mktemp("straight"), "straight"), reward_fn=even_share)
+
+
 @pytest.mark.slow
-def test_resume_continues_exactly(tmp_path):
-    straight = train(_cfg(tmp_path, "straight"), reward_fn=even_share)
+def test_resume_continues_exactly(tmp_path, straight):
     split = _cfg(tmp_path, "split")
     train(split, stop_after=2, reward_fn=even_share)
     assert latest_checkpoint(tmp_path / "split").name == "checkpoint-2"
@@ -57,6 +62,23 @@ def test_resume_continues_exactly(tmp_path):
     assert any(not torch.equal(a[k], first[k]) for k in a)  # the weights did move
     assert _rows(straight) == _rows(tmp_path / "split") and len(_rows(straight)) == 4
     assert all(r["skipped"] == 0 for r in _rows(straight)) and any(r["grad_norm"] > 0 for r in _rows(straight))
+
+
+@pytest.mark.slow
+def test_ppo_trains_and_resumes_exactly_with_its_critic(tmp_path):
+    """A separate critic: its head, its optimizer and its own adapter all come back (a shared one has no adapter)."""
+    kw = {"algorithm": "ppo", "critic": "separate", "max_steps": 3}
+    whole = train(_cfg(tmp_path, "whole", **kw), reward_fn=even_share)
+    train(_cfg(tmp_path, "split", **kw), stop_after=1, reward_fn=even_share)
+    split = train(_cfg(tmp_path, "split", **kw), resume=True, reward_fn=even_share)
+    rows = _rows(whole)
+    assert rows == _rows(split) and len(rows) == 3
+    assert all(r["skipped"] == 0 and r["value_loss"] > 0 for r in rows) and rows[0]["value_mean"] == 0.0
+    heads = [torch.load(run / "checkpoint-3" / "critic.pt", weights_only=True)["head"] for run in (whole, split)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0]) and heads[0]["score.weight"].abs().sum() > 0
+    a, b = (load_file(run / "checkpoint-3" / "critic-adapter" / "adapter_model.safetensors") for run in (whole, split))
+    first = load_file(whole / "checkpoint-1" / "critic-adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a) and any(not torch.equal(a[k], first[k]) for k in a)
 
 
 @pytest.mark.slow
@@ -220,7 +242,7 @@ train(cfg, resume=where == "none", reward_fn=even_share)  # the second run: --re
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where, at", [("step", 3), ("checkpoint", 2), ("checkpoint", 1)])
-def test_sigkill_then_resume_loses_nothing(tmp_path, where, at):
+def test_sigkill_then_resume_loses_nothing(tmp_path, straight, where, at):
     """A real SIGKILL (no handler runs) mid-step or mid-checkpoint; the next run resumes from the last complete
     checkpoint and ends bit-identical to an uninterrupted run, every metrics row present exactly once."""
     import subprocess
@@ -238,7 +260,6 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, where, at):
         assert latest_checkpoint(run) is None
     again = subprocess.run([sys.executable, str(script), str(run), "none", "0"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    straight = train(_cfg(tmp_path, "straight"), reward_fn=even_share)
     assert _rows(run) == _rows(straight)  # no row lost, none twice
     a = load_file(straight / "adapter" / "adapter_model.safetensors")
     b = load_file(run / "adapter" / "adapter_model.safetensors")

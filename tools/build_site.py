@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from searchr1_lite.tiers import lesson_id
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from execute_lessons import NOTEBOOKS, ROOT, LessonFailed, copy_state, execute, executed_copy  # noqa: E402
 
@@ -40,6 +42,8 @@ PREREQUISITES = {
           "token by token, and what a tokenizer does.",
     "03": "Lesson 02 (trajectories and `gen_mask`); PyTorch autograd (a loss, `.backward()`, gradients); the "
           "policy-gradient idea: make rewarded samples more likely.",
+    "03b": "Lesson 03 (the masked GRPO step); what a value function is (the expected reward from a state) helps. "
+           "Optional: lesson 04 needs only lesson 03.",
     "04": "Lessons 02 and 03; what LoRA and 4-bit quantisation are; a GPU for a run that learns (a CPU runs the "
           "machinery).",
     "05": "Lesson 04 (a run folder and its metrics); exact match as the score.",
@@ -113,7 +117,7 @@ def _run_time(tier, key: str) -> str:
 def syllabus() -> str:
     from searchr1_lite.tiers import TIERS
 
-    facts = {nb.name[:2]: (nb, lesson_facts(nb)) for nb in NOTEBOOKS}
+    facts = {lesson_id(nb.name): (nb, lesson_facts(nb)) for nb in NOTEBOOKS}
     head = ["lesson", "read"] + [f"run: `{name}`" for name in TIERS]
     rows = [f"| [{f['title'].removeprefix('Lesson ')}](lessons/{nb.name}) | {f['read_min']} min | "
             + " | ".join(_run_time(tier, key) for tier in TIERS.values()) + " |"

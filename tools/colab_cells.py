@@ -16,6 +16,8 @@ from pathlib import Path
 
 import tomllib
 
+from searchr1_lite.tiers import lesson_id
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LINK_TAG, INSTALL_TAG = "colab-link", "install"
@@ -104,7 +106,7 @@ def write(path: Path) -> bool:
 def readme_links() -> str:
     """One line of the README: every lesson's Colab link, or why there are none."""
     repository, branch = setting()
-    links = [(p.name[:2], colab_url(p.name, repository, branch)) for p in NOTEBOOKS]
+    links = [(lesson_id(p.name), colab_url(p.name, repository, branch)) for p in NOTEBOOKS]
     if not links[0][1]:
         return link_markdown("", repository, branch)
     return "Open in Colab: " + " · ".join(f"[{n}]({url})" for n, url in links)
@@ -115,13 +117,14 @@ def tiers_table() -> str:
     sys.path.insert(0, str(ROOT))
     from searchr1_lite.tiers import TIERS, expected
 
-    rows = ["| tier | for | compute | " + " | ".join(f"lesson {p.name[:2]}" for p in NOTEBOOKS) + " |",
+    rows = ["| tier | for | compute | " + " | ".join(f"lesson {lesson_id(p.name)}" for p in NOTEBOOKS) + " |",
             "|---|---|---|" + "---|" * len(NOTEBOOKS)]
     for tier in TIERS.values():
         cells = []
         for p in NOTEBOOKS:
-            fig = expected(tier, p.name[:2])
-            cells.append(" · ".join(f"{f.value:.0f} {'min' if k == 'time' else f.unit}" for k, f in fig.items())
+            fig = expected(tier, lesson_id(p.name))
+            cells.append(" · ".join(("under 1 min" if f.value < 0.5 else f"{f.value:.0f} min") if k == "time"
+                                    else f"{f.value:.0f} {f.unit}" for k, f in fig.items())
                          + (" (measured)" if fig and fig["time"].measured else " (est.)" if fig else "—"))
         rows.append(f"| `{tier.name}` | {tier.what} | {tier.compute_dtype} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

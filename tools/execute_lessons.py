@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from searchr1_lite.tiers import lesson_id
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))  # the lessons; not folders below (nbmake took those too)
 EXECUTED = ROOT / "build" / "executed"
@@ -109,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     failed = []
     for nb in NOTEBOOKS:
-        if args.lessons and nb.name[:2] not in args.lessons:
+        if args.lessons and lesson_id(nb.name) not in args.lessons:
             continue
         state = copy_state(nb)
         if state == "fresh" and not args.all:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import nbformat
 
+from searchr1_lite.tiers import lesson_id
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -48,7 +50,7 @@ def exercises(path: Path) -> list[Exercise]:
     cells, found = _code_cells(nb), []
     for cell, after in zip(cells, cells[1:]):
         if BEGIN in cell.source and (m := _CHECK_CALL.search(after.source)):
-            found.append(Exercise(path.name[:2], m.group(1), cell.get("id", ""), after.get("id", "")))
+            found.append(Exercise(lesson_id(path.name), m.group(1), cell.get("id", ""), after.get("id", "")))
     return found
 
 
