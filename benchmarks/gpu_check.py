@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -223,7 +224,9 @@ def run_update(model, tok, cfg, res, row: dict) -> None:
     t = res.tensors(tok.pad_token_id)
     batch = TrajectoryBatch(t["input_ids"], t["attention_mask"], t["gen_mask"], t["logprobs"])
     start = time.perf_counter()
-    m = step_fitting_memory(grpo_step, model, batch, advantages, optimizer, gcfg)
+    step = functools.partial(grpo_step, model, batch, advantages, optimizer, gcfg)  # reads gcfg when called
+    m = step_fitting_memory(step, [optimizer], gcfg)
+    del step
     _sync(str(next(model.parameters()).device))
     seconds = time.perf_counter() - start
     tokens = int(t["attention_mask"].sum())  # every token of every row, as the estimate's "update tokens"

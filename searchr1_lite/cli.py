@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -376,6 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The `searchr1-lite` command: `main()`, then exit with its code."""
+    code = main()
+    if code == 130:  # interrupted: one more Ctrl-C while Python shuts down (atexit handlers) prints no traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(main())
+    run()

@@ -76,10 +76,15 @@ def test_ctrl_c_answers_at_once_and_twice_stops_now_with_a_checkpoint_that_resum
 
     run, err = tmp_path / "run", tmp_path / "stderr.txt"
     argv = ["train", "--config", "tiny-cpu", "--set", f"output_dir={run}", "max_steps=200"]
+    # each update 3 s longer: the first Ctrl-C goes in just as a step starts, so the second lands inside that step,
+    # never after it (the run would then have stopped by itself, after the step the first one lets finish)
+    slow = ("import sys, time; import searchr1_lite.grpo as g; real = g.grpo_step; "
+            "g.grpo_step = lambda *a, **k: (time.sleep(3), real(*a, **k))[1]; "
+            "from searchr1_lite.cli import run; sys.argv = ['searchr1-lite', *sys.argv[1:]]; run()")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(err, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "searchr1_lite.cli", *argv], stdout=subprocess.DEVNULL,
-                                stderr=stderr, env=env)
+        proc = subprocess.Popen([sys.executable, "-c", slow, *argv], stdout=subprocess.DEVNULL, stderr=stderr,
+                                env=env)
 
         def wait_for(condition, seconds):
             deadline = time.monotonic() + seconds
@@ -88,8 +93,8 @@ def test_ctrl_c_answers_at_once_and_twice_stops_now_with_a_checkpoint_that_resum
             return condition()
 
         try:
-            metrics = run / "metrics.jsonl"
-            assert wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, 300), err.read_text()
+            pointer = run / "latest"  # written last, after step 2's row and checkpoint: step 3 begins
+            assert wait_for(lambda: pointer.exists() and pointer.read_text() == "checkpoint-2", 300), err.read_text()
             proc.send_signal(signal.SIGINT)
             assert wait_for(lambda: "Ctrl-C again to stop now" in err.read_text(), 10)
             proc.send_signal(signal.SIGINT)
