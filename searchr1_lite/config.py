@@ -40,6 +40,8 @@ class PolicyConfig:
     lora_targets: str | list[str] = "all-linear"
     lora_layers: int | None = None  # LoRA on the top n layers only: the backward pass stops there (CPU speed)
     gradient_checkpointing: bool = False
+    adapter: str | None = None  # start from this saved adapter (a finished run's `adapter` folder), not a fresh one:
+    # a curriculum's next phase. Its LoRA shape is the saved one's; a resumed run starts from its checkpoint instead
 
 
 @dataclass

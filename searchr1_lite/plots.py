@@ -175,11 +175,3 @@ def reference_metrics(name: str):
 
     return pd.read_json(str(reference_path(f"{name}.metrics.jsonl")), lines=True, precise_float=True,
                         convert_dates=False)
-
-
-def show_reference(name: str, caption: str):
-    """Display reference/`name`.png under a caption saying what it is: what a student should see."""
-    from IPython.display import Image, Markdown, display
-
-    display(Markdown(f"**What you should see** — {caption}"))
-    display(Image(data=reference_path(f"{name}.png").read_bytes(), width=720))

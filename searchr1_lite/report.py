@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .collapse import CHECKS, find_collapse, warning
+
 METHOD_LABELS = {"direct": "Direct (no retrieval)", "rag": "RAG (retrieve once with the question)",
                  "search-untrained": "Search, untrained (same prompt as below)",
                  "search-r1-lite": "Search-R1-lite (trained, masked)",
@@ -38,27 +40,51 @@ def _trend(frame, metric: str, k: int = 5) -> tuple[float, float]:
     return sum(values[:k]) / k, sum(values[-k:]) / k
 
 
-def goals(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[str, bool | None, str]]:
-    """(goal, met?, the figures) for each of the demo's claims; None = cannot be judged from this run."""
+def goals(summary: dict[str, dict[str, float]], frames: dict,
+          collapse: list | None = None) -> list[tuple[str, bool | None, str]]:
+    """(goal, met?, the figures) for each of the demo's claims; None = cannot be judged from this run. `collapse`:
+    the masked run's collapse findings (collapse.find_collapse)."""
     out: list[tuple[str, bool | None, str]] = []
     trained, rag, direct = summary.get("search-r1-lite"), summary.get("rag"), summary.get("direct")
     if trained and rag:
-        t2, r2 = trained.get("em_two-hop", 0.0), rag.get("em_two-hop", 0.0)
-        out.append(("trained two-hop EM >= 2x RAG's", t2 >= 2 * r2 and t2 > 0, f"{t2:.2f} vs {r2:.2f}"))
+        t1, t2, r2 = trained.get("em_single-hop", 0.0), trained.get("em_two-hop", 0.0), rag.get("em_two-hop", 0.0)
+        out.append(("trained two-hop EM >= 0.25 and >= 2x RAG's, single-hop EM >= 0.9",
+                    t2 >= 0.25 and t2 >= 2 * r2 and t1 >= 0.9,
+                    f"two-hop {t2:.2f} vs RAG {r2:.2f}; single-hop {t1:.2f}"))
         out.append(("trained EM on all questions > RAG's", trained["em_all"] > rag["em_all"],
                     f"{trained['em_all']:.2f} vs {rag['em_all']:.2f}"))
     if direct:
         out.append(("Direct EM about 0 (<= 0.05)", direct["em_all"] <= 0.05, f"{direct['em_all']:.2f}"))
     masked = frames.get("search-r1-lite")
-    if masked is not None and len(masked) >= 2:
-        first, last = _trend(masked, "searches_mean")
-        out.append(("searches per question rise during training (first vs last steps, sampled)", last > first,
-                    f"{first:.2f} -> {last:.2f}"))
+    if masked is not None and "searches_2hop" in masked and masked["searches_2hop"].count() >= 2:
+        first, last = _trend(masked, "searches_2hop")
+        out.append(("searches per two-hop question rise during training (sampled; first 5 steps vs last 5)",
+                    last > first, f"{first:.2f} -> {last:.2f}"))
     if trained:
         s1, s2 = trained.get("searches_single-hop", 0.0), trained.get("searches_two-hop", 0.0)
-        out.append(("two-hop questions draw more searches than single-hop (trained, test)", s2 > s1,
-                    f"{s2:.2f} vs {s1:.2f}"))
+        out.append(("two-hop questions draw >= 1.5 searches, more than single-hop (trained, test)",
+                    s2 >= 1.5 and s2 > s1, f"{s2:.2f} vs {s1:.2f}"))
+    if collapse is not None and masked is not None:
+        out.append((f"no collapse: none of the {len(CHECKS)} collapse checks fired (masked run)", not collapse,
+                    "none fired" if not collapse else "; ".join(f"{f.check} at step {f.step}" for f in collapse)))
     return out
+
+
+def collapse_lines(runs: dict[str, Path]) -> tuple[list[str], dict[str, list]]:
+    """The report's collapse section (each check, and for each run whether and where it fired, with the last good
+    checkpoint), and the findings by run; recomputed from each run's metrics.jsonl."""
+    found = {name: find_collapse([json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()])
+             for name, run in runs.items()}
+    lines = ["Checked after every training step (searchr1_lite/collapse.py); a check that fires logs a warning and "
+             "writes the row's `collapse` field.", "",
+             *[f"- `{name}`: {rule}" for name, rule in CHECKS.items()], ""]
+    for name, findings in found.items():
+        label = METHOD_LABELS.get(name, name)
+        if not findings:
+            lines.append(f"- {label}: none fired in {runs[name].name}/metrics.jsonl.")
+        for f in findings:
+            lines.append(f"- {label}: **{warning(runs[name], f)}**")
+    return lines, found
 
 
 def ablation(summary: dict[str, dict[str, float]], frames: dict) -> list[tuple[str, str, str]]:
@@ -170,7 +196,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     labelled = {METHOD_LABELS[k]: f for k, f in frames.items()}
     fig = plot_dynamics(labelled, metrics=DEMO_METRICS, out=out / "dynamics.png")
     plt.close(fig)
-    checks = goals(summary, frames)
+    collapse, collapse_found = collapse_lines({RUNS[r.name]: r for r in runs})
+    checks = goals(summary, frames, collapse_found.get("search-r1-lite"))
     compared = ablation(summary, frames)
     versus, which = algorithms(summary, frames)
     if versus:
@@ -191,10 +218,11 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         steps = (f"{steps} (of {opt.max_steps}: "
                  f"{stopped[-1] if stopped else 'stopped early'}; see Time)")
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
+    collapse_rows = {k: [f.as_dict() for f in v] for k, v in collapse_found.items()}
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
-                                                       "ablation": [list(r) for r in compared],
-                                                       "ppo_vs_grpo": [list(r) for r in versus],
-                                                       "faster": which}, indent=1))
+                                                  "ablation": [list(r) for r in compared],
+                                                  "ppo_vs_grpo": [list(r) for r in versus], "faster": which,
+                                                  "collapse": collapse_rows}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
@@ -222,6 +250,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            "group baselines. Both runs' curves are in the figure below, against training minutes.", "",
            "| | GRPO | PPO |", "|---|---:|---:|", *[f"| {q} | {x} | {y} |" for q, x, y in versus], "",
            *which, "", "![GRPO and PPO against training minutes](ppo-vs-grpo.png)", ""] if versus else []),
+        "## Collapse checks", "", *collapse, "",
         "## Training dynamics", "",
         "![reward, EM, response length and searches per question vs step](dynamics.png)", "",
         "Points are steps (sampled rollouts, temperature as above); lines are moving averages.", "",

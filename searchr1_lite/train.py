@@ -48,8 +48,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     """Run (or resume) training; returns the run folder. `stop_after` stops after that many steps of this call, as an
     interrupt would (checkpoint written): for tests and for splitting a run across sessions. `reward_fn(trajectory,
     example) -> float` replaces the exact-match reward (EM is still logged). `policy`: a (LoRA model, tokenizer)
-    already loaded with `cfg.policy`'s settings, trained in place from a fresh adapter (or the checkpoint's), so a
-    notebook holds one copy of the model however many runs it trains."""
+    already loaded with `cfg.policy`'s settings, trained in place from a fresh adapter (or the checkpoint's, or
+    `policy.adapter`), so a notebook holds one copy of the model however many runs it trains."""
     from tqdm.auto import tqdm
 
     run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
@@ -70,7 +70,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if resume:
         drop_rows_after(run, step)
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
-    spent = _step_seconds_so_far(run)  # summed over resumes, for the time budget
+    history = _rows_so_far(run)  # for the collapse checks, over resumes
+    spent = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in history]  # the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call, budget_stop = 0, False
     with StopSignals() as stop:
@@ -95,6 +96,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 log.warning("step %d of %d: stopping, the next step would end past time_budget_s=%.0f s (%.0f s "
                             "spent); the adapter is saved as the final one", step, opt.max_steps,
                             opt.time_budget_s, sum(spent))
+            history.append(row)
+            _warn_on_collapse(run, history)  # names a checkpoint before this step's: saved already
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             tracker.log(row)
@@ -191,7 +194,22 @@ def policy_for(cfg: TrainConfig, checkpoint: Path | None = None):
     from .models import load_policy
 
     p = dataclasses.asdict(cfg.policy)
-    return load_policy(p.pop("model"), **p, adapter=str(checkpoint / "adapter") if checkpoint else None)
+    start = _starting_adapter(cfg, checkpoint)
+    p["adapter"] = str(start) if start else None
+    return load_policy(p.pop("model"), **p)
+
+
+def _starting_adapter(cfg: TrainConfig, checkpoint: Path | None) -> Path | None:
+    """The adapter a run starts from: its checkpoint's when resuming, else `policy.adapter` (checked), else none."""
+    if checkpoint:
+        return checkpoint / "adapter"
+    if cfg.policy.adapter is None:
+        return None
+    start = Path(cfg.policy.adapter)
+    if not (start / "adapter_config.json").exists():
+        raise FileNotFoundError(f"policy.adapter {start}: no saved adapter there (no adapter_config.json); give a "
+                                "finished run's adapter folder, e.g. runs/demo/train/adapter")
+    return start
 
 
 def _reuse_policy(policy, cfg: TrainConfig, checkpoint: Path | None):
@@ -199,8 +217,9 @@ def _reuse_policy(policy, cfg: TrainConfig, checkpoint: Path | None):
 
     model, tokenizer = policy
     reset_adapter(model, cfg.seed)
-    if checkpoint:
-        load_adapter_weights(model, checkpoint / "adapter")
+    start = _starting_adapter(cfg, checkpoint)
+    if start:
+        load_adapter_weights(model, start)
     return model, tokenizer
 
 
@@ -222,10 +241,21 @@ def make_optimizer(model, cfg: TrainConfig):
     return optimizer, get_constant_schedule_with_warmup(optimizer, opt.warmup_steps)
 
 
-def _step_seconds_so_far(run: Path) -> list[float]:
+def _rows_so_far(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
-    rows = map(json.loads, path.read_text().splitlines()) if path.exists() else []
-    return [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in rows]
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _warn_on_collapse(run: Path, history: list[dict]) -> None:
+    """Run the collapse checks on the rows so far; a check that starts firing at the newest row is logged and named
+    in that row's `collapse` field, with the last good checkpoint."""
+    from .collapse import fired_at, warning
+
+    lines = [warning(run, f) for f in fired_at(history)]
+    for line in lines:
+        log.warning("collapse check: %s", line)
+    if lines:
+        history[-1]["collapse"] = "; ".join(lines)
 
 
 def make_retriever(data: DataConfig):

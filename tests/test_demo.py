@@ -90,7 +90,8 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert [m["step"] for m in metrics] == list(range(1, DemoSettings.quick().train["max_steps"] + 1))
     assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
-    assert re.search(r"\| searches per question rise during training .*\| (met|\*\*not met\*\*) \|", report)
+    for claim in ("searches per two-hop question rise during training", "no collapse: none of the 4 collapse checks"):
+        assert re.search(rf"\| {claim}.*\| (met|\*\*not met\*\*) \|", report), claim
     assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
     assert "## PPO against GRPO" not in report and not (quick_run / "train-ppo").exists()
     # the world a user can open
@@ -183,6 +184,27 @@ def test_report_follows_its_inputs(quick_run, tmp_path):
     assert after != before and after == pytest.approx(_recomputed(copy)[METHOD_LABELS["direct"]], abs=6e-3)
 
 
+def test_the_collapse_checks_in_the_report_are_the_runs_own(quick_run, tmp_path):
+    """The report's collapse lines are recomputed from the run's metrics: a NaN put in one step's loss appears there,
+    with the last good checkpoint, and the claim turns to not met."""
+    import shutil
+
+    from searchr1_lite.collapse import find_collapse
+
+    rows = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((quick_run / "summary.json").read_text())
+    assert summary["collapse"]["search-r1-lite"] == [f.as_dict() for f in find_collapse(rows)]
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_run, copy)
+    rows[1]["loss"] = float("nan")
+    (copy / "train" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_report(copy, DemoSettings.quick(), [copy / "train"])
+    report = (copy / "report.md").read_text()
+    assert "**non_finite at step 2 (" in report and "loss=nan; last good checkpoint: none: the base model" in report
+    assert re.search(r"\| no collapse: .* \| \*\*not met\*\* \| non_finite at step 2 \|", report)
+    assert "## Collapse checks" in (quick_run / "report.md").read_text()
+
+
 def test_demo_resumes_without_redoing_work(quick_run, capsys):
     report_before = (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3]
     run_demo(quick_run, DemoSettings.quick())
@@ -242,6 +264,23 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
     assert one["config"] == json.loads((budget_run / "train" / "config.json").read_text())
     with pytest.raises(SystemExit, match="not a finished run"):
         ship_demo(tmp_path, tmp_path)
+
+
+def test_the_shipped_full_demo_is_the_current_recipe_and_shows_the_ablation():
+    """Lesson 05's reference: a full demo with today's settings, every step of both runs (else re-run it and ship
+    it: `searchr1-lite demo --no-mask --budget-minutes 0`, then tools/ship_reference.py demo)."""
+    from searchr1_lite.demo import ADDED_RUNS
+    from searchr1_lite.plots import reference_metrics, reference_path
+
+    about = json.loads(reference_path("demo.summary.json").read_text())
+    current = dataclasses.asdict(DemoSettings())
+    skip = ("budget_minutes", *ADDED_RUNS)
+    assert {k: v for k, v in about["settings"].items() if k not in skip} == {
+        k: v for k, v in current.items() if k not in skip}
+    assert about["settings"]["ablation"] and not about["settings"]["budget_minutes"]  # every step, both runs
+    masked, unmasked = reference_metrics("demo"), reference_metrics("demo-no-mask")
+    assert list(masked["step"]) == list(unmasked["step"]) == list(range(1, current["train"]["max_steps"] + 1))
+    assert unmasked["tokens_trained"].mean() > 2 * masked["tokens_trained"].mean()
 
 
 def test_the_shipped_lesson_04_run_is_its_cpu_tier_run_longer():

@@ -157,19 +157,24 @@ def test_report_to_names_the_missing_package(tmp_path):
 
 
 def test_a_nonfinite_loss_skips_the_update_and_says_so(tmp_path, caplog):
-    """A reward that turns NaN makes the loss NaN: that step is skipped (weights kept), logged, and training goes on."""
-    def nan_at_step_2(trajectory, example, calls=[0]):
+    """A reward that turns NaN makes the loss NaN: that step is skipped (weights kept), logged, and training goes on;
+    the collapse check names the last good checkpoint (row 3 is sampled from checkpoint-2, row 2 from checkpoint-1)."""
+    def nan_at_step_3(trajectory, example, calls=[0]):
         calls[0] += 1
-        return float("nan") if 5 <= calls[0] <= 8 else even_share(trajectory, example)  # the 2nd step's 4 rewards
+        return float("nan") if 9 <= calls[0] <= 12 else even_share(trajectory, example)  # the 3rd step's 4 rewards
 
     with caplog.at_level("WARNING", logger="searchr1_lite"):
-        run = train(_cfg(tmp_path, "nan", max_steps=3), reward_fn=nan_at_step_2)
+        run = train(_cfg(tmp_path, "nan", max_steps=4), reward_fn=nan_at_step_3)
     rows = _rows(run)
-    assert [r["skipped"] for r in rows] == [0, 1, 0] and rows[2]["grad_norm"] > 0
-    assert "step 2: the loss or gradient norm is not finite; update skipped" in caplog.text
-    kept = load_file(run / "checkpoint-1" / "adapter" / "adapter_model.safetensors")
-    after_skip = load_file(run / "checkpoint-2" / "adapter" / "adapter_model.safetensors")
+    assert [r["skipped"] for r in rows] == [0, 0, 1, 0] and rows[3]["grad_norm"] > 0
+    assert "step 3: the loss or gradient norm is not finite; update skipped" in caplog.text
+    kept = load_file(run / "checkpoint-2" / "adapter" / "adapter_model.safetensors")
+    after_skip = load_file(run / "checkpoint-3" / "adapter" / "adapter_model.safetensors")
     assert all(torch.equal(kept[k], after_skip[k]) for k in kept)
+    assert [("collapse" in r) for r in rows] == [False, False, True, False]
+    assert rows[2]["collapse"].startswith("non_finite at step 3") and "loss=nan" in rows[2]["collapse"]
+    assert rows[2]["collapse"].endswith("last good checkpoint: checkpoint-1")
+    assert "collapse check: non_finite at step 3" in caplog.text
 
 
 def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog):
@@ -365,6 +370,27 @@ def test_runs_on_one_loaded_policy_start_from_a_fresh_adapter_each(tmp_path):
     train(split, reward_fn=even_share, policy=policy, resume=True)
     c = load_file(tmp_path / "split" / "adapter" / "adapter_model.safetensors")
     assert all(torch.equal(a[k], c[k]) for k in a) and _rows(first) == _rows(tmp_path / "split")
+
+
+def test_a_run_can_start_from_another_runs_adapter(tmp_path, straight):
+    """policy.adapter (a curriculum's next phase): the run starts from those weights, loaded or reused in place; at
+    learning rate 0 they are its final weights. A folder without an adapter is named before the model loads."""
+    from searchr1_lite.models import load_policy
+
+    start = straight / "checkpoint-2" / "adapter"
+    saved = load_file(start / "adapter_model.safetensors")
+    run = train(_cfg(tmp_path, "phase2", adapter=str(start), learning_rate=0.0, max_steps=1), reward_fn=even_share)
+    assert all(torch.equal(saved[k], v) for k, v in load_file(run / "adapter" / "adapter_model.safetensors").items())
+    cfg = _cfg(tmp_path, "reused", adapter=str(start), learning_rate=0.0, max_steps=1)
+    p = cfg.policy
+    policy = load_policy(p.model, lora_r=p.lora_r, lora_alpha=p.lora_alpha, lora_targets=p.lora_targets)
+    reused = train(cfg, reward_fn=even_share, policy=policy)
+    assert all(torch.equal(saved[k], v) for k, v in load_file(reused / "adapter" / "adapter_model.safetensors").items())
+    sampled = ("reward_mean", "reward_std", "response_length_mean", "total_length_mean", "searches_mean")
+    assert [{k: r[k] for k in sampled} for r in _rows(reused)] == [{k: r[k] for k in sampled} for r in _rows(run)]
+    # the same weights sampled the same step (the update's LoRA dropout draws differ: the RNG was used differently)
+    with pytest.raises(FileNotFoundError, match=r"policy.adapter .*nowhere: no saved adapter there"):
+        train(_cfg(tmp_path, "bad", adapter=str(tmp_path / "nowhere"), max_steps=1))
 
 
 @pytest.mark.slow

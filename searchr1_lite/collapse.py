@@ -1,0 +1,138 @@
+"""Collapse checks: four signs, read from a run's metrics rows, that training has gone wrong.
+
+Collapse is the most frequent complaint about Search-R1 training (the authors' issues: GRPO's reward falls to 0
+after some hundreds of steps, often with the entropy blowing up first). `train()` runs these checks after every
+step; a check that starts firing writes a warning, and the row's `collapse` field, naming the last good checkpoint.
+The demo's report lists them for each run. Each is a pure function of the rows, so the report recomputes them from
+metrics.jsonl.
+
+    reward_fell         the sampled reward (mean of 5 steps) has lost half of a rise of at least 0.2
+    entropy_spike       the policy's token entropy is over twice the median of the 10 steps before (and 0.1 above it)
+    non_finite          a loss, gradient norm, reward or entropy is NaN or infinite, or the update was skipped
+    valid_actions_fell  the share of valid actions (mean of 3 steps) is 0.2 below its best
+
+Which checkpoint is good: row s of metrics.jsonl is sampled from the weights after s-1 updates, saved as
+checkpoint-(s-1). A sign seen in row s therefore indicts checkpoint-(s-1); the last good weights are those that wrote
+the last healthy row (for reward_fell, the end of the best 5 steps).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+REWARD_WINDOW, REWARD_RISE = 5, 0.2  # a rise smaller than this is noise at 4 questions x 8 samples a step
+ENTROPY_HISTORY, ENTROPY_RATIO, ENTROPY_MIN_JUMP = 10, 2.0, 0.1
+VALID_WINDOW, VALID_DROP = 3, 0.2
+FINITE_KEYS = ("loss", "grad_norm", "reward_mean", "entropy", "kl", "value_loss")
+
+CHECKS = {
+    "reward_fell": f"the sampled reward (mean of {REWARD_WINDOW} steps) lost half of a rise of at least {REWARD_RISE}",
+    "entropy_spike": f"token entropy over {ENTROPY_RATIO:g}x the median of the {ENTROPY_HISTORY} steps before "
+                     f"(and {ENTROPY_MIN_JUMP} above it)",
+    "non_finite": "a loss, gradient norm, reward or entropy was NaN or infinite, or the update was skipped",
+    "valid_actions_fell": f"the share of valid actions (mean of {VALID_WINDOW} steps) fell {VALID_DROP} below its best",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A check that started firing at row `step`; `good_step` is the last row before it that looked healthy."""
+
+    check: str
+    step: int
+    good_step: int
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "step": self.step, "good_step": self.good_step, "detail": self.detail}
+
+
+def _means(rows: Sequence[dict], key: str, window: int) -> list[tuple[int, float]]:
+    """(step, trailing mean over `window` rows) for each row that has `key` and a full window behind it."""
+    values = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return [(values[i][0], sum(v for _, v in values[i - window + 1 : i + 1]) / window)
+            for i in range(window - 1, len(values))]
+
+
+def _reward_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
+    means = _means(rows, "reward_mean", REWARD_WINDOW)
+    if len(means) < 2 or means[-1][0] != rows[-1]["step"]:
+        return None
+    start = means[0][1]
+    peak_step, peak = max(reversed(means), key=lambda m: m[1])  # the latest of equal peaks
+    now = means[-1][1]
+    if peak - start >= REWARD_RISE and now <= start + (peak - start) / 2:
+        return (f"reward (mean of {REWARD_WINDOW} steps) rose {start:.2f} -> {peak:.2f} by step {peak_step}, "
+                f"now {now:.2f}"), peak_step
+    return None
+
+
+def _entropy_spike(rows: Sequence[dict]) -> tuple[str, int] | None:
+    now = rows[-1].get("entropy")
+    before = [r["entropy"] for r in rows[-1 - ENTROPY_HISTORY : -1]
+              if isinstance(r.get("entropy"), (int, float)) and math.isfinite(r["entropy"])]
+    if not isinstance(now, (int, float)) or not math.isfinite(now) or len(before) < 3:
+        return None
+    median = statistics.median(before)
+    if now > ENTROPY_RATIO * median and now - median > ENTROPY_MIN_JUMP:
+        return f"entropy {now:.3f} against a median of {median:.3f} over the {len(before)} steps before", \
+            rows[-2]["step"]
+    return None
+
+
+def _non_finite(rows: Sequence[dict]) -> tuple[str, int] | None:
+    row = rows[-1]
+    bad = [k for k in FINITE_KEYS if isinstance(row.get(k), float) and not math.isfinite(row[k])]
+    if bad or row.get("skipped"):
+        what = ", ".join(f"{k}={row[k]}" for k in bad) or "the update was skipped"
+        return what, (rows[-2]["step"] if len(rows) > 1 else 0)
+    return None
+
+
+def _valid_actions_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
+    means = _means(rows, "valid_action_rate", VALID_WINDOW)
+    if not means or means[-1][0] != rows[-1]["step"]:
+        return None
+    best_step, best = max(reversed(means), key=lambda m: m[1])
+    now = means[-1][1]
+    if best - now >= VALID_DROP:
+        return f"valid actions (mean of {VALID_WINDOW} steps) {best:.2f} at step {best_step}, now {now:.2f}", best_step
+    return None
+
+
+_RULES = {"reward_fell": _reward_fell, "entropy_spike": _entropy_spike, "non_finite": _non_finite,
+          "valid_actions_fell": _valid_actions_fell}
+
+
+def fired_at(rows: Sequence[dict]) -> list[Finding]:
+    """The checks that start firing at the last row: true there and not at the row before (one finding an episode)."""
+    out = []
+    for name, rule in _RULES.items():
+        now = rule(rows)
+        if now and not (len(rows) > 1 and rule(rows[:-1])):
+            detail, good = now
+            out.append(Finding(name, rows[-1]["step"], good, detail))
+    return out
+
+
+def find_collapse(rows: Sequence[dict]) -> list[Finding]:
+    """Every finding over a run's metrics rows, in step order."""
+    return [f for i in range(1, len(rows) + 1) for f in fired_at(rows[:i])]
+
+
+def last_good_checkpoint(run: str | Path, finding: Finding) -> str:
+    """The newest saved checkpoint whose weights wrote a healthy row (row g comes from checkpoint-(g-1))."""
+    limit = finding.good_step - 1
+    steps = [int(p.name.split("-")[1]) for p in Path(run).glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    good = [s for s in steps if s <= limit]
+    return f"checkpoint-{max(good)}" if good else "none: the base model, before the first update"
+
+
+def warning(run: str | Path, finding: Finding) -> str:
+    """The line train() logs and writes in the row's `collapse` field."""
+    return (f"{finding.check} at step {finding.step} ({CHECKS[finding.check]}): {finding.detail}; "
+            f"last good checkpoint: {last_good_checkpoint(run, finding)}")
