@@ -6,7 +6,7 @@ step; a check that starts firing writes a warning, and the row's `collapse` fiel
 The demo's report lists them for each run. Each is a pure function of the rows, so the report recomputes them from
 metrics.jsonl.
 
-    reward_fell         the sampled reward (mean of 5 steps) has lost half of a rise of at least 0.2
+    reward_fell         the sampled reward (mean of 5 steps) has fallen to half its best, and by at least 0.2
     entropy_spike       the policy's token entropy is over twice the median of the 10 steps before (and 0.1 above it)
     non_finite          a loss, gradient norm, reward or entropy is NaN or infinite, or the update was skipped
     valid_actions_fell  the share of valid actions (mean of 3 steps) is 0.2 below its best
@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-REWARD_WINDOW, REWARD_RISE = 5, 0.2  # a rise smaller than this is noise at 4 questions x 8 samples a step
+REWARD_WINDOW, REWARD_DROP = 5, 0.2  # a smaller fall is noise at 4 questions x 8 samples a step
 ENTROPY_HISTORY, ENTROPY_RATIO, ENTROPY_MIN_JUMP = 10, 2.0, 0.1
 VALID_WINDOW, VALID_DROP = 3, 0.2
 FINITE_KEYS = ("loss", "grad_norm", "reward_mean", "entropy", "kl", "value_loss")
 
 CHECKS = {
-    "reward_fell": f"the sampled reward (mean of {REWARD_WINDOW} steps) lost half of a rise of at least {REWARD_RISE}",
+    "reward_fell": f"the sampled reward (mean of {REWARD_WINDOW} steps) fell to half its best, and by at least "
+                   f"{REWARD_DROP}",
     "entropy_spike": f"token entropy over {ENTROPY_RATIO:g}x the median of the {ENTROPY_HISTORY} steps before "
                      f"(and {ENTROPY_MIN_JUMP} above it)",
     "non_finite": "a loss, gradient norm, reward or entropy was NaN or infinite, or the update was skipped",
@@ -62,12 +63,10 @@ def _reward_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
     means = _means(rows, "reward_mean", REWARD_WINDOW)
     if len(means) < 2 or means[-1][0] != rows[-1]["step"]:
         return None
-    start = means[0][1]
     peak_step, peak = max(reversed(means), key=lambda m: m[1])  # the latest of equal peaks
     now = means[-1][1]
-    if peak - start >= REWARD_RISE and now <= start + (peak - start) / 2:
-        return (f"reward (mean of {REWARD_WINDOW} steps) rose {start:.2f} -> {peak:.2f} by step {peak_step}, "
-                f"now {now:.2f}"), peak_step
+    if peak - now >= REWARD_DROP and now <= peak / 2:
+        return f"reward (mean of {REWARD_WINDOW} steps) {peak:.2f} by step {peak_step}, now {now:.2f}", peak_step
     return None
 
 

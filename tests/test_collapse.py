@@ -26,12 +26,20 @@ def test_real_healthy_runs_fire_nothing(metrics):
 
 
 def test_a_reward_that_rises_then_falls_back_fires_once_naming_the_peak():
-    reward = [0.1] * 5 + [0.6] * 6 + [0.1] * 6  # 5-step means: 0.1 ... 0.6 (steps 10, 11: the later named) ... 0.1
+    reward = [0.1] * 5 + [0.6] * 6 + [0.0] * 6  # 5-step means: 0.1 ... 0.6 (steps 10, 11: the later named) ... 0
     found = find_collapse(_rows(reward_mean=reward))
     assert [(f.check, f.good_step) for f in found] == [("reward_fell", 11)]
-    assert found[0].step == 14  # the first 5-step mean at or below 0.1 + (0.6 - 0.1) / 2: (0.6 + 0.1 * 4) / 5 = 0.2
-    assert find_collapse(_rows(reward_mean=[0.1] * 5 + [0.28] * 6 + [0.1] * 6)) == []  # a rise under 0.2: noise
-    assert find_collapse(_rows(reward_mean=[0.1] * 5 + [0.6] * 6 + [0.4] * 6)) == []  # kept more than half its gain
+    assert found[0].step == 14  # the first 5-step mean at or below 0.6 / 2: (0.6 * 2 + 0 * 3) / 5 = 0.24
+    assert find_collapse(_rows(reward_mean=[0.1] * 5 + [0.28] * 6 + [0.1] * 6)) == []  # 0.28 -> 0.1: under 0.2
+    assert find_collapse(_rows(reward_mean=[0.1] * 5 + [0.6] * 6 + [0.35] * 6)) == []  # kept more than half its best
+
+
+def test_a_real_run_whose_reward_fell_back_fires_naming_its_best_steps():
+    """A phase-2 run (docs/multi-hop/): the two-hop template after single-hop training, learning rate 3e-4. The
+    reward rose within 3 steps, then the policy unlearned its second search and the reward fell back."""
+    rows = [json.loads(x) for x in (ROOT / "docs/multi-hop/phase2-lr3e-4.metrics.jsonl").read_text().splitlines()]
+    found = find_collapse(rows)
+    assert [(f.check, f.step, f.good_step) for f in found] == [("reward_fell", 9, 6)]  # 5-step mean 0.46 -> 0.20
 
 
 def test_an_entropy_spike_fires_and_a_small_entropy_doubling_does_not():
