@@ -52,9 +52,13 @@ class Finding:
         return {"check": self.check, "step": self.step, "good_step": self.good_step, "detail": self.detail}
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _means(rows: Sequence[dict], key: str, window: int) -> list[tuple[int, float]]:
     """(step, trailing mean over `window` rows) for each row that has `key` and a full window behind it."""
-    values = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    values = [(r["step"], r[key]) for r in rows if _finite(r.get(key))]
     return [(values[i][0], sum(v for _, v in values[i - window + 1 : i + 1]) / window)
             for i in range(window - 1, len(values))]
 
@@ -72,9 +76,8 @@ def _reward_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
 
 def _entropy_spike(rows: Sequence[dict]) -> tuple[str, int] | None:
     now = rows[-1].get("entropy")
-    before = [r["entropy"] for r in rows[-1 - ENTROPY_HISTORY : -1]
-              if isinstance(r.get("entropy"), (int, float)) and math.isfinite(r["entropy"])]
-    if not isinstance(now, (int, float)) or not math.isfinite(now) or len(before) < 3:
+    before = [r["entropy"] for r in rows[-1 - ENTROPY_HISTORY : -1] if _finite(r.get("entropy"))]
+    if not _finite(now) or len(before) < 3:
         return None
     median = statistics.median(before)
     if now > ENTROPY_RATIO * median and now - median > ENTROPY_MIN_JUMP:
@@ -107,20 +110,31 @@ _RULES = {"reward_fell": _reward_fell, "entropy_spike": _entropy_spike, "non_fin
           "valid_actions_fell": _valid_actions_fell}
 
 
-def fired_at(rows: Sequence[dict]) -> list[Finding]:
-    """The checks that start firing at the last row: true there and not at the row before (one finding an episode)."""
-    out = []
+def _start_firing(rows: Sequence[dict], was: dict[str, bool]) -> tuple[list[Finding], dict[str, bool]]:
+    """Findings for the checks true at the last row that were not at the row before (`was`: one finding an
+    episode), and which checks are true at the last row."""
+    findings, now = [], {}
     for name, rule in _RULES.items():
-        now = rule(rows)
-        if now and not (len(rows) > 1 and rule(rows[:-1])):
-            detail, good = now
-            out.append(Finding(name, rows[-1]["step"], good, detail))
-    return out
+        hit = rule(rows)
+        now[name] = hit is not None
+        if hit and not was[name]:
+            findings.append(Finding(name, rows[-1]["step"], hit[1], hit[0]))
+    return findings, now
+
+
+def fired_at(rows: Sequence[dict]) -> list[Finding]:
+    """The checks that start firing at the last row (what train() asks after each step)."""
+    return _start_firing(rows, {name: len(rows) > 1 and rule(rows[:-1]) is not None
+                                for name, rule in _RULES.items()})[0]
 
 
 def find_collapse(rows: Sequence[dict]) -> list[Finding]:
-    """Every finding over a run's metrics rows, in step order."""
-    return [f for i in range(1, len(rows) + 1) for f in fired_at(rows[:i])]
+    """Every finding over a run's metrics rows, in step order; each rule runs once on each prefix."""
+    out, was = [], {name: False for name in _RULES}
+    for i in range(1, len(rows) + 1):
+        found, was = _start_firing(rows[:i], was)
+        out += found
+    return out
 
 
 def last_good_checkpoint(run: str | Path, finding: Finding) -> str:
