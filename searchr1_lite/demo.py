@@ -2,6 +2,7 @@
 
     world (seeded) -> BM25 index -> Direct / RAG / Search (untrained) on held-out test questions
     -> masked GRPO with LoRA on SmolLM2-135M -> the trained policy on the same test questions
+    [-> phase 2 of a curriculum from that policy: the two-hop worked example, more two-hop questions (--long)]
     [-> the same training with inserted tokens trained on (--no-mask ablation)]
     [-> the same training with PPO and a value head instead of GRPO (--algorithm ppo), same steps and budget]
     -> runs/demo/: report.md (tables), dynamics.png, samples.html, metrics and per-question results
@@ -48,6 +49,9 @@ class DemoSettings:
     ppo: bool = False  # also train with PPO (--algorithm ppo): the same world, steps and time budget as GRPO
     # the whole demo's wall-clock budget; training takes what is left (None: all steps)
     budget_minutes: float | None = 30.0
+    # a curriculum's phase 2 (--long): settings on top of the recipe, trained from phase 1's adapter, taking the
+    # budget phase 1 left; `two_hop_share` is the world's (its training questions), the other keys a config's
+    two_hop_phase: dict[str, Any] | None = None
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -55,12 +59,22 @@ class DemoSettings:
                    train={"max_steps": 3, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 32,
                           "max_turns": 2, "eval_size": 4}, budget_minutes=None)
 
+    @classmethod
+    def long(cls) -> DemoSettings:
+        """Phase 1 is the demo; phase 2 tries to teach the second search (docs/multi-hop/): the two-hop worked
+        example, half the questions two-hop, temperature 1.0, a third of the learning rate, two searches at most. On 2
+        cores it learned the second search and then unlearned it (docs/demo-cpu-long/)."""
+        return cls(budget_minutes=120.0, two_hop_phase={"template": "world-two-hop-example", "temperature": 1.0,
+                                                        "learning_rate": 1e-4, "max_turns": 2, "two_hop_share": 0.5,
+                                                        "max_steps": 40})
+
 
 RECIPE = "world-cpu"  # the demo's training recipe: searchr1_lite/configs/world-cpu.yaml, its one source
 
 
-RUNS = {"train": "search-r1-lite", "train-no-mask": "search-r1-lite-no-mask", "train-ppo": "search-r1-lite-ppo"}
-ADDED_RUNS = ("ablation", "ppo")  # settings that add a run beside the others and change none of them
+RUNS = {"train": "search-r1-lite", "train-two-hop": "search-r1-lite-two-hop", "train-no-mask": "search-r1-lite-no-mask",
+        "train-ppo": "search-r1-lite-ppo"}
+ADDED_RUNS = ("ablation", "ppo", "two_hop_phase")  # settings that add a run beside the others and change none of them
 
 
 def train_config(settings: DemoSettings, out: Path, mask: bool = True, algorithm: str = "grpo") -> TrainConfig:
@@ -70,10 +84,25 @@ def train_config(settings: DemoSettings, out: Path, mask: bool = True, algorithm
                         "algorithm": algorithm, "output_dir": str(out / folder)}, "demo settings")
 
 
-def training_budget(budget_minutes: float, timings: dict[str, float], evals: Path) -> float:
-    """Seconds of the budget left for training: the whole budget less what the world and the baselines took, the
-    final evaluation (as long as the untrained search policy's, which writes longer answers) and a margin."""
-    spent = sum(v for k, v in timings.items() if k in ("world", "baselines"))
+def two_hop_config(settings: DemoSettings, out: Path) -> TrainConfig:
+    """Phase 2 of the curriculum: the recipe with `settings.two_hop_phase` on top, from phase 1's final adapter."""
+    phase = dict(settings.two_hop_phase or {})
+    share = phase.pop("two_hop_share", None)
+    world = settings.world if share is None else f"{settings.world}{',' if ':' in settings.world else ':'}" \
+                                                 f"two_hop_share={share}"
+    return train_config(settings, out).updated({**phase, "questions": world, "adapter": str(out / "train" / "adapter"),
+                                                "output_dir": str(out / "train-two-hop")}, "demo settings")
+
+
+PHASE_1_STAGES = ("world", "baselines", "train-search-r1-lite", "evaluate-search-r1-lite")
+
+
+def training_budget(budget_minutes: float, timings: dict[str, float], evals: Path,
+                    before: tuple[str, ...] = ("world", "baselines")) -> float:
+    """Seconds of the budget left for training: the whole budget less what the stages `before` it took (phase 2's:
+    PHASE_1_STAGES), the final evaluation (as long as the untrained search policy's, which writes longer answers) and
+    a margin. A run's own steps are not among them: train() sums those over resumes itself."""
+    spent = sum(v for k, v in timings.items() if k in before)
     final_eval = json.loads((evals / "search-untrained.json").read_text())["seconds"]
     return max(0.0, 60 * budget_minutes - spent - 1.2 * final_eval - 30)
 
@@ -159,13 +188,14 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     evals = out / "eval"
     evals.mkdir(exist_ok=True)
 
-    def evaluate_into(name: str, model, tokenizer, method: str) -> None:
+    def evaluate_into(name: str, model, tokenizer, method: str, rollout: RolloutConfig | None = None) -> None:
         path = evals / f"{name}.json"
         if path.exists():
             log(f"{name}: done before ({path})")
             return
         t = time.perf_counter()
-        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, rcfg, rcfg.topk,
+        config = rcfg if rollout is None else dataclasses.replace(rollout, temperature=0.0)
+        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, config, config.topk,
                                           style="world-examples", progress=progress)
         rows = _results(trajectories, tests)
         _write_json(path, {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
@@ -192,6 +222,8 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
         log(f"time budget {settings.budget_minutes:g} min: {cfg.optim.time_budget_s:.0f} s left for training "
             f"(at most {cfg.optim.max_steps} steps)")
     runs = [(cfg, "search-r1-lite")]
+    if settings.two_hop_phase is not None:  # from phase 1's adapter, in the time phase 1 left
+        runs.append((two_hop_config(settings, out), "search-r1-lite-two-hop"))
     if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
         runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
     if settings.ppo:  # the same steps and time budget as GRPO's: which learns more per step, and per minute
@@ -201,8 +233,11 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     for run_cfg, name in runs:
         if not run_cfg.mask_inserted:
             run_cfg.optim.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
-        kind = "PPO, masked" if run_cfg.algorithm == "ppo" else "masked"
-        t0 = stage(f"train ({kind if run_cfg.mask_inserted else 'no mask: inserted tokens trained on'})")
+        if name == "search-r1-lite-two-hop" and settings.budget_minutes is not None:
+            run_cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals, PHASE_1_STAGES)
+        kind = {"search-r1-lite-ppo": "PPO, masked", "search-r1-lite-no-mask": "no mask: inserted tokens trained on",
+                "search-r1-lite-two-hop": "curriculum phase 2: two-hop, from phase 1's adapter"}.get(name, "masked")
+        t0 = stage(f"train ({kind})")
         run = Path(run_cfg.output_dir)
         if not (run / "adapter").exists():
             run_cfg.progress = progress
@@ -218,7 +253,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
                                            lora_layers=run_cfg.policy.lora_layers,
                                            device="cpu" if not torch.cuda.is_available() else None)
             model.eval()
-            evaluate_into(name, model, tokenizer, "search")
+            evaluate_into(name, model, tokenizer, "search", run_cfg.rollout)  # with the run's own prompt
             del model
         else:
             log(f"done before ({evals / f'{name}.json'})")
@@ -237,7 +272,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
 
 
 def _runs_differ(saved: dict, now: dict) -> bool:
-    """Would these settings change a run the folder holds? Adding the ablation or PPO run changes none."""
+    """Would these settings change a run the folder holds? Adding the ablation, PPO or phase 2 changes none."""
     return {k: v for k, v in saved.items() if k not in ADDED_RUNS} != {k: v for k, v in now.items()
                                                                           if k not in ADDED_RUNS}
 

@@ -125,6 +125,9 @@ def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "nothing to resume in" in err and "Traceback" not in err and not (tmp_path / "none").exists()
     assert main(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "idx"), "--force"]) == 0  # asked for
+    with pytest.raises(SystemExit) as usage:  # argparse's own usage error, before any work
+        main(["demo", "--quick", "--long"])
+    assert usage.value.code == 2 and "argument --long: not allowed with argument --quick" in capsys.readouterr().err
 
 
 def test_data_mistakes_are_named_where_they_are_made(tmp_path, capsys):

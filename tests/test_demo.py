@@ -27,6 +27,21 @@ def test_the_demo_trains_the_recipe_file(tmp_path):
     assert quick.optim.group_size == 4 and quick.rollout.max_new_tokens == 32 and quick.policy == recipe.policy
 
 
+def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
+    """`--long`: phase 2 is the recipe with the curriculum's settings on top, from phase 1's adapter; phase 1 is
+    the demo's own training, untouched."""
+    from searchr1_lite.demo import train_config, two_hop_config
+
+    settings = DemoSettings.long()
+    assert train_config(settings, tmp_path) == train_config(DemoSettings(), tmp_path)
+    phase2 = two_hop_config(settings, tmp_path)
+    assert (phase2.rollout.template, phase2.rollout.temperature, phase2.optim.learning_rate,
+            phase2.rollout.max_turns) == ("world-two-hop-example", 1.0, 1e-4, 2)
+    assert phase2.data.questions == "world:seed=0,people=240,two_hop_share=0.5"
+    assert phase2.data.corpus == settings.world and phase2.policy.adapter == str(tmp_path / "train" / "adapter")
+    assert phase2.output_dir == str(tmp_path / "train-two-hop") and settings.budget_minutes == 120
+
+
 def test_test_set_is_balanced_seeded_and_held_out():
     world = load_world("world:people=60")
     a, b = held_out_set(world, 5), held_out_set(world, 5)
@@ -59,14 +74,18 @@ def quick_run(quick_demo):
 def _budget_settings() -> DemoSettings:
     settings = DemoSettings.quick()
     settings.ablation, settings.ppo, settings.budget_minutes = True, True, 0.5
+    # phase 2 writes 4 tokens at most: its evaluation shows whether it used phase 2's settings or phase 1's (16)
+    settings.two_hop_phase = {"template": "world-two-hop-example", "max_turns": 0, "max_new_tokens": 4,
+                              "two_hop_share": 0.75}
     settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
     return settings
 
 
 @pytest.fixture(scope="module")
 def budget_run(quick_demo, tmp_path_factory):
-    """The quick run's baselines, then a budget that leaves no time to train, with the ablation (`--no-mask`) and PPO
-    (`--algorithm ppo`): one step of each run, then the stop is recorded, evaluated and reported."""
+    """The quick run's baselines, then a budget that leaves no time to train, with the ablation (`--no-mask`), PPO
+    (`--algorithm ppo`) and a curriculum's phase 2 (`--long`): one step of each run, then the stop is recorded,
+    evaluated and reported."""
     import shutil
 
     out = tmp_path_factory.mktemp("demo") / "budget"
@@ -82,8 +101,8 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
                     "## Training dynamics", "## Deviations from the paper"):
         assert heading in report
     table = parse_table(report)
-    assert set(table) == set(METHOD_LABELS.values()) - {METHOD_LABELS["search-r1-lite-no-mask"],
-                                                        METHOD_LABELS["search-r1-lite-ppo"]}  # neither ran
+    assert set(table) == set(METHOD_LABELS.values()) - {METHOD_LABELS[k] for k in (
+        "search-r1-lite-no-mask", "search-r1-lite-ppo", "search-r1-lite-two-hop")}  # none of them ran
     assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
     metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
@@ -135,6 +154,26 @@ def test_ppo_trains_beside_grpo_and_the_report_compares_them_from_the_runs(budge
     assert len(summary["faster"]) == 3 and summary["faster"][2] in report
 
 
+def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_prompt(budget_run):
+    """`--long`: phase 2 trains from phase 1's final adapter on the world with more two-hop questions, is evaluated
+    with its own prompt and turns, and is the trained policy the report's claims judge."""
+    from searchr1_lite.train import load_run_config
+
+    phase2 = load_run_config(budget_run / "train-two-hop")
+    assert phase2.policy.adapter == str(budget_run / "train" / "adapter")
+    assert phase2.rollout.template == "world-two-hop-example" and phase2.rollout.max_turns == 0
+    assert phase2.data.questions == "world:seed=0,people=60,two_hop_share=0.75"
+    rows = {n: json.loads((budget_run / "eval" / f"{n}.json").read_text())["rows"]
+            for n in ("search-r1-lite", "search-r1-lite-two-hop")}
+    assert all(r["response_length"] <= 4 and r["searches"] == 0 for r in rows["search-r1-lite-two-hop"])
+    assert any(r["response_length"] > 4 for r in rows["search-r1-lite"])  # phase 1's settings would write more
+    summary = json.loads((budget_run / "summary.json").read_text())
+    claim = next(g for g in summary["goals"] if g["goal"].startswith("two-hop questions draw"))
+    two_hop = summarize(rows["search-r1-lite-two-hop"])
+    assert claim["figures"] == f"{two_hop['searches_two-hop']:.2f} vs {two_hop['searches_single-hop']:.2f}"
+    assert "a curriculum (`--long`" in (budget_run / "report.md").read_text()
+
+
 def test_which_learned_faster_is_judged_per_step_and_per_minute():
     """PPO's reward rises more a step but its steps take twice as long: faster per step, slower per minute."""
     import pandas as pd
@@ -155,6 +194,32 @@ def test_which_learned_faster_is_judged_per_step_and_per_minute():
     assert ("steps trained", "10", "6") in rows and ("training minutes", "10.0", "12.0") in rows
     _, flat = algorithms({}, {"search-r1-lite": run([0.5] * 4, 60.0), "search-r1-lite-ppo": run([0.4, 0.3], 60.0)})
     assert all(s.startswith(("Per step, neither", "Per wall-clock minute, neither")) for s in flat[:2])
+
+
+def test_a_curriculums_claims_judge_phase_2_and_its_searches_from_phase_1s_start():
+    """`--long`: the EM claims are phase 2's; searches per two-hop question are compared from phase 1's first steps
+    to phase 2's last, and phase 2's own trend is shown beside them (its prompt alone makes the model search twice)."""
+    import pandas as pd
+
+    from searchr1_lite.report import goals
+
+    def em(single, two):
+        return {"em_single-hop": single, "em_two-hop": two, "em_all": (single + two) / 2,
+                "searches_single-hop": 1.0, "searches_two-hop": 1.9}
+
+    summary = {"rag": em(0.3, 0.0), "search-r1-lite": em(0.97, 0.0), "search-r1-lite-two-hop": em(0.5, 0.6)}
+    frames = {"search-r1-lite": pd.DataFrame({"searches_2hop": [1.0] * 10}),
+              "search-r1-lite-two-hop": pd.DataFrame({"searches_2hop": [2.0] * 5 + [1.8] * 5})}
+    said = {goal: (met, figures) for goal, met, figures in goals(summary, frames, [])}
+    assert said["trained two-hop EM >= 0.25 and >= 2x RAG's, single-hop EM >= 0.9"] == (
+        False, "two-hop 0.60 vs RAG 0.00; single-hop 0.50")
+    rise = next(v for k, v in said.items() if k.startswith("searches per two-hop question rise"))
+    assert rise == (True, "1.00 -> 1.80; phase 2 alone (its prompt shows two searches) 2.00 -> 1.80")
+    assert said["two-hop questions draw >= 1.5 searches, more than single-hop (trained, test)"] == (True,
+                                                                                                   "1.90 vs 1.00")
+    frames["search-r1-lite"] = pd.DataFrame({"searches_1hop": [1.0]})  # phase 1 sampled no two-hop question
+    rise = next(g for g in goals(summary, frames, []) if g[0].startswith("searches per two-hop question rise"))
+    assert rise[1:] == (False, "nan -> 1.80; phase 2 alone (its prompt shows two searches) 2.00 -> 1.80")
 
 
 def test_report_numbers_are_the_runs_own(quick_run):
@@ -221,19 +286,21 @@ def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
 
 
 def test_training_budget_is_what_the_other_stages_leave(tmp_path):
-    from searchr1_lite.demo import training_budget
+    from searchr1_lite.demo import PHASE_1_STAGES, training_budget
 
     (tmp_path / "search-untrained.json").write_text(json.dumps({"rows": [], "seconds": 50.0}))
     timings = {"world": 1.0, "baselines": 100.0, "train-search-r1-lite": 999.0}
     assert training_budget(30, timings, tmp_path) == 30 * 60 - 101 - 1.2 * 50 - 30
     assert training_budget(1, timings, tmp_path) == 0.0
+    timings |= {"evaluate-search-r1-lite": 20.0, "train-search-r1-lite-two-hop": 500.0}  # phase 2's own: not counted
+    assert training_budget(120, timings, tmp_path, PHASE_1_STAGES) == 120 * 60 - 1120 - 1.2 * 50 - 30
 
 
 def test_a_demo_over_budget_trains_fewer_steps_and_says_so(budget_run):
     """A budget that leaves no time to train: one step, then the stop is recorded, evaluated and reported; the
     ablation trains as many steps as the masked run did."""
     out = budget_run
-    for run in ("train", "train-no-mask"):
+    for run in ("train", "train-no-mask", "train-two-hop"):
         rows = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
         assert len(rows) == 1 and (out / run / "adapter").exists()
     assert json.loads((out / "train" / "metrics.jsonl").read_text())["stopped"].startswith("time budget")
