@@ -34,6 +34,7 @@ from typing import Any
 
 from .data import QAExample
 from .train import TrainConfig
+from .world import parse_world_spec, world_spec
 
 STAGES = ("world", "baselines", "train", "train-no-mask", "evaluate", "report")
 
@@ -88,8 +89,8 @@ def two_hop_config(settings: DemoSettings, out: Path) -> TrainConfig:
     """Phase 2 of the curriculum: the recipe with `settings.two_hop_phase` on top, from phase 1's final adapter."""
     phase = dict(settings.two_hop_phase or {})
     share = phase.pop("two_hop_share", None)
-    world = settings.world if share is None else f"{settings.world}{',' if ':' in settings.world else ':'}" \
-                                                 f"two_hop_share={share}"
+    world = settings.world if share is None else world_spec(**{**parse_world_spec(settings.world),
+                                                                "two_hop_share": share})
     return train_config(settings, out).updated({**phase, "questions": world, "adapter": str(out / "train" / "adapter"),
                                                 "output_dir": str(out / "train-two-hop")}, "demo settings")
 

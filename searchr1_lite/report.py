@@ -58,9 +58,9 @@ def goals(summary: dict[str, dict[str, float]], frames: dict,
                     f"{trained['em_all']:.2f} vs {rag['em_all']:.2f}"))
     if direct:
         out.append(("Direct EM about 0 (<= 0.05)", direct["em_all"] <= 0.05, f"{direct['em_all']:.2f}"))
-    masked, start = frames.get(final), frames.get("search-r1-lite")
-    if masked is not None and "searches_2hop" in masked and masked["searches_2hop"].count() >= 2:
-        first, last = _trend(masked, "searches_2hop")
+    run, start = frames.get(final), frames.get("search-r1-lite")
+    if run is not None and "searches_2hop" in run and run["searches_2hop"].count() >= 2:
+        first, last = _trend(run, "searches_2hop")
         if final == "search-r1-lite":
             out.append(("searches per two-hop question rise during training (sampled; first 5 steps vs last 5)",
                         last > first, f"{first:.2f} -> {last:.2f}"))
@@ -75,7 +75,7 @@ def goals(summary: dict[str, dict[str, float]], frames: dict,
         s1, s2 = trained.get("searches_single-hop", 0.0), trained.get("searches_two-hop", 0.0)
         out.append(("two-hop questions draw >= 1.5 searches, more than single-hop (trained, test)",
                     s2 >= 1.5 and s2 > s1, f"{s2:.2f} vs {s1:.2f}"))
-    if collapse is not None and masked is not None:
+    if collapse is not None and run is not None:
         out.append((f"no collapse: none of the {len(CHECKS)} collapse checks fired (trained runs)", not collapse,
                     "none fired" if not collapse else "; ".join(f"{f.check} at step {f.step}" for f in collapse)))
     return out

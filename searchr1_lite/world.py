@@ -189,5 +189,10 @@ def parse_world_spec(spec: str) -> dict[str, float | int]:
     return out
 
 
+def world_spec(**params: float | int) -> str:
+    """make_world keyword arguments -> a spec: the inverse of parse_world_spec."""
+    return "world" + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
 def load_world(spec: str = "world") -> World:
     return make_world(**parse_world_spec(spec))

@@ -6,7 +6,7 @@ import pytest
 
 from searchr1_lite.retrieval import LocalRetriever
 from searchr1_lite.reward import contains_answer, normalize_answer
-from searchr1_lite.world import load_world, make_world, parse_world_spec
+from searchr1_lite.world import load_world, make_world, parse_world_spec, world_spec
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,9 @@ def test_world_spec():
     assert parse_world_spec("world") == {}
     assert (parse_world_spec("world:seed=2, people=50,two_hop_share=0.7")
             == {"seed": 2, "people": 50, "two_hop_share": 0.7})
+    assert world_spec() == "world" and world_spec(seed=2, two_hop_share=0.7) == "world:seed=2,two_hop_share=0.7"
+    for spec in ("world", "world:seed=2,people=50,two_hop_share=0.7"):
+        assert world_spec(**parse_world_spec(spec)) == spec  # the inverse
     assert len(load_world("world:people=30").corpus) > 30
     for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"),
                       ("world:people=many", "must be int")]:
