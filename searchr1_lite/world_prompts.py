@@ -50,23 +50,45 @@ _WORLD_SINGLE_HOP = [_worked_example(q, [(f"I need to find {s}.", s, d)], th, a)
 WORLD_EXAMPLES = "".join(_WORLD_SINGLE_HOP)
 SEARCH_R1_WITH_WORLD_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_EXAMPLES)
 
+_ANNA = _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
+                   ("The Red Door", "The Red Door is a novel written by Ole Berg."),
+                   ("Aarhus", "Aarhus is a city in Denmark.")])
+_KALMAR = _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
+                     ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")])
+
 # An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
 # the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
 # (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
 WORLD_TWO_HOP_EXAMPLE = _worked_example(
     "In which country was Anna Lind born?",
-    [("I need to find Anna Lind.", "Anna Lind",
-      _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."),
-                 ("The Red Door", "The Red Door is a novel written by Ole Berg."),
-                 ("Aarhus", "Aarhus is a city in Denmark.")])),
-     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar",
-      _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
-                 ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")]))],
+    [("I need to find Anna Lind.", "Anna Lind", _ANNA),
+     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)],
     "Kalmar is a city in Sweden.", "Sweden")
 SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
 
+# Issue 18, an experiment: one example of each single-hop kind and the two-hop one, whose thoughts name the kind of
+# answer the question asks for ("The answer is a country.") and of each name found ("Kalmar, a city"). Whether to
+# search again can then be read from words the policy wrote just before, not from a question far above. Its turns are
+# longer: give it max_new_tokens 56 (a two-hop author question's second thought is ~48 tokens). Measured in
+# docs/multi-hop/ (section 5).
+WORLD_TYPED_EXAMPLES = (
+    _worked_example("Where was Anna Lind born?",
+                    [("The answer is a city. I need to find Anna Lind.", "Anna Lind", _ANNA)],
+                    "The answer is a city. Anna Lind was born in Kalmar, a city.", "Kalmar")
+    + _worked_example("Who wrote The Red Door?",
+                      [("The answer is a person. I need to find The Red Door.", "The Red Door",
+                        WORLD_EXAMPLE_FACTS[1][2])],
+                      "The answer is a person. The Red Door was written by Ole Berg, a person.", "Ole Berg")
+    + _worked_example("In which country was Anna Lind born?",
+                      [("The answer is a country. I need to find Anna Lind.", "Anna Lind", _ANNA),
+                       ("The answer is a country. Anna Lind was born in Kalmar, a city. I need to find Kalmar.",
+                        "Kalmar", _KALMAR)],
+                      "The answer is a country. Kalmar is a city in Sweden, a country.", "Sweden"))
+SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_TYPED_EXAMPLES)
+
 WORLD_TEMPLATES = {"world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES,
-                   "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES}
+                   "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES,
+                   "world-typed-examples": SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES}
 
 # The same two single-hop examples for Direct and RAG, in their methods' own formats.
 _DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"
