@@ -69,8 +69,8 @@ SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_
 # Issue 18, an experiment: one example of each single-hop kind and the two-hop one, whose thoughts name the kind of
 # answer the question asks for ("The answer is a country.") and of each name found ("Kalmar, a city"). Whether to
 # search again can then be read from words the policy wrote just before, not from a question far above. Its turns are
-# longer: give it max_new_tokens 56 (a two-hop author question's second thought is ~48 tokens). Measured in
-# docs/multi-hop/ (section 5).
+# longer: give it max_new_tokens 56 (a two-hop author question's second thought is ~48 tokens). After the demo's
+# phase 1 it did not help: two-hop EM stayed near 0 (docs/multi-hop/, section 5).
 WORLD_TYPED_EXAMPLES = (
     _worked_example("Where was Anna Lind born?",
                     [("The answer is a city. I need to find Anna Lind.", "Anna Lind", _ANNA)],
