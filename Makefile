@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/searchr1-lite demo
 
 test: $(STAMP)
-	$(RUN_ENV) $(BIN)/python -m pytest tests -q
+	$(RUN_ENV) $(BIN)/python -m pytest tests -q --durations=20
 
 # the tests that load no offline language model and encode no corpus (`slow`), without the notebooks: a few minutes
 test-fast: $(STAMP)

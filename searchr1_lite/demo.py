@@ -124,7 +124,8 @@ def _results(trajectories: dict, datasets: dict[str, list[QAExample]]) -> list[d
     rows = []
     for name, examples in datasets.items():
         for t, e in zip(trajectories[name], examples):
-            rows.append({"kind": name, "id": e.id, "question": e.question, "gold": e.answers, "answer": t.answer,
+            rows.append({"kind": name, "question_type": e.meta.get("kind"), "id": e.id, "question": e.question,
+                         "gold": e.answers, "answer": t.answer,
                          "em": trajectory_reward(t.answer, e.answers), "searches": t.searches,
                          "queries": t.queries, "response_length": t.response_length,
                          "well_formed": t.well_formed})

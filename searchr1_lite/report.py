@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .collapse import CHECKS, find_collapse, warning
+from .world import QUESTION_TEMPLATES
 
 METHOD_LABELS = {"direct": "Direct (no retrieval)", "rag": "RAG (retrieve once with the question)",
                  "search-untrained": "Search, untrained (same prompt as below)",
@@ -33,6 +34,34 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
             out[f"searches_{name}"] = sum(r["searches"] for r in group) / len(group)
             out[f"n_{name}"] = len(group)
     return out
+
+
+def by_question_type(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """EM, searches per question and count for each of the world's question types (`world.QUESTION_TEMPLATES`'s
+    keys), in that order: which questions a policy gets right, not only how many hops they take."""
+    out = {}
+    for kind in QUESTION_TEMPLATES:
+        group = [r for r in rows if r.get("question_type") == kind]
+        if group:
+            out[kind] = {"em": sum(r["em"] for r in group) / len(group),
+                         "searches": sum(r["searches"] for r in group) / len(group), "n": len(group)}
+    return out
+
+
+def _types_table(types: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    kinds = [k for k in QUESTION_TEMPLATES if any(k in t for t in types.values())]
+    if not kinds:  # rows written before question types were recorded
+        return []
+    n = {k: next(t[k]["n"] for t in types.values() if k in t) for k in kinds}
+    heads = [f"{QUESTION_TEMPLATES[k][0].format(person='P', work='W')} (n={n[k]})" for k in kinds]
+    lines = ["## By question type", "",
+             "EM, and searches per question in brackets; each type is named by the first of its wordings. The "
+             "single-hop types come first; each two-hop type is a single-hop one and one more search.", "",
+             "| method | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(kinds)]
+    for name, t in types.items():
+        cells = [f"{t[k]['em']:.2f} ({t[k]['searches']:.2f})" if k in t else "" for k in kinds]
+        lines.append(f"| {METHOD_LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _trend(frame, metric: str, k: int = 5) -> tuple[float, float]:
@@ -200,11 +229,12 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     from .plots import load_metrics, plot_dynamics
 
     out = Path(out)
-    summary = {}
+    summary, types = {}, {}
     for name in METHOD_LABELS:
         path = out / "eval" / f"{name}.json"
         if path.exists():
-            summary[name] = summarize(json.loads(path.read_text())["rows"])
+            rows = json.loads(path.read_text())["rows"]
+            summary[name], types[name] = summarize(rows), by_question_type(rows)
     from .demo import RUNS
 
     frames = {RUNS[r.name]: load_metrics(r) for r in runs}
@@ -238,7 +268,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
                                                   "ablation": [list(r) for r in compared],
                                                   "ppo_vs_grpo": [list(r) for r in versus], "faster": which,
-                                                  "collapse": collapse_rows}, indent=1))
+                                                  "collapse": collapse_rows, "by_question_type": types}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
@@ -252,6 +282,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         f"Test set: {n.get('n_single-hop', 0)} single-hop + {n.get('n_two-hop', 0)} two-hop held-out questions about "
         "people never seen in training; greedy decoding.", "",
         "## Exact match on held-out questions", "", _table(summary), "",
+        *_types_table(types),
         "## The paper's claims, in miniature", "",
         "| claim | result | figures |", "|---|---|---|",
         *[f"| {g} | {mark[m]} | {f} |" for g, m, f in checks], "",

@@ -232,6 +232,31 @@ def test_report_numbers_are_the_runs_own(quick_run):
     assert summary["methods"]["rag"] == pytest.approx(summarize(rows))
 
 
+def test_the_report_breaks_results_down_by_question_type(quick_run):
+    """Each row carries the world's type of its question, and the report's type table is those rows' EM and searches."""
+    from searchr1_lite.world import QUESTION_TEMPLATES
+
+    wording = {k: [re.escape(t).replace(r"\{person\}", ".+").replace(r"\{work\}", ".+") for t in ts]
+               for k, ts in QUESTION_TEMPLATES.items()}
+    report = (quick_run / "report.md").read_text()
+    section = report.split("## By question type")[1].split("## ")[0]
+    for name, label in METHOD_LABELS.items():
+        path = quick_run / "eval" / f"{name}.json"
+        if not path.exists():
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        assert all(any(re.fullmatch(w, r["question"]) for w in wording[r["question_type"]]) for r in rows)
+        hops = {"birthplace": 1, "author": 1, "birth_country": 2, "author_birthplace": 2}
+        assert all(hops[r["question_type"]] == {"single-hop": 1, "two-hop": 2}[r["kind"]] for r in rows)
+        line = next(x for x in section.splitlines() if x.startswith(f"| {label} |"))
+        cells = dict(zip([k for k in QUESTION_TEMPLATES if any(r["question_type"] == k for r in rows)],
+                         line.strip("| ").split(" | ")[1:]))
+        for kind, cell in cells.items():
+            mine = [r for r in rows if r["question_type"] == kind]
+            assert cell == (f"{sum(r['em'] for r in mine) / len(mine):.2f} "
+                            f"({sum(r['searches'] for r in mine) / len(mine):.2f})"), (label, kind)
+
+
 def test_report_follows_its_inputs(quick_run, tmp_path):
     """Change one question's result: the table changes with it (no number is a constant)."""
     import shutil
