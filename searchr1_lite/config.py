@@ -61,6 +61,9 @@ class OptimConfig:
     max_steps: int = 3
     prompts_per_step: int = 2  # questions a step, each sampled group_size times
     group_size: int = 5
+    # world questions only (an issue-18 experiment): a step's questions come in pairs that differ only in whether
+    # to search again, a two-hop question and its single-hop one about the same person (world.contrast_pairs)
+    paired_questions: bool = False
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     warmup_steps: int = 0

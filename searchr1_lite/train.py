@@ -59,6 +59,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
     if not train_qs:
         raise ValueError(f"no training questions in {cfg.data.questions!r}")
+    pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
@@ -77,7 +78,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     with StopSignals() as stop:
         while step < opt.max_steps and not stop.requested:
             start = time.perf_counter()
-            picks = [train_qs[i] for i in pick_questions(len(train_qs), cursor, opt.prompts_per_step, cfg.seed)]
+            picks = [train_qs[i] for i in step_questions(pairs or len(train_qs), cursor, opt.prompts_per_step,
+                                                         cfg.seed)]
             row = train_step(model, tokenizer, optimizer, retriever, picks, cfg, gcfg, step, reward_fn, critic)
             row["lr"] = scheduler.get_last_lr()[0]
             scheduler.step()
@@ -309,6 +311,27 @@ def pick_questions(n: int, cursor: int, count: int, seed: int) -> list[int]:
         random.Random(seed + epoch).shuffle(order)
         picks.append(order[position])
     return picks
+
+
+def step_questions(questions: int | list[tuple[int, int]], cursor: int, count: int, seed: int) -> list[int]:
+    """A step's question indices: `pick_questions` over n questions, or over pairs (`paired_questions`), `count // 2`
+    of them, each pair's two side by side. `cursor` counts questions either way."""
+    if isinstance(questions, int):
+        return pick_questions(questions, cursor, count, seed)
+    return [i for p in pick_questions(len(questions), cursor // 2, count // 2, seed) for i in questions[p]]
+
+
+def _question_pairs(train_qs, cfg: TrainConfig) -> list[tuple[int, int]]:
+    from .world import contrast_pairs
+
+    if cfg.optim.prompts_per_step % 2:
+        raise ValueError(f"paired_questions: prompts_per_step must be even (pairs of questions), not "
+                         f"{cfg.optim.prompts_per_step}")
+    pairs = contrast_pairs(train_qs)
+    if not pairs:
+        raise ValueError(f"paired_questions: {cfg.data.questions!r} has no two-hop question whose single-hop one is "
+                         "there too; it needs the synthetic world's questions (questions: world)")
+    return pairs
 
 
 # ---------------------------------------------------------------- evaluation and after training

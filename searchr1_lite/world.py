@@ -48,6 +48,9 @@ QUESTION_TEMPLATES = {
     "author_birthplace": ["Where was the author of {work} born?", "In which city was the writer of {work} born?"],
 }
 
+# the single-hop kind each two-hop kind extends by one search: the pairs of `contrast_pairs`
+EXTENDS = {"birth_country": "birthplace", "author_birthplace": "author"}
+
 
 @dataclass
 class World:
@@ -66,6 +69,15 @@ class World:
         return {"passages": len(self.corpus), **{f"{s}_questions": len(q) for s, q in self.splits.items()},
                 "two_hop_share": round(sum(q.meta["hops"] == 2 for s in self.splits.values() for q in s)
                                        / max(1, sum(len(s) for s in self.splits.values())), 3)}
+
+
+def contrast_pairs(questions: list[QAExample]) -> list[tuple[int, int]]:
+    """(two-hop, single-hop) index pairs of `questions` about the same person where the two-hop question is the
+    single-hop one and one more search: "In which country was X born?" with "Where was X born?". The two share their
+    first search and its passages, so only the question tells whether to search again (`paired_questions`)."""
+    where = {(q.meta.get("kind"), q.meta.get("person")): i for i, q in enumerate(questions)}
+    return [(i, where[key]) for i, q in enumerate(questions) if q.meta.get("kind") in EXTENDS
+            and (key := (EXTENDS[q.meta["kind"]], q.meta.get("person"))) in where]
 
 
 def _namer(rng: random.Random, used: set[str]):

@@ -295,6 +295,34 @@ def test_every_question_is_served_once_per_epoch():
     assert served[:n] == pick_questions(n, 0, n, seed=5)  # the same draw, however the steps are cut
 
 
+def test_paired_questions_serve_each_pair_side_by_side_once_an_epoch():
+    from searchr1_lite.train import step_questions
+
+    pairs = [(0, 5), (1, 6), (2, 7)]
+    served = [step_questions(pairs, s * 4, 4, seed=2) for s in range(6)]  # 2 pairs a step, epochs of 3 pairs
+    flat = [tuple(step[i : i + 2]) for step in served for i in (0, 2)]
+    assert all(p in pairs for p in flat)
+    assert sorted(flat[:3]) == sorted(flat[3:6]) == pairs
+
+
+def test_a_paired_run_trains_each_two_hop_question_beside_its_single_hop_one(tmp_path):
+    seen = []
+
+    def record(trajectory, example):  # what each step trained on, group after group
+        seen.append((example.meta["hops"], example.meta["person"]))
+        return even_share(trajectory, example)
+
+    cfg = _cfg(tmp_path, "paired", questions="world:seed=0,people=60", corpus="world:seed=0,people=60",
+               paired_questions="true", max_steps=2, group_size=2)
+    train(cfg, reward_fn=record)
+    steps = [seen[i : i + 4] for i in range(0, 8, 4)]  # 2 steps of 2 questions x 2 samples
+    assert len(seen) == 8 and all([h for h, _ in s] == [2, 2, 1, 1] and len({p for _, p in s}) == 1 for s in steps)
+    with pytest.raises(ValueError, match="prompts_per_step must be even"):
+        train(_cfg(tmp_path, "odd", questions="world", corpus="world", paired_questions="true", prompts_per_step=3))
+    with pytest.raises(ValueError, match="no two-hop question whose single-hop one"):
+        train(_cfg(tmp_path, "fanout", questions="fanoutqa", paired_questions="true"))
+
+
 def test_checkpoints_keep_the_cuda_generators(monkeypatch, tmp_path):
     """LoRA dropout on a GPU draws from CUDA's generators: a resumed GPU run restores them too. The CUDA device is
     the one thing outside this machine, so its four functions are stood in for."""

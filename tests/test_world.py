@@ -6,7 +6,7 @@ import pytest
 
 from searchr1_lite.retrieval import LocalRetriever
 from searchr1_lite.reward import contains_answer, normalize_answer
-from searchr1_lite.world import load_world, make_world, parse_world_spec, world_spec
+from searchr1_lite.world import contrast_pairs, load_world, make_world, parse_world_spec, world_spec
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,20 @@ def hops_needed(world, question: str, answers: list[str]) -> int | None:
             if t != p.title and contains_answer(by_title[t].text, answers):
                 return 2
     return None
+
+
+def test_contrast_pairs_are_a_single_hop_question_and_its_next_hop(world):
+    """Each pair: a two-hop question and the single-hop one about the same person whose answer is its bridge (the
+    birthplace whose country it asks; the author whose birthplace it asks). Each question is in one pair at most."""
+    questions = world.splits["train"]
+    pairs = contrast_pairs(questions)
+    next_hop = {"birth_country": world.facts["country"], "author_birthplace": world.facts["birthplace"]}
+    for two, one in pairs:
+        a, b = questions[two], questions[one]
+        assert (a.meta["hops"], b.meta["hops"], a.meta["person"]) == (2, 1, b.meta["person"])
+        assert next_hop[a.meta["kind"]][b.answers[0]] == a.answers[0], (a, b)
+    assert len({t for t, _ in pairs}) == len({o for _, o in pairs}) == len(pairs)
+    assert len(pairs) >= 0.9 * sum(q.meta["hops"] == 2 for q in questions)  # splits are by person: few lack theirs
 
 
 def test_same_seed_same_world_other_seed_other_world():
