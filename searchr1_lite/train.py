@@ -368,12 +368,14 @@ def _evaluate_and_keep_samples(model, tokenizer, eval_qs, retriever, cfg: TrainC
 
 
 def _by_hops(ts, examples, ems) -> dict[str, float]:
-    """Searches and EM per number of hops, for questions that say theirs (the synthetic world's)."""
+    """Searches and EM per number of hops (`em_2hop`) and per question type (`em_birth_country`), for questions that
+    say theirs (the synthetic world's: `world.QUESTION_TEMPLATES`)."""
     out = {}
-    for hops in sorted({e.meta.get("hops") for e in examples} - {None}):
-        rows = [(t, em) for t, e, em in zip(ts, examples, ems) if e.meta.get("hops") == hops]
-        out[f"searches_{hops}hop"] = sum(t.searches for t, _ in rows) / len(rows)
-        out[f"em_{hops}hop"] = sum(em for _, em in rows) / len(rows)
+    for key, name in (("hops", "{}hop"), ("kind", "{}")):
+        for value in sorted({e.meta.get(key) for e in examples} - {None}):
+            rows = [(t, em) for t, e, em in zip(ts, examples, ems) if e.meta.get(key) == value]
+            out[f"searches_{name.format(value)}"] = sum(t.searches for t, _ in rows) / len(rows)
+            out[f"em_{name.format(value)}"] = sum(em for _, em in rows) / len(rows)
     return out
 
 

@@ -109,6 +109,11 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert [m["step"] for m in metrics] == list(range(1, DemoSettings.quick().train["max_steps"] + 1))
     assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
+    types = {1: ("birthplace", "author"), 2: ("birth_country", "author_birthplace")}
+    for m, hops in ((m, h) for m in metrics for h in types if f"em_{h}hop" in m):  # each hop count: a mean of its types
+        for metric in ("em", "searches"):
+            of_types = [m[f"{metric}_{k}"] for k in types[hops] if f"{metric}_{k}" in m]
+            assert of_types and min(of_types) - 1e-9 <= m[f"{metric}_{hops}hop"] <= max(of_types) + 1e-9, m
     for claim in ("searches per two-hop question rise during training", "no collapse: none of the 4 collapse checks"):
         assert re.search(rf"\| {claim}.*\| (met|\*\*not met\*\*) \|", report), claim
     assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
