@@ -10,6 +10,9 @@ metrics.jsonl.
     entropy_spike       the policy's token entropy is over twice the median of the 10 steps before (and 0.1 above it)
     non_finite          a loss, gradient norm, reward or entropy is NaN or infinite, or the update was skipped
     valid_actions_fell  the share of valid actions (mean of 3 steps) is 0.2 below its best
+    hop_em_fell         the sampled EM on the questions of one hop count (mean of 5 steps) has fallen to half its
+                        best, and by at least 0.2: the reward over all questions can rise while two-hop EM falls to 0
+                        (docs/multi-hop/, sections 4, 7, 8), and reward_fell misses it
 
 Which checkpoint is good: row s of metrics.jsonl is sampled from the weights after s-1 updates, saved as
 checkpoint-(s-1). A sign seen in row s therefore indicts checkpoint-(s-1); the last good weights are those that wrote
@@ -19,6 +22,7 @@ the last healthy row (for reward_fell, the end of the best 5 steps).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,10 @@ CHECKS = {
                      f"(and {ENTROPY_MIN_JUMP} above it)",
     "non_finite": "a loss, gradient norm, reward or entropy was NaN or infinite, or the update was skipped",
     "valid_actions_fell": f"the share of valid actions (mean of {VALID_WINDOW} steps) fell {VALID_DROP} below its best",
+    "hop_em_fell": f"the sampled EM on questions of one hop count (mean of {REWARD_WINDOW} steps that had them) fell "
+                   f"to half its best, and by at least {REWARD_DROP}",
 }
+HOP_EM = re.compile(r"em_(\d+)hop")  # train.py's per-hop-count keys: em_1hop, em_2hop
 
 
 @dataclass(frozen=True)
@@ -63,15 +70,35 @@ def _means(rows: Sequence[dict], key: str, window: int) -> list[tuple[int, float
             for i in range(window - 1, len(values))]
 
 
-def _reward_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
-    means = _means(rows, "reward_mean", REWARD_WINDOW)
+def _fell_to_half(rows: Sequence[dict], key: str) -> tuple[float, int, float] | None:
+    """(best, its step, now) when the 5-step mean of `key`, at the last row, has fallen to half its best and by at
+    least REWARD_DROP."""
+    means = _means(rows, key, REWARD_WINDOW)
     if len(means) < 2 or means[-1][0] != rows[-1]["step"]:
         return None
     peak_step, peak = max(reversed(means), key=lambda m: m[1])  # the latest of equal peaks
     now = means[-1][1]
-    if peak - now >= REWARD_DROP and now <= peak / 2:
+    return (peak, peak_step, now) if peak - now >= REWARD_DROP and now <= peak / 2 else None
+
+
+def _reward_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
+    if fell := _fell_to_half(rows, "reward_mean"):
+        peak, peak_step, now = fell
         return f"reward (mean of {REWARD_WINDOW} steps) {peak:.2f} by step {peak_step}, now {now:.2f}", peak_step
     return None
+
+
+def _hop_em_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
+    """Each hop count whose EM fell, in one finding; the last good step is before the earliest of their peaks. A
+    step whose questions had none of a hop count has no such key: each is read from the rows that have it."""
+    keys = {key: hops.group(1) for row in rows for key in row if (hops := HOP_EM.fullmatch(key))}
+    falls = [(hops, fell) for key, hops in sorted(keys.items())
+             if (fell := _fell_to_half([r for r in rows if key in r], key))]
+    if not falls:
+        return None
+    return ("; ".join(f"{hops}-hop EM (mean of {REWARD_WINDOW} steps with {hops}-hop questions) {peak:.2f} by step "
+                      f"{peak_step}, now {now:.2f}" for hops, (peak, peak_step, now) in falls),
+            min(peak_step for _, (_, peak_step, _) in falls))
 
 
 def _entropy_spike(rows: Sequence[dict]) -> tuple[str, int] | None:
@@ -107,7 +134,7 @@ def _valid_actions_fell(rows: Sequence[dict]) -> tuple[str, int] | None:
 
 
 _RULES = {"reward_fell": _reward_fell, "entropy_spike": _entropy_spike, "non_finite": _non_finite,
-          "valid_actions_fell": _valid_actions_fell}
+          "valid_actions_fell": _valid_actions_fell, "hop_em_fell": _hop_em_fell}
 
 
 def _start_firing(rows: Sequence[dict], was: dict[str, bool]) -> tuple[list[Finding], dict[str, bool]]:

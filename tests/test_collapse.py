@@ -39,7 +39,47 @@ def test_a_real_run_whose_reward_fell_back_fires_naming_its_best_steps():
     reward rose within 3 steps, then the policy unlearned its second search and the reward fell back."""
     rows = [json.loads(x) for x in (ROOT / "docs/multi-hop/phase2-lr3e-4.metrics.jsonl").read_text().splitlines()]
     found = find_collapse(rows)
-    assert [(f.check, f.step, f.good_step) for f in found] == [("reward_fell", 9, 6)]  # 5-step mean 0.46 -> 0.20
+    assert [(f.check, f.step, f.good_step) for f in found] == [("reward_fell", 9, 6),  # 5-step mean 0.46 -> 0.20
+                                                                ("hop_em_fell", 9, 6)]  # two-hop: 0.28 -> 0.01
+
+
+def test_two_hop_em_that_falls_while_the_reward_rises_fires_once_naming_its_best_steps():
+    """The trade docs/multi-hop/ shows: the reward over all questions rises as single-hop EM does, while two-hop EM
+    rises and falls back. Steps without two-hop questions (no em_2hop key) neither fire nor end the episode."""
+    em_2hop = [0.2] * 3 + [0.6] * 5 + [0.0] * 6  # 5-step means over the steps that had two-hop questions
+    rows = _rows(reward_mean=[0.3 + 0.04 * i for i in range(16)])[:14]
+    for row, em in zip(rows, em_2hop):
+        row.update(em_2hop=em, em_1hop=row["reward_mean"])
+    rows.insert(10, {**rows[10], "step": None})  # a step with single-hop questions only, after the fall began
+    del rows[10]["em_2hop"]
+    for step, row in enumerate(rows, 1):
+        row["step"] = step
+    found = find_collapse(rows)
+    # means: 0.44 at step 7, 0.6 at step 8; fell to <= 0.3 and by >= 0.2 at the third 0.0 (step 12: row 11 had none)
+    assert [(f.check, f.step, f.good_step) for f in found] == [("hop_em_fell", 12, 8)], found
+    assert found[0].detail.startswith("2-hop EM") and "0.60 by step 8" in found[0].detail
+    rows_kept_half = [{**r, "em_2hop": 0.35} if r.get("em_2hop") == 0.0 else r for r in rows]
+    assert find_collapse(rows_kept_half) == []  # 0.6 -> 0.35: kept more than half its best
+
+
+def test_two_hop_counts_that_fall_together_make_one_finding_before_both_peaks():
+    rows = _rows(em_1hop=[0.9] * 6 + [0.8] + [0.0] * 5,  # 5-step means: best 0.9 at step 6, 0.34 at step 10
+                 em_2hop=[0.0] * 2 + [1.0] * 5 + [0.0] * 5)  # best 1.0 at step 7, 0.4 at step 10
+    found = find_collapse(rows)
+    assert [(f.check, f.step, f.good_step) for f in found] == [("hop_em_fell", 10, 6)], found
+    assert "1-hop EM" in found[0].detail and "2-hop EM" in found[0].detail
+
+
+@pytest.mark.parametrize("metrics, step, good_step", [
+    ("docs/multi-hop/paired.metrics.jsonl", 13, 8),  # held-out two-hop EM: checkpoint-8 0.531, checkpoint-16 0.000
+    ("docs/demo-cpu-long/phase2.metrics.jsonl", 22, 17)])  # checkpoint-16 0.625, -22 0.594, -26 0.219, -30 0.000
+def test_real_runs_that_unlearned_the_second_search_fire_hop_em_fell(metrics, step, good_step):
+    """Runs whose two-hop EM fell to 0 while the reward held or rose (docs/multi-hop/ sections 4 and 7): the reward
+    check did not fire on them; the two-hop check does, naming steps before the held-out two-hop EM fell."""
+    rows = [json.loads(x) for x in (ROOT / metrics).read_text().splitlines()]
+    found = find_collapse(rows)
+    assert "reward_fell" not in {f.check for f in found}
+    assert [(f.step, f.good_step) for f in found if f.check == "hop_em_fell"] == [(step, good_step)]
 
 
 def test_an_entropy_spike_fires_and_a_small_entropy_doubling_does_not():

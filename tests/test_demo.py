@@ -114,7 +114,9 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
         for metric in ("em", "searches"):
             of_types = [m[f"{metric}_{k}"] for k in types[hops] if f"{metric}_{k}" in m]
             assert of_types and min(of_types) - 1e-9 <= m[f"{metric}_{hops}hop"] <= max(of_types) + 1e-9, m
-    for claim in ("searches per two-hop question rise during training", "no collapse: none of the 4 collapse checks"):
+    from searchr1_lite.collapse import CHECKS
+    for claim in ("searches per two-hop question rise during training",
+                  f"no collapse: none of the {len(CHECKS)} collapse checks"):
         assert re.search(rf"\| {claim}.*\| (met|\*\*not met\*\*) \|", report), claim
     assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
     assert "## PPO against GRPO" not in report and not (quick_run / "train-ppo").exists()
