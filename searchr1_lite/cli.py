@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a first look: small world, 3 steps; about 5 min on 2 cores (8 with --no-mask)")
     size.add_argument("--long", action="store_true",
                       help="the demo, then a curriculum's phase 2 for two-hop questions: the second search is learned "
-                           "and then unlearned on 2 cores (docs/demo-cpu-long/); budget 2 h, resumable")
+                           "and then unlearned on 2 cores (docs/demo-cpu-long/), so phase 2 keeps its best "
+                           "evaluation; budget 2 h, resumable")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
     s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",

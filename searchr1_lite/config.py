@@ -95,6 +95,9 @@ class TrainConfig:
     format_bonus: float = 0.0  # reward.py: a wrong answer in a well-formed trajectory earns this
     save_every: int = 1
     eval_every: int = 0  # 0 = only at the end
+    # the final `adapter` is that of the evaluation (eval_every) with the best held-out EM, the earliest of equal ones,
+    # not the last step's: early stopping, for runs that learn and then unlearn (docs/multi-hop/); best.json names it
+    keep_best: bool = False
     eval_size: int = 8  # held-out questions evaluated (greedy)
     samples_per_eval: int = 2  # trajectories kept in samples.jsonl per evaluation
     progress: bool = True

@@ -197,6 +197,17 @@ def _phase_settings(phase: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (phase or {}).items() if k != "max_steps")
 
 
+def _kept(run: Path) -> str:
+    """What `keep_best` kept (the run's best.json), as the end of a sentence; empty without it."""
+    if not (run / "best.json").exists():
+        return ""
+    kept, rows = json.loads((run / "best.json").read_text()), (run / "metrics.jsonl").read_text().splitlines()
+    evals = sum("eval_em" in json.loads(r) for r in rows)
+    return (f"; its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best held-out EM on the world's "
+            f"dev questions, {kept['eval_em']:.3f}, of {evals} evaluations; the last step, {kept['last_step']}, "
+            f"scored {kept['last_eval_em']:.3f})")
+
+
 def _table(summary: dict[str, dict[str, float]]) -> str:
     head = ("| method | EM single-hop | EM two-hop | EM all | searches/q single-hop | searches/q two-hop |\n"
             "|---|---:|---:|---:|---:|---:|")
@@ -318,8 +329,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
            f"{opt.group_size} samples a question, as GRPO's (authors: 1)."] if versus else []),
         *([f"- a curriculum (`--long`; the paper trains one phase): phase 2 goes on from phase 1's adapter with "
-           f"{_phase_settings(settings.two_hop_phase)}, for {len(frames['search-r1-lite-two-hop'])} steps."]
-          if "search-r1-lite-two-hop" in frames else []),
+           f"{_phase_settings(settings.two_hop_phase)}, for {len(frames['search-r1-lite-two-hop'])} steps"
+           f"{_kept(out / 'train-two-hop')}."] if "search-r1-lite-two-hop" in frames else []),
     ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

@@ -34,8 +34,8 @@ from .config import DataConfig, TrainConfig
 from .ppo import make_critic
 from .runtime import StopSignals, Tracker, over_budget, peak_memory_mb, rollout_fitting_memory, step_fitting_memory
 
-__all__ = ["TrainConfig", "evaluate_policy", "make_retriever", "merge_adapter", "pick_questions", "split_questions",
-           "train", "train_step"]
+__all__ = ["TrainConfig", "best_evaluation", "evaluate_policy", "make_retriever", "merge_adapter", "pick_questions",
+           "split_questions", "train", "train_step"]
 log = logging.getLogger(__name__)
 
 PPO_METRICS = ["value_loss", "value_clip_fraction", "critic_grad_norm", "value_mean", "explained_variance"]
@@ -60,6 +60,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not train_qs:
         raise ValueError(f"no training questions in {cfg.data.questions!r}")
     pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
+    if cfg.keep_best and not cfg.eval_every:
+        raise ValueError("keep_best: true needs eval_every > 0 (with eval_every: 0 the only evaluation is the last "
+                         "step's); set eval_every, e.g. --set eval_every=4")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
@@ -105,14 +108,38 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             tracker.log(row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", searches=f"{row['searches_mean']:.1f}")
-            if step % cfg.save_every == 0 or last or stop.requested:
+            if step % cfg.save_every == 0 or last or stop.requested or (cfg.keep_best and "eval_em" in row):
                 save_checkpoint(run, step, model, optimizer, scheduler, cursor, cfg.to_dict(), critic)
             if last:
                 break
     bar.close()
     if step == opt.max_steps or budget_stop:
-        model.save_pretrained(run / "adapter")
+        _save_final_adapter(run, model, history, cfg.keep_best)
     return run
+
+
+def best_evaluation(rows: list[dict]) -> dict | None:
+    """The metrics row of the best held-out EM, the earliest of equal ones (the steps after it did not help); None
+    when no row was evaluated."""
+    evaluated = [r for r in rows if isinstance(r.get("eval_em"), (int, float))]
+    return max(evaluated, key=lambda r: (r["eval_em"], -r["step"])) if evaluated else None
+
+
+def _save_final_adapter(run: Path, model, history: list[dict], keep_best: bool) -> None:
+    """The run's `adapter`: the last step's weights, or with keep_best those of its best evaluation, saved as that
+    step's checkpoint (train() saves a checkpoint at each evaluation); best.json says which."""
+    best = best_evaluation(history) if keep_best else None
+    if best is None or best["step"] == history[-1]["step"]:
+        model.save_pretrained(run / "adapter")
+    else:
+        shutil.rmtree(run / "adapter", ignore_errors=True)
+        shutil.copytree(run / f"checkpoint-{best['step']}" / "adapter", run / "adapter")
+    if best is not None:
+        kept = {"step": best["step"], "eval_em": best["eval_em"], "last_step": history[-1]["step"],
+                "last_eval_em": history[-1].get("eval_em")}
+        (run / "best.json").write_text(json.dumps(kept, indent=1) + "\n")
+        log.info("keep_best: the adapter is step %d's (held-out EM %.3f); the last step, %d, scored %s", kept["step"],
+                 kept["eval_em"], kept["last_step"], kept["last_eval_em"])
 
 
 def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, gcfg, step: int,

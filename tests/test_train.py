@@ -447,3 +447,30 @@ def test_step_metrics_per_hop_count_and_per_question_type():
     assert got == pytest.approx({"em_1hop": 2 / 3, "searches_1hop": 4 / 3, "em_2hop": 0.0, "searches_2hop": 2.0,
                                  "em_birthplace": 0.5, "searches_birthplace": 1.5, "em_author": 1.0,
                                  "searches_author": 1.0, "em_birth_country": 0.0, "searches_birth_country": 2.0})
+
+
+def test_the_best_evaluation_is_the_best_held_out_em_and_the_earliest_of_equals():
+    from searchr1_lite.train import best_evaluation
+
+    rows = [{"step": 1}, {"step": 2, "eval_em": 0.25}, {"step": 3}, {"step": 4, "eval_em": 0.5},
+            {"step": 5, "eval_em": 0.5}, {"step": 6, "eval_em": 0.125}]
+    assert best_evaluation(rows)["step"] == 4
+    assert best_evaluation(rows[:3])["step"] == 2 and best_evaluation(rows[:1]) is None
+
+
+def test_keep_best_makes_the_final_adapter_that_of_the_best_evaluation(tmp_path):
+    """A random-weight model's held-out EM is 0 at every evaluation, so the best is the first, step 1 (the earliest
+    of equals), while the reward moved the weights after it: the final adapter is checkpoint-1's, not step 3's."""
+    run = train(_cfg(tmp_path, "best", max_steps=3, eval_every=1, keep_best=True, save_every=10),
+                reward_fn=even_share)
+    assert [r["eval_em"] for r in _rows(run)] == [0.0, 0.0, 0.0]
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    final = load_file(run / "adapter" / "adapter_model.safetensors")
+    first = load_file(run / "checkpoint-1" / "adapter" / "adapter_model.safetensors")
+    last = load_file(run / "checkpoint-3" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(first[k], v) for k, v in final.items())
+    assert not all(torch.equal(last[k], v) for k, v in final.items())
+    assert json.loads((run / "best.json").read_text()) == {"step": 1, "eval_em": 0.0, "last_step": 3,
+                                                           "last_eval_em": 0.0}
+    with pytest.raises(ValueError, match="keep_best: true needs eval_every > 0"):
+        train(_cfg(tmp_path, "no-evals", keep_best=True))
