@@ -196,7 +196,7 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         **{k: m[k] for k in PPO_METRICS if k in m},
         "micro_batch_size": gcfg.micro_batch_size, "rollout_seconds": rollout_s, "update_seconds": update_s,
         "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
-        "peak_memory_mb": peak_memory_mb(), **_by_hops(ts, examples, ems),
+        "peak_memory_mb": peak_memory_mb(), **_by_question(ts, examples, ems),
     }
 
 
@@ -394,7 +394,7 @@ def _evaluate_and_keep_samples(model, tokenizer, eval_qs, retriever, cfg: TrainC
     return stats
 
 
-def _by_hops(ts, examples, ems) -> dict[str, float]:
+def _by_question(ts, examples, ems) -> dict[str, float]:
     """Searches and EM per number of hops (`em_2hop`) and per question type (`em_birth_country`), for questions that
     say theirs (the synthetic world's: `world.QUESTION_TEMPLATES`)."""
     out = {}

@@ -438,12 +438,12 @@ def test_step_metrics_per_hop_count_and_per_question_type():
     from types import SimpleNamespace
 
     from searchr1_lite.data import QAExample
-    from searchr1_lite.train import _by_hops
+    from searchr1_lite.train import _by_question
 
     kinds = [(1, "birthplace"), (1, "birthplace"), (1, "author"), (2, "birth_country")]
     examples = [QAExample("", "q", ["a"], {"hops": h, "kind": k}) for h, k in kinds]
     trajectories = [SimpleNamespace(searches=s) for s in (1, 2, 1, 2)]
-    got = _by_hops(trajectories, examples, [1.0, 0.0, 1.0, 0.0])
+    got = _by_question(trajectories, examples, [1.0, 0.0, 1.0, 0.0])
     assert got == pytest.approx({"em_1hop": 2 / 3, "searches_1hop": 4 / 3, "em_2hop": 0.0, "searches_2hop": 2.0,
                                  "em_birthplace": 0.5, "searches_birthplace": 1.5, "em_author": 1.0,
                                  "searches_author": 1.0, "em_birth_country": 0.0, "searches_birth_country": 2.0})
