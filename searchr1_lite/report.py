@@ -20,6 +20,7 @@ METHOD_LABELS = {"direct": "Direct (no retrieval)", "rag": "RAG (retrieve once w
                  "search-r1-lite-no-mask": "Search-R1-lite, no mask (ablation)",
                  "search-r1-lite-ppo": "Search-R1-lite, PPO (trained, masked)"}
 CRITICS = {"shared": "a value head on the policy's trunk", "separate": "a LoRA model of its own with a value head"}
+SEARCHES_CLAIM = "two-hop questions draw >= 1.5 searches, single-hop about 1 (<= 1.2) (trained, test)"
 DEMO_METRICS = ["reward_mean", "em", "em_1hop", "em_2hop", "response_length_mean", "searches_mean", "searches_1hop",
                 "searches_2hop", "valid_action_rate", "grad_norm"]
 
@@ -102,8 +103,7 @@ def goals(summary: dict[str, dict[str, float]], frames: dict,
                         f"{first:.2f} -> {last:.2f}"))
     if trained:
         s1, s2 = trained.get("searches_single-hop", 0.0), trained.get("searches_two-hop", 0.0)
-        out.append(("two-hop questions draw >= 1.5 searches, more than single-hop (trained, test)",
-                    s2 >= 1.5 and s2 > s1, f"{s2:.2f} vs {s1:.2f}"))
+        out.append((SEARCHES_CLAIM, s2 >= 1.5 and s1 <= 1.2, f"{s2:.2f} vs {s1:.2f}"))  # 1.78 vs 1.72 is no "about 1"
     if collapse is not None and run is not None:
         out.append((f"no collapse: none of the {len(CHECKS)} collapse checks fired (trained runs)", not collapse,
                     "none fired" if not collapse else "; ".join(f"{f.check} at step {f.step}" for f in collapse)))
@@ -324,6 +324,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
+        *([f"- loss aggregation `{config.grpo.loss_agg}` (the authors' veRL: `token-mean`, one mean over all "
+           "generated tokens)."] if config.grpo.loss_agg != "token-mean" else []),
         *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "
            "model), its head starting at 0; its value loss covers generated tokens only; no entropy bonus; KL "
            f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
