@@ -365,7 +365,8 @@ def _question_pairs(train_qs, cfg: TrainConfig) -> list[tuple[int, int]]:
 
 
 def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, seed: int) -> tuple[dict, list]:
-    """EM, searches and response length on held-out questions (greedy), and a few trajectories as samples."""
+    """EM, searches and response length on held-out questions (greedy), also per hop count and question type where
+    the questions say theirs (`eval_em_2hop`), and a few trajectories as samples."""
     from .reward import trajectory_reward
     from .rollout import rollout
 
@@ -378,7 +379,8 @@ def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, see
     turns = [turn for t in ts for turn in t.turns]
     stats = {"eval_em": sum(ems) / len(ems), "eval_searches": sum(t.searches for t in ts) / len(ts),
              "eval_valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
-             "eval_response_length": sum(t.response_length for t in ts) / len(ts)}
+             "eval_response_length": sum(t.response_length for t in ts) / len(ts),
+             **{f"eval_{k}": v for k, v in _by_question(ts, examples, ems).items()}}  # the trade between hop counts
     samples = [{"question": t.question, "answer": t.answer, "gold": e.answers, "em": em,
                 "text": tokenizer.decode(t.ids[t.prompt_len :]), "ids": t.ids, "gen_mask": t.gen_mask,
                 "prompt_len": t.prompt_len}

@@ -110,6 +110,9 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     assert [m["step"] for m in metrics] == list(range(1, DemoSettings.quick().train["max_steps"] + 1))
     assert all("em_1hop" in m or "em_2hop" in m for m in metrics)  # a step's questions may all be of one kind
     assert any("searches_2hop" in m for m in metrics) and any("searches_1hop" in m for m in metrics)
+    evaluated = {k.removeprefix("eval_em_") for k in metrics[-1] if re.fullmatch(r"eval_em_\dhop", k)}
+    assert evaluated and min(metrics[-1][f"eval_em_{h}"] for h in evaluated) - 1e-9 <= metrics[-1]["eval_em"] <= max(
+        metrics[-1][f"eval_em_{h}"] for h in evaluated) + 1e-9  # the dev questions' EM, per hop count too
     types = {1: ("birthplace", "author"), 2: ("birth_country", "author_birthplace")}
     for m, hops in ((m, h) for m in metrics for h in types if f"em_{h}hop" in m):  # each hop count: a mean of its types
         for metric in ("em", "searches"):
