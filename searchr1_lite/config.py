@@ -98,6 +98,9 @@ class TrainConfig:
     # the final `adapter` is that of the evaluation (eval_every) with the best held-out EM, the earliest of equal ones,
     # not the last step's: early stopping, for runs that learn and then unlearn (docs/multi-hop/); best.json names it
     keep_best: bool = False
+    # what "best" means: `eval_em`, over all held-out questions, or `worst_hop`, the lowest EM of any hop count
+    # (eval_em_1hop, eval_em_2hop), so that a checkpoint that trades one kind of question for the other does not win
+    keep_best_by: Literal["eval_em", "worst_hop"] = "eval_em"
     eval_size: int = 8  # held-out questions evaluated (greedy)
     samples_per_eval: int = 2  # trajectories kept in samples.jsonl per evaluation
     progress: bool = True

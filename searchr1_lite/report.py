@@ -203,9 +203,10 @@ def _kept(run: Path) -> str:
         return ""
     kept, rows = json.loads((run / "best.json").read_text()), (run / "metrics.jsonl").read_text().splitlines()
     evals = sum("eval_em" in json.loads(r) for r in rows)
-    return (f"; its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best held-out EM on the world's "
-            f"dev questions, {kept['eval_em']:.3f}, of {evals} evaluations; the last step, {kept['last_step']}, "
-            f"scored {kept['last_eval_em']:.3f})")
+    score = {"eval_em": "held-out EM", "worst_hop": "lower of single-hop and two-hop EM"}[kept["by"]]
+    return (f"; its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best {score} on the world's dev "
+            f"questions, {kept['score']:.3f}, of {evals} evaluations; the last step, {kept['last_step']}, scored "
+            f"{kept['last_score']:.3f})")
 
 
 def _table(summary: dict[str, dict[str, float]]) -> str:

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -114,32 +115,42 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 break
     bar.close()
     if step == opt.max_steps or budget_stop:
-        _save_final_adapter(run, model, history, cfg.keep_best)
+        _save_final_adapter(run, model, history, cfg)
     return run
 
 
-def best_evaluation(rows: list[dict]) -> dict | None:
-    """The metrics row of the best held-out EM, the earliest of equal ones (the steps after it did not help); None
-    when no row was evaluated."""
+def best_evaluation(rows: list[dict], by: str = "eval_em") -> dict | None:
+    """The evaluated metrics row with the best `evaluation_score`, the earliest of equal ones (the steps after it did
+    not help); None when no row was evaluated."""
     evaluated = [r for r in rows if isinstance(r.get("eval_em"), (int, float))]
-    return max(evaluated, key=lambda r: (r["eval_em"], -r["step"])) if evaluated else None
+    return max(evaluated, key=lambda r: (evaluation_score(r, by), -r["step"])) if evaluated else None
 
 
-def _save_final_adapter(run: Path, model, history: list[dict], keep_best: bool) -> None:
+def evaluation_score(row: dict, by: str = "eval_em") -> float:
+    """An evaluated row's score for keep_best: its EM, or with `worst_hop` the lowest EM of its hop counts (its EM
+    when its questions say no hop counts)."""
+    if by == "worst_hop":
+        return min([v for k, v in row.items() if re.fullmatch(r"eval_em_\dhop", k)], default=row["eval_em"])
+    return row["eval_em"]
+
+
+def _save_final_adapter(run: Path, model, history: list[dict], cfg: TrainConfig) -> None:
     """The run's `adapter`: the last step's weights, or with keep_best those of its best evaluation, saved as that
     step's checkpoint (train() saves a checkpoint at each evaluation); best.json says which."""
-    best = best_evaluation(history) if keep_best else None
+    best = best_evaluation(history, cfg.keep_best_by) if cfg.keep_best else None
     if best is None or best["step"] == history[-1]["step"]:
         model.save_pretrained(run / "adapter")
     else:
         shutil.rmtree(run / "adapter", ignore_errors=True)
         shutil.copytree(run / f"checkpoint-{best['step']}" / "adapter", run / "adapter")
     if best is not None:
-        kept = {"step": best["step"], "eval_em": best["eval_em"], "last_step": history[-1]["step"],
-                "last_eval_em": history[-1].get("eval_em")}
+        last = history[-1]
+        kept = {"step": best["step"], "by": cfg.keep_best_by, "score": evaluation_score(best, cfg.keep_best_by),
+                "last_step": last["step"], "last_score": evaluation_score(last, cfg.keep_best_by)
+                if "eval_em" in last else None}
         (run / "best.json").write_text(json.dumps(kept, indent=1) + "\n")
-        log.info("keep_best: the adapter is step %d's (held-out EM %.3f); the last step, %d, scored %s", kept["step"],
-                 kept["eval_em"], kept["last_step"], kept["last_eval_em"])
+        log.info("keep_best: the adapter is step %d's (%s %.3f); the last step, %d, scored %s", kept["step"],
+                 kept["by"], kept["score"], kept["last_step"], kept["last_score"])
 
 
 def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, gcfg, step: int,

@@ -40,7 +40,8 @@ def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
     assert phase2.data.questions == "world:seed=0,people=240,two_hop_share=0.5"
     assert phase2.data.corpus == settings.world and phase2.policy.adapter == str(tmp_path / "train" / "adapter")
     assert phase2.output_dir == str(tmp_path / "train-two-hop") and settings.budget_minutes == 120
-    assert (phase2.eval_every, phase2.eval_size, phase2.keep_best) == (5, 60, True)  # all 60 dev questions
+    # all 60 dev questions; the adapter kept is the one that trades neither hop count for the other
+    assert (phase2.eval_every, phase2.eval_size, phase2.keep_best, phase2.keep_best_by) == (5, 60, True, "worst_hop")
 
 
 def test_test_set_is_balanced_seeded_and_held_out():
@@ -77,7 +78,8 @@ def _budget_settings() -> DemoSettings:
     settings.ablation, settings.ppo, settings.budget_minutes = True, True, 0.5
     # phase 2 writes 4 tokens at most: its evaluation shows whether it used phase 2's settings or phase 1's (16)
     settings.two_hop_phase = {"template": "world-two-hop-example", "max_turns": 0, "max_new_tokens": 4,
-                              "two_hop_share": 0.75, "eval_every": 1, "keep_best": True}
+                              "two_hop_share": 0.75, "eval_every": 1, "keep_best": True,
+                              "keep_best_by": "worst_hop"}
     settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
     return settings
 
@@ -186,7 +188,8 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     two_hop = summarize(rows["search-r1-lite-two-hop"])
     assert claim["figures"] == f"{two_hop['searches_two-hop']:.2f} vs {two_hop['searches_single-hop']:.2f}"
     kept = json.loads((budget_run / "train-two-hop" / "best.json").read_text())  # keep_best: the report says which
-    assert f"its adapter, tested above, is step {kept['step']}'s" in (budget_run / "report.md").read_text()
+    assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
+            f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
     assert "a curriculum (`--long`" in (budget_run / "report.md").read_text()
 
 

@@ -456,6 +456,20 @@ def test_the_best_evaluation_is_the_best_held_out_em_and_the_earliest_of_equals(
             {"step": 5, "eval_em": 0.5}, {"step": 6, "eval_em": 0.125}]
     assert best_evaluation(rows)["step"] == 4
     assert best_evaluation(rows[:3])["step"] == 2 and best_evaluation(rows[:1]) is None
+    assert best_evaluation(rows, by="worst_hop")["step"] == 4  # no hop counts: the same as EM
+
+
+def test_worst_hop_keeps_the_checkpoint_that_does_not_trade_one_hop_count_for_the_other():
+    """docs/multi-hop: a policy that answers every single-hop question and no two-hop one has the higher EM over
+    all questions (0.5) than one at 0.45 on both; `worst_hop` keeps the second."""
+    from searchr1_lite.train import best_evaluation, evaluation_score
+
+    rows = [{"step": 5, "eval_em": 0.5, "eval_em_1hop": 1.0, "eval_em_2hop": 0.0},
+            {"step": 10, "eval_em": 0.45, "eval_em_1hop": 0.45, "eval_em_2hop": 0.45, "eval_em_birthplace": 0.1},
+            {"step": 15, "eval_em": 0.45, "eval_em_1hop": 0.9, "eval_em_2hop": 0.0}]
+    assert best_evaluation(rows)["step"] == 5
+    assert best_evaluation(rows, by="worst_hop")["step"] == 10  # a question type's EM (0.1) is not a hop count's
+    assert [evaluation_score(r, "worst_hop") for r in rows] == [0.0, 0.45, 0.0]
 
 
 def test_keep_best_makes_the_final_adapter_that_of_the_best_evaluation(tmp_path):
@@ -470,7 +484,7 @@ def test_keep_best_makes_the_final_adapter_that_of_the_best_evaluation(tmp_path)
     last = load_file(run / "checkpoint-3" / "adapter" / "adapter_model.safetensors")
     assert all(torch.equal(first[k], v) for k, v in final.items())
     assert not all(torch.equal(last[k], v) for k, v in final.items())
-    assert json.loads((run / "best.json").read_text()) == {"step": 1, "eval_em": 0.0, "last_step": 3,
-                                                           "last_eval_em": 0.0}
+    assert json.loads((run / "best.json").read_text()) == {"step": 1, "by": "eval_em", "score": 0.0, "last_step": 3,
+                                                           "last_score": 0.0}
     with pytest.raises(ValueError, match="keep_best: true needs eval_every > 0"):
         train(_cfg(tmp_path, "no-evals", keep_best=True))
