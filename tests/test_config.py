@@ -27,7 +27,7 @@ def _keys_with_choices() -> list[tuple[str, list]]:
 def test_the_keys_with_choices_are_the_ones_expected():
     found = {k for k, _ in _keys_with_choices()}
     assert found == {"policy.quantization", "grpo.loss_agg", "grpo.adv_scale", "ppo.critic", "optim.schedule",
-                     "report_to", "algorithm"}
+                     "report_to", "algorithm", "keep_best_by"}
 
 
 @pytest.mark.parametrize("key, choices", _keys_with_choices())
