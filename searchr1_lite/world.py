@@ -48,6 +48,11 @@ QUESTION_TEMPLATES = {
     "author_birthplace": ["Where was the author of {work} born?", "In which city was the writer of {work} born?"],
 }
 
+# `minimal_pairs`: a birthplace question and its country question worded one word apart, so that the word that names
+# the kind of answer is the only difference between "answer after one search" and "search again"
+MINIMAL_PAIR_WORDING = {"birthplace": "In which city was {person} born?",
+                        "birth_country": "In which country was {person} born?"}
+
 # the single-hop kind each two-hop kind extends by one search: the pairs of `contrast_pairs`
 EXTENDS = {"birth_country": "birthplace", "author_birthplace": "author"}
 
@@ -92,9 +97,11 @@ def _namer(rng: random.Random, used: set[str]):
 
 
 def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: int = 8, book_share: float = 0.5,
-               two_hop_share: float = 0.5, split: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> World:
+               two_hop_share: float = 0.5, split: tuple[float, float, float] = (0.7, 0.1, 0.2),
+               minimal_pairs: int = 0) -> World:
     """Generate a world. `people` sets the size; `two_hop_share` the share of two-hop questions (0-1), kept by
-    dropping questions of the over-represented kind; `split` the train/dev/test shares of people."""
+    dropping questions of the over-represented kind; `split` the train/dev/test shares of people; `minimal_pairs` 1
+    words every birthplace and birth-country question as in MINIMAL_PAIR_WORDING (the same questions otherwise)."""
     if not (0 <= two_hop_share <= 1 and 0 <= book_share <= 1):
         raise ValueError("two_hop_share and book_share must be between 0 and 1")
     if people < 3 or cities < 2 or countries < 1 or cities < countries:
@@ -138,7 +145,8 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     about: dict[str, list[QAExample]] = {p: [] for p in person_names}
 
     def ask(kind: str, about_whom: str, answer: str, hops: int, **slots: str) -> None:
-        q = rng.choice(QUESTION_TEMPLATES[kind]).format(**slots)
+        template = rng.choice(QUESTION_TEMPLATES[kind])  # drawn either way: the rest of the world stays the same
+        q = (MINIMAL_PAIR_WORDING.get(kind, template) if minimal_pairs else template).format(**slots)
         about[about_whom].append(QAExample("", q, [answer], {"hops": hops, "kind": kind, "person": about_whom}))
 
     for p in person_names:
@@ -184,11 +192,12 @@ def _balance(rows: list[QAExample], share: float, rng: random.Random) -> list[QA
 
 
 def parse_world_spec(spec: str) -> dict[str, float | int]:
-    """`world` or `world:seed=1,people=400,two_hop_share=0.6` -> make_world keyword arguments."""
+    """`world` or `world:seed=1,people=400,two_hop_share=0.6,minimal_pairs=1` -> make_world keyword arguments."""
     name, _, rest = spec.partition(":")
     if name != "world":
         raise ValueError(f"{spec!r} is not a world spec (world or world:key=value,...)")
-    allowed = {"seed": int, "people": int, "cities": int, "countries": int, "book_share": float, "two_hop_share": float}
+    allowed = {"seed": int, "people": int, "cities": int, "countries": int, "book_share": float, "two_hop_share": float,
+               "minimal_pairs": int}
     out: dict[str, float | int] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")

@@ -82,6 +82,24 @@ def test_two_hop_share(share):
     assert abs(got - share) < 0.03
 
 
+def test_minimal_pairs_change_only_the_wording_of_the_birthplace_pair():
+    """The same world, questions, answers and splits; a birthplace question and its country question about the same
+    person differ in one word, city / country, and no other kind of question changes."""
+    plain, minimal = make_world(seed=3, people=120), load_world("world:seed=3,people=120,minimal_pairs=1")
+    assert plain.corpus.checksum == minimal.corpus.checksum
+    for split, rows in plain.splits.items():
+        other = minimal.splits[split]
+        assert [(q.id, q.answers, q.meta) for q in rows] == [(q.id, q.answers, q.meta) for q in other]
+        for a, b in zip(rows, other):
+            reworded = {"birthplace": "In which city was", "birth_country": "In which country was"}.get(a.meta["kind"])
+            assert b.question.startswith(reworded) if reworded else a.question == b.question, (a, b)
+        assert sum(a.question != b.question for a, b in zip(rows, other)) >= len(rows) / 4  # most of a pair's wordings
+        pairs = contrast_pairs(other)
+        pairs = [(other[t].question.split(), other[o].question.split()) for t, o in pairs
+                 if other[t].meta["kind"] == "birth_country"]
+        assert pairs and all([x for x, y in zip(t, o) if x != y] == ["country"] and len(t) == len(o) for t, o in pairs)
+
+
 def test_one_retrieval_finds_single_hop_answers_not_two_hop(world):
     """What the demo rests on: RAG's one retrieval with the question answers single-hop questions, rarely two-hop."""
     retriever = LocalRetriever.build(world.corpus, "bm25")
@@ -98,7 +116,7 @@ def test_world_spec():
     assert (parse_world_spec("world:seed=2, people=50,two_hop_share=0.7")
             == {"seed": 2, "people": 50, "two_hop_share": 0.7})
     assert world_spec() == "world" and world_spec(seed=2, two_hop_share=0.7) == "world:seed=2,two_hop_share=0.7"
-    for spec in ("world", "world:seed=2,people=50,two_hop_share=0.7"):
+    for spec in ("world", "world:seed=2,people=50,two_hop_share=0.7", "world:minimal_pairs=1"):
         assert world_spec(**parse_world_spec(spec)) == spec  # the inverse
     assert len(load_world("world:people=30").corpus) > 30
     for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"),
