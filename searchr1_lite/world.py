@@ -104,6 +104,8 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     words every birthplace and birth-country question as in MINIMAL_PAIR_WORDING (the same questions otherwise)."""
     if not (0 <= two_hop_share <= 1 and 0 <= book_share <= 1):
         raise ValueError("two_hop_share and book_share must be between 0 and 1")
+    if minimal_pairs not in (0, 1):
+        raise ValueError(f"minimal_pairs must be 0 or 1, got {minimal_pairs!r}")
     if people < 3 or cities < 2 or countries < 1 or cities < countries:
         raise ValueError("need people >= 3, cities >= 2, countries >= 1 and cities >= countries")
     rng = random.Random(seed)

@@ -125,3 +125,5 @@ def test_world_spec():
             parse_world_spec(bad)
     with pytest.raises(ValueError, match="between 0 and 1"):
         make_world(two_hop_share=1.5)
+    with pytest.raises(ValueError, match="minimal_pairs must be 0 or 1"):
+        load_world("world:minimal_pairs=2")
