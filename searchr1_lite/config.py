@@ -64,6 +64,9 @@ class OptimConfig:
     # world questions only (an issue-18 experiment): a step's questions come in pairs that differ only in whether
     # to search again, a two-hop question and its single-hop one about the same person (world.contrast_pairs)
     paired_questions: bool = False
+    # world questions only (an issue-18 experiment): a two-hop question is sampled this many times instead (None:
+    # group_size), for more chances that one sample searches twice and is right
+    two_hop_group_size: int | None = None
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     warmup_steps: int = 0

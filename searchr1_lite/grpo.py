@@ -20,6 +20,7 @@ off (or any model you pass); entropy is a metric, never a bonus.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -66,8 +67,16 @@ class TrajectoryBatch:
         return TrajectoryBatch(self.input_ids[idx][:, :width], attn[:, :width], self.gen_mask[idx][:, :width], lp)
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
-    """Advantages `[n]` for rewards `[n]` laid out group after group. Equal rewards in a group give 0, never NaN."""
+def group_advantages(rewards: torch.Tensor, group_size: int | Sequence[int], scale: str = "group",
+                     eps: float = 1e-6) -> torch.Tensor:
+    """Advantages `[n]` for rewards `[n]` laid out group after group. Equal rewards in a group give 0, never NaN.
+    `group_size` may list each group's size, in order, where they differ (`OptimConfig.two_hop_group_size`)."""
+    if not isinstance(group_size, int):
+        if sum(group_size) != rewards.numel():
+            raise ValueError(f"group sizes {list(group_size)} add up to {sum(group_size)}, not {rewards.numel()}")
+        per_group = "none" if scale == "batch" else scale  # the batch's std, below, not each group's
+        out = torch.cat([group_advantages(g, len(g), per_group, eps) for g in rewards.split(list(group_size))])
+        return out / (rewards.float().std() + eps) if scale == "batch" and rewards.numel() > 1 else out
     r = rewards.float().view(-1, group_size)  # [groups, group_size]
     centred = r - r.mean(dim=1, keepdim=True)
     if scale == "group":

@@ -61,6 +61,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if not train_qs:
         raise ValueError(f"no training questions in {cfg.data.questions!r}")
     pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
+    if opt.two_hop_group_size is not None and opt.two_hop_group_size < 1:
+        raise ValueError(f"two_hop_group_size must be at least 1 (or null: group_size), not {opt.two_hop_group_size}")
+    if opt.two_hop_group_size is not None and not any(q.meta.get("hops") == 2 for q in train_qs):
+        raise ValueError(f"two_hop_group_size: {cfg.data.questions!r} has no two-hop training question (one whose "
+                         "meta says hops: 2); it needs the synthetic world's questions (questions: world)")
     if cfg.keep_best and not cfg.eval_every:
         raise ValueError("keep_best: true needs eval_every > 0 (with eval_every: 0 the only evaluation is the last "
                          "step's); set eval_every, e.g. --set eval_every=4")
@@ -163,7 +168,8 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
     from .reward import trajectory_reward
     from .rollout import rollout
 
-    examples = [e for e in picks for _ in range(cfg.optim.group_size)]
+    sizes = [group_size(e, cfg.optim) for e in picks]
+    examples = [e for e, size in zip(picks, sizes) for _ in range(size)]
     start = time.perf_counter()
     model.eval()
     rcfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + step)
@@ -175,7 +181,7 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
                             trajectory_reward(t.answer, e.answers, t.well_formed, cfg.format_bonus)
                             for t, e in zip(ts, examples)], dtype=torch.float32)  # [n]
     ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(ts, examples)]
-    advantages = group_advantages(rewards, cfg.optim.group_size, gcfg.adv_scale, gcfg.adv_eps)  # [n]
+    advantages = group_advantages(rewards, sizes, gcfg.adv_scale, gcfg.adv_eps)  # [n]
     tensors = res.tensors(tokenizer.pad_token_id)
     loss_mask = tensors["gen_mask"]  # [n, s]
     if not cfg.mask_inserted:  # ablation: every response token has a loss, inserted passages included
@@ -209,6 +215,12 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
         "peak_memory_mb": peak_memory_mb(), **_by_question(ts, examples, ems),
     }
+
+
+def group_size(example, opt) -> int:
+    """How many times a step samples this question: `two_hop_group_size` for a two-hop one where set."""
+    two_hop = opt.two_hop_group_size is not None and example.meta.get("hops") == 2
+    return opt.two_hop_group_size if two_hop else opt.group_size
 
 
 # ---------------------------------------------------------------- setup

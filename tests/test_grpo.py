@@ -30,6 +30,22 @@ def test_group_advantages_pinned():
     assert group_advantages(torch.tensor([0.5]), 1).tolist() == [0.0]
 
 
+def test_group_advantages_of_groups_of_different_sizes():
+    """A two-hop question's group may be larger (two_hop_group_size): each group is centred and scaled on its own."""
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])  # a group of 4, then one of 2
+    first, second = torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0])
+    want = torch.cat([(first - 0.5) / (first.std() + 1e-6), (second - 0.5) / (second.std() + 1e-6)])
+    torch.testing.assert_close(group_advantages(r, [4, 2]), want)
+    torch.testing.assert_close(group_advantages(r, [4, 2], "none"), torch.cat([first - 0.5, second - 0.5]))
+    torch.testing.assert_close(group_advantages(r, [4, 2], "batch"), torch.cat([first - 0.5, second - 0.5]) /
+                               (r.std() + 1e-6))
+    same = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    torch.testing.assert_close(group_advantages(same, [4, 4]), group_advantages(same, 4))  # equal sizes: as before
+    assert group_advantages(torch.tensor([0.5, 1.0, 0.0]), [1, 2]).tolist()[0] == 0.0  # a group of one: no NaN
+    with pytest.raises(ValueError, match=r"group sizes \[4, 3\] add up to 7, not 6"):
+        group_advantages(r, [4, 3])
+
+
 def _toy():
     # 2 sequences x 4 positions; mask chooses the generated tokens
     logp = torch.log(torch.tensor([[0.5, 0.4, 0.3, 0.9], [0.2, 0.6, 0.6, 0.1]]))

@@ -305,22 +305,40 @@ def test_paired_questions_serve_each_pair_side_by_side_once_an_epoch():
     assert sorted(flat[:3]) == sorted(flat[3:6]) == pairs
 
 
-def test_a_paired_run_trains_each_two_hop_question_beside_its_single_hop_one(tmp_path):
-    seen = []
+def test_a_paired_run_trains_each_two_hop_question_beside_its_single_hop_one(tmp_path, monkeypatch):
+    """...in groups of their own sizes where two_hop_group_size is set (the advantages centred group by group)."""
+    import searchr1_lite.grpo as grpo_mod
+
+    seen, rewards, advantages = [], [], []
+    real_step = grpo_mod.grpo_step
+
+    def spy(model, batch, adv, *a, **k):
+        advantages.append(adv.clone())
+        return real_step(model, batch, adv, *a, **k)
 
     def record(trajectory, example):  # what each step trained on, group after group
         seen.append((example.meta["hops"], example.meta["person"]))
-        return even_share(trajectory, example)
+        rewards.append(float(len(rewards) % 3 == 0))  # varies within every group
+        return rewards[-1]
 
+    monkeypatch.setattr(grpo_mod, "grpo_step", spy)
     cfg = _cfg(tmp_path, "paired", questions="world:seed=0,people=60", corpus="world:seed=0,people=60",
-               paired_questions="true", max_steps=2, group_size=2)
+               paired_questions="true", max_steps=2, group_size=2, two_hop_group_size=3)
     train(cfg, reward_fn=record)
-    steps = [seen[i : i + 4] for i in range(0, 8, 4)]  # 2 steps of 2 questions x 2 samples
-    assert len(seen) == 8 and all([h for h, _ in s] == [2, 2, 1, 1] and len({p for _, p in s}) == 1 for s in steps)
+    steps = [seen[i : i + 5] for i in range(0, 10, 5)]  # 2 steps: a two-hop question x 3 samples, its single-hop x 2
+    assert len(seen) == 10 and all([h for h, _ in s] == [2, 2, 2, 1, 1] and len({p for _, p in s}) == 1 for s in steps)
+    r = torch.tensor(rewards)
+    want = [torch.cat([(g - g.mean()) / (g.std() + 1e-6) for g in (r[i : i + 3], r[i + 3 : i + 5])]) for i in (0, 5)]
+    torch.testing.assert_close(torch.cat(advantages), torch.cat(want))
     with pytest.raises(ValueError, match="prompts_per_step must be even"):
         train(_cfg(tmp_path, "odd", questions="world", corpus="world", paired_questions="true", prompts_per_step=3))
     with pytest.raises(ValueError, match="no two-hop question whose single-hop one"):
         train(_cfg(tmp_path, "fanout", questions="fanoutqa", paired_questions="true"))
+    with pytest.raises(ValueError, match="two_hop_group_size: 'fanoutqa' has no two-hop training question"):
+        train(_cfg(tmp_path, "fanout-groups", questions="fanoutqa", two_hop_group_size=3))
+    with pytest.raises(ValueError, match="two_hop_group_size must be at least 1"):
+        train(_cfg(tmp_path, "no-groups", questions="world:seed=0,people=60", corpus="world:seed=0,people=60",
+                   two_hop_group_size=0))
 
 
 def test_checkpoints_keep_the_cuda_generators(monkeypatch, tmp_path):
