@@ -86,9 +86,25 @@ WORLD_TYPED_EXAMPLES = (
                       "The answer is a country. Kalmar is a city in Sweden, a country.", "Sweden"))
 SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_TYPED_EXAMPLES)
 
+# Issue 18, an experiment: the author example's one search, then the same two searches for a birthplace question and
+# for its country question, answered differently ("The question asks for the city: Kalmar." / "... the country:
+# Sweden."). Every phase-2 policy answered with the last name it read, so the number of searches fixed the answer
+# (docs/multi-hop/, section 12); here only the question may choose the name. It did not help (section 15): the policy
+# wrote "asks for the city:" for every question, then the last name it read.
+_SAME_SEARCHES = [("I need to find Anna Lind.", "Anna Lind", _ANNA),
+                  ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)]
+WORLD_SAME_SEARCHES_EXAMPLES = (
+    _WORLD_SINGLE_HOP[1]
+    + _worked_example("Where was Anna Lind born?", _SAME_SEARCHES,
+                      "Kalmar is a city in Sweden. The question asks for the city: Kalmar.", "Kalmar")
+    + _worked_example("In which country was Anna Lind born?", _SAME_SEARCHES,
+                      "Kalmar is a city in Sweden. The question asks for the country: Sweden.", "Sweden"))
+SEARCH_R1_WITH_WORLD_SAME_SEARCHES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_SAME_SEARCHES_EXAMPLES)
+
 WORLD_TEMPLATES = {"world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES,
                    "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES,
-                   "world-typed-examples": SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES}
+                   "world-typed-examples": SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES,
+                   "world-same-searches": SEARCH_R1_WITH_WORLD_SAME_SEARCHES}
 
 # The same two single-hop examples for Direct and RAG, in their methods' own formats.
 _DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"

@@ -199,7 +199,8 @@ def test_inserted_block_ends_on_the_token_boundary_running_text_has():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("template", ["world-examples", "world-two-hop-example", "world-typed-examples"])
+@pytest.mark.parametrize("template", ["world-examples", "world-two-hop-example", "world-typed-examples",
+                                      "world-same-searches"])
 def test_worked_examples_are_exactly_what_a_rollout_writes(template):
     """Replay each worked example of the demo's prompts: a scripted policy writes its turns, a retriever returns its
     passages, and the rollout's text (inserted blocks and token boundaries included) equals the example byte for
@@ -212,7 +213,7 @@ def test_worked_examples_are_exactly_what_a_rollout_writes(template):
     body = (search_template(template).split("\n\n", 1)[1].rsplit("Question: {question}", 1)[0]
             .replace("{{", "{").replace("}}", "}"))
     examples = ["Question: " + e for e in body.split("Question: ") if e]
-    assert len(examples) == (3 if template == "world-typed-examples" else 2)
+    assert len(examples) == (3 if template in ("world-typed-examples", "world-same-searches") else 2)
     assert template == "world-examples" or "search>" in examples[-1].split("</information>")[1]  # a second search
     block = re.compile(r"\n\n<information>(.*?)</information>\n\n", re.S)
 
