@@ -90,7 +90,7 @@ SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD
 # for its country question, answered differently ("The question asks for the city: Kalmar." / "... the country:
 # Sweden."). Every phase-2 policy answered with the last name it read, so the number of searches fixed the answer
 # (docs/multi-hop/, section 12); here only the question may choose the name. It did not help (section 15): the policy
-# wrote "asks for the city:" for every question, then the last name it read.
+# never wrote "asks for the country:", and after "asks for the city:" it wrote the last name it read.
 _SAME_SEARCHES = [("I need to find Anna Lind.", "Anna Lind", _ANNA),
                   ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)]
 WORLD_SAME_SEARCHES_EXAMPLES = (
