@@ -59,11 +59,10 @@ _KALMAR = _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku
 # An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
 # the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
 # (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
-WORLD_TWO_HOP_EXAMPLE = _worked_example(
-    "In which country was Anna Lind born?",
-    [("I need to find Anna Lind.", "Anna Lind", _ANNA),
-     ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)],
-    "Kalmar is a city in Sweden.", "Sweden")
+_TWO_SEARCHES = [("I need to find Anna Lind.", "Anna Lind", _ANNA),  # Anna Lind, then her city
+                 ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)]
+WORLD_TWO_HOP_EXAMPLE = _worked_example("In which country was Anna Lind born?", _TWO_SEARCHES,
+                                        "Kalmar is a city in Sweden.", "Sweden")
 SEARCH_R1_WITH_WORLD_HOP_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, _WORLD_SINGLE_HOP[0] + WORLD_TWO_HOP_EXAMPLE)
 
 # Issue 18, an experiment: one example of each single-hop kind and the two-hop one, whose thoughts name the kind of
@@ -91,13 +90,11 @@ SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES = with_examples(SEARCH_R1_INSTRUCTION, WORLD
 # Sweden."). Every phase-2 policy answered with the last name it read, so the number of searches fixed the answer
 # (docs/multi-hop/, section 12); here only the question may choose the name. It did not help (section 15): the policy
 # never wrote "asks for the country:", and after "asks for the city:" it wrote the last name it read.
-_SAME_SEARCHES = [("I need to find Anna Lind.", "Anna Lind", _ANNA),
-                  ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)]
 WORLD_SAME_SEARCHES_EXAMPLES = (
     _WORLD_SINGLE_HOP[1]
-    + _worked_example("Where was Anna Lind born?", _SAME_SEARCHES,
+    + _worked_example("Where was Anna Lind born?", _TWO_SEARCHES,
                       "Kalmar is a city in Sweden. The question asks for the city: Kalmar.", "Kalmar")
-    + _worked_example("In which country was Anna Lind born?", _SAME_SEARCHES,
+    + _worked_example("In which country was Anna Lind born?", _TWO_SEARCHES,
                       "Kalmar is a city in Sweden. The question asks for the country: Sweden.", "Sweden"))
 SEARCH_R1_WITH_WORLD_SAME_SEARCHES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_SAME_SEARCHES_EXAMPLES)
 
