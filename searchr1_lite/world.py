@@ -98,10 +98,15 @@ def _namer(rng: random.Random, used: set[str]):
 
 def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: int = 8, book_share: float = 0.5,
                two_hop_share: float = 0.5, split: tuple[float, float, float] = (0.7, 0.1, 0.2),
-               minimal_pairs: int = 0) -> World:
+               minimal_pairs: int = 0, kinds: str = "") -> World:
     """Generate a world. `people` sets the size; `two_hop_share` the share of two-hop questions (0-1), kept by
     dropping questions of the over-represented kind; `split` the train/dev/test shares of people; `minimal_pairs` 1
-    words every birthplace and birth-country question as in MINIMAL_PAIR_WORDING (the same questions otherwise)."""
+    words every birthplace and birth-country question as in MINIMAL_PAIR_WORDING (the same questions otherwise);
+    `kinds` ("birthplace+author_birthplace") keeps only those kinds of question (all when empty; same corpus)."""
+    keep = set(filter(None, kinds.split("+"))) or set(QUESTION_TEMPLATES)
+    if keep - set(QUESTION_TEMPLATES):
+        raise ValueError(f"kinds: {', '.join(sorted(keep - set(QUESTION_TEMPLATES)))} unknown; "
+                         f"join some of {', '.join(QUESTION_TEMPLATES)} with '+'")
     if not (0 <= two_hop_share <= 1 and 0 <= book_share <= 1):
         raise ValueError("two_hop_share and book_share must be between 0 and 1")
     if minimal_pairs not in (0, 1):
@@ -149,7 +154,8 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     def ask(kind: str, about_whom: str, answer: str, hops: int, **slots: str) -> None:
         template = rng.choice(QUESTION_TEMPLATES[kind])  # drawn either way: the rest of the world stays the same
         q = (MINIMAL_PAIR_WORDING.get(kind, template) if minimal_pairs else template).format(**slots)
-        about[about_whom].append(QAExample("", q, [answer], {"hops": hops, "kind": kind, "person": about_whom}))
+        if kind in keep:
+            about[about_whom].append(QAExample("", q, [answer], {"hops": hops, "kind": kind, "person": about_whom}))
 
     for p in person_names:
         city = facts["birthplace"][p]
@@ -194,12 +200,13 @@ def _balance(rows: list[QAExample], share: float, rng: random.Random) -> list[QA
 
 
 def parse_world_spec(spec: str) -> dict[str, float | int]:
-    """`world` or `world:seed=1,people=400,two_hop_share=0.6,minimal_pairs=1` -> make_world keyword arguments."""
+    """`world` or `world:seed=1,people=400,two_hop_share=0.6,kinds=birthplace+author_birthplace` -> make_world
+    keyword arguments."""
     name, _, rest = spec.partition(":")
     if name != "world":
         raise ValueError(f"{spec!r} is not a world spec (world or world:key=value,...)")
     allowed = {"seed": int, "people": int, "cities": int, "countries": int, "book_share": float, "two_hop_share": float,
-               "minimal_pairs": int}
+               "minimal_pairs": int, "kinds": str}
     out: dict[str, float | int] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")

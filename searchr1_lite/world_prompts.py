@@ -98,10 +98,24 @@ WORLD_SAME_SEARCHES_EXAMPLES = (
                       "Kalmar is a city in Sweden. The question asks for the country: Sweden.", "Sweden"))
 SEARCH_R1_WITH_WORLD_SAME_SEARCHES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_SAME_SEARCHES_EXAMPLES)
 
+# Issue 18, an experiment for a world of two kinds only (`kinds=birthplace+author_birthplace`): the birthplace example
+# and the author chain (docs/multi-hop/, section 8, which also kept the country chain). Here the first passage says
+# whether to search again: a city answers "Where was P born?", a book's author is the bridge to search next.
+_OLE = _passages([("Ole Berg", "Ole Berg is a poet who was born in Umea."), ("Umea", "Umea is a city in Sweden."),
+                  ("The Red Door", "The Red Door is a novel written by Ole Berg.")])
+WORLD_AUTHOR_CHAIN_EXAMPLE = _worked_example(
+    "Where was the author of The Red Door born?",
+    [("I need to find The Red Door.", "The Red Door", WORLD_EXAMPLE_FACTS[1][2]),
+     ("The Red Door was written by Ole Berg. I need to find Ole Berg.", "Ole Berg", _OLE)],
+    "Ole Berg was born in Umea.", "Umea")
+SEARCH_R1_WITH_WORLD_AUTHOR_CHAIN = with_examples(SEARCH_R1_INSTRUCTION,
+                                                  _WORLD_SINGLE_HOP[0] + WORLD_AUTHOR_CHAIN_EXAMPLE)
+
 WORLD_TEMPLATES = {"world-examples": SEARCH_R1_WITH_WORLD_EXAMPLES,
                    "world-two-hop-example": SEARCH_R1_WITH_WORLD_HOP_EXAMPLES,
                    "world-typed-examples": SEARCH_R1_WITH_WORLD_TYPED_EXAMPLES,
-                   "world-same-searches": SEARCH_R1_WITH_WORLD_SAME_SEARCHES}
+                   "world-same-searches": SEARCH_R1_WITH_WORLD_SAME_SEARCHES,
+                   "world-author-chain": SEARCH_R1_WITH_WORLD_AUTHOR_CHAIN}
 
 # The same two single-hop examples for Direct and RAG, in their methods' own formats.
 _DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} </answer>\n\n"

@@ -45,7 +45,7 @@ def test_a_template_typo_names_the_templates(tmp_path):
     bad.write_text("rollout:\n  template: world-example\n")
     with pytest.raises(ValueError, match=r"bad.yaml: rollout.template must be one of paper, worked-example, "
                                          r"world-examples, world-two-hop-example, world-typed-examples, "
-                                         r"world-same-searches"):
+                                         r"world-same-searches, world-author-chain"):
         TrainConfig.load(bad)
     assert TrainConfig.load(None, ["template=world-examples"]).rollout.template == "world-examples"
 

@@ -200,7 +200,7 @@ def test_inserted_block_ends_on_the_token_boundary_running_text_has():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("template", ["world-examples", "world-two-hop-example", "world-typed-examples",
-                                      "world-same-searches"])
+                                      "world-same-searches", "world-author-chain"])
 def test_worked_examples_are_exactly_what_a_rollout_writes(template):
     """Replay each worked example of the demo's prompts: a scripted policy writes its turns, a retriever returns its
     passages, and the rollout's text (inserted blocks and token boundaries included) equals the example byte for

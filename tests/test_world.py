@@ -127,3 +127,19 @@ def test_world_spec():
         make_world(two_hop_share=1.5)
     with pytest.raises(ValueError, match="minimal_pairs must be 0 or 1"):
         load_world("world:minimal_pairs=2")
+    with pytest.raises(ValueError, match="kinds: country unknown; join some of birthplace, author, "):
+        load_world("world:kinds=birthplace+country")
+
+
+def test_kinds_keep_only_those_questions_in_the_same_world():
+    """`kinds` drops the other kinds of question; the corpus, the people in each split, and every kept question are
+    the full world's (the wording drawn for a dropped question does not shift the others)."""
+    full, two = make_world(seed=3, people=120), load_world("world:seed=3,people=120,kinds=birthplace+author_birthplace")
+    assert full.corpus.checksum == two.corpus.checksum
+    for split, rows in full.splits.items():
+        kept = {(q.question, q.answers[0]) for q in rows if q.meta["kind"] in ("birthplace", "author_birthplace")}
+        got = two.splits[split]
+        assert {q.meta["kind"] for q in got} == {"birthplace", "author_birthplace"}
+        assert {(q.question, q.answers[0]) for q in got} <= kept
+        assert {q.meta["person"] for q in got} <= {q.meta["person"] for q in rows}
+    assert abs(two.describe()["two_hop_share"] - 0.5) < 0.03  # balanced as any world
