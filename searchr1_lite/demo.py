@@ -130,6 +130,7 @@ def _results(trajectories: dict, datasets: dict[str, list[QAExample]]) -> list[d
             rows.append({"kind": name, "question_type": e.meta.get("kind"), "id": e.id, "question": e.question,
                          "gold": e.answers, "answer": t.answer,
                          "em": trajectory_reward(t.answer, e.answers), "searches": t.searches,
+                         "cut_turns": sum(x.cut for x in t.turns),
                          "queries": t.queries, "response_length": t.response_length,
                          "well_formed": t.well_formed})
     return rows

@@ -62,6 +62,7 @@ class Turn:
     action: Action
     generated: int  # tokens sampled this turn
     inserted: int = 0  # tokens inserted after it (passages or feedback)
+    cut: bool = False  # ran out of max_new_tokens before a stop (a `<search>` cut there is lost: no reward)
 
 
 @dataclass
@@ -299,6 +300,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
                 break
             logits = batch.feed()
         t_gen += time.perf_counter() - start
+        cut = set(active)  # rows still writing when the turn's tokens ran out
 
         may_search = turn < cfg.max_turns
         searches: list[tuple[int, str]] = []
@@ -306,7 +308,7 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
             t = trajs[i]
             text = tokenizer.decode(turn_ids[i], skip_special_tokens=True)
             action = parse_action(text)
-            t.turns.append(Turn(text, action, len(turn_ids[i])))
+            t.turns.append(Turn(text, action, len(turn_ids[i]), cut=i in cut))
             if action.kind == "answer":
                 t.answer, done[i] = action.content, True
             elif t.truncated or not may_search:

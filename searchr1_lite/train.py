@@ -201,6 +201,11 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         log.warning("step %d: the loss or gradient norm is not finite; update skipped, weights unchanged "
                     "(metrics row has skipped=1). Repeated skips: lower learning_rate or max_grad_norm.", step + 1)
     turns = [turn for t in ts for turn in t.turns]
+    cut = sum(x.cut for x in turns)
+    if cut >= 0.05 * len(turns):
+        log.warning("step %d: %d of %d turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, and "
+                    "a cut turn earns no reward; raise it (--set max_new_tokens=64)", step + 1, cut, len(turns),
+                    cfg.rollout.max_new_tokens)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
         "response_length_mean": sum(t.response_length for t in ts) / len(ts),
@@ -208,7 +213,7 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         "total_length_mean": sum(len(t.ids) - t.prompt_len for t in ts) / len(ts),
         "searches_mean": sum(t.searches for t in ts) / len(ts),
         "valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
-        "answered_rate": sum(t.answer is not None for t in ts) / len(ts),
+        "answered_rate": sum(t.answer is not None for t in ts) / len(ts), "cut_turn_rate": cut / max(1, len(turns)),
         **{k: m[k] for k in ("loss", "kl", "entropy", "clip_fraction", "grad_norm", "tokens_trained", "skipped")},
         **{k: m[k] for k in PPO_METRICS if k in m},
         "micro_batch_size": gcfg.micro_batch_size, "rollout_seconds": rollout_s, "update_seconds": update_s,
@@ -402,6 +407,7 @@ def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, see
     turns = [turn for t in ts for turn in t.turns]
     stats = {"eval_em": sum(ems) / len(ems), "eval_searches": sum(t.searches for t in ts) / len(ts),
              "eval_valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
+             "eval_cut_turn_rate": sum(x.cut for x in turns) / max(1, len(turns)),
              "eval_response_length": sum(t.response_length for t in ts) / len(ts),
              **{f"eval_{k}": v for k, v in _by_question(ts, examples, ems).items()}}  # the trade between hop counts
     samples = [{"question": t.question, "answer": t.answer, "gold": e.answers, "em": em,

@@ -87,6 +87,21 @@ def test_caps_on_inserted_and_total_tokens(qwen_tok):
     assert short.truncated and short.answer is None and len(short.ids) <= 300
 
 
+def test_a_turn_that_runs_out_of_tokens_is_marked_cut(qwen_tok):
+    """A turn cut at max_new_tokens is marked (its <search> is lost); one whose stop string is the last token is not."""
+    search = "<think>Find Trosza Bridir.</think>\n<search> Trosza Bridir </search>"
+    exact = len(qwen_tok(search, add_special_tokens=False)["input_ids"])
+    script = [search, "<answer> Drothen </answer>"]
+    whole = rollout(ScriptedLM(qwen_tok, [script]), qwen_tok, ["q"], RecordingRetriever(),
+                    RolloutConfig(max_new_tokens=exact)).trajectories[0]
+    assert [(x.action.kind, x.cut) for x in whole.turns] == [("search", False), ("answer", False)]
+    assert whole.answer == "Drothen"
+    short = rollout(ScriptedLM(qwen_tok, [script]), qwen_tok, ["q"], RecordingRetriever(),
+                    RolloutConfig(max_new_tokens=exact - 1, max_turns=1)).trajectories[0]
+    assert short.turns[0].cut and short.turns[0].generated == exact - 1 and short.turns[0].action.kind == "invalid"
+    assert short.queries == [] and not any(x.cut for x in short.turns[1:])
+
+
 def _check_masks(res, tokenizer, temperature, model=None):
     """input_ids[gen_mask==1] are exactly the sampled tokens; everything inserted is gen_mask==0."""
     for t in res.trajectories:

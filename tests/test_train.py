@@ -177,6 +177,15 @@ def test_a_nonfinite_loss_skips_the_update_and_says_so(tmp_path, caplog):
     assert "collapse check: non_finite at step 3" in caplog.text
 
 
+def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
+    """A random-weight model never writes a stop string, so every turn runs out of max_new_tokens: the row counts it
+    and the log names the setting to raise."""
+    with caplog.at_level("WARNING", logger="searchr1_lite"):
+        rows = _rows(train(_cfg(tmp_path, "cut", max_steps=1)))
+    assert rows[0]["cut_turn_rate"] == 1.0
+    assert "turns ran out of rollout.max_new_tokens (" in caplog.text and "--set max_new_tokens=" in caplog.text
+
+
 def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog):
     """CUDA out-of-memory, injected (this machine has no GPU): a rollout too big is redone in halves, an update too
     big lowers the micro-batch for the rest of the run; at one trajectory / micro-batch 1 it stops with advice."""
