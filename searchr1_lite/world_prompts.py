@@ -98,9 +98,10 @@ WORLD_SAME_SEARCHES_EXAMPLES = (
                       "Kalmar is a city in Sweden. The question asks for the country: Sweden.", "Sweden"))
 SEARCH_R1_WITH_WORLD_SAME_SEARCHES = with_examples(SEARCH_R1_INSTRUCTION, WORLD_SAME_SEARCHES_EXAMPLES)
 
-# Issue 18, an experiment for a world of two kinds only (`kinds=birthplace+author_birthplace`): the birthplace example
-# and the author chain (docs/multi-hop/, section 8, which also kept the country chain). Here the first passage says
-# whether to search again: a city answers "Where was P born?", a book's author is the bridge to search next.
+# For a world of two kinds (`kinds=birthplace+author_birthplace`): the birthplace example and the author chain
+# (docs/multi-hop/, section 8, which also kept the country chain). Here the first passage says whether to search
+# again: a city answers "Where was P born?", a book's author is the bridge to search next. Phase 2 learned the chain
+# with it (section 17, docs/demo-cpu-author-chain/) once a turn could hold 64 tokens: the second turn needs 42-45.
 _OLE = _passages([("Ole Berg", "Ole Berg is a poet who was born in Umea."), ("Umea", "Umea is a city in Sweden."),
                   ("The Red Door", "The Red Door is a novel written by Ole Berg.")])
 WORLD_AUTHOR_CHAIN_EXAMPLE = _worked_example(
