@@ -200,26 +200,32 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
     if m["skipped"]:
         log.warning("step %d: the loss or gradient norm is not finite; update skipped, weights unchanged "
                     "(metrics row has skipped=1). Repeated skips: lower learning_rate or max_grad_norm.", step + 1)
-    turns = [turn for t in ts for turn in t.turns]
-    cut = sum(x.cut for x in turns)
-    if cut >= 0.05 * len(turns):
-        log.warning("step %d: %d of %d turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, and "
-                    "a cut turn earns no reward; raise it (--set max_new_tokens=64)", step + 1, cut, len(turns),
-                    cfg.rollout.max_new_tokens)
+    rates = turn_rates(ts)
+    if rates["cut_turn_rate"] >= 0.05:
+        log.warning("step %d: %.0f %% of turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, "
+                    "and a cut turn earns no reward; raise it (--set max_new_tokens=64)", step + 1,
+                    100 * rates["cut_turn_rate"], cfg.rollout.max_new_tokens)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
         "response_length_mean": sum(t.response_length for t in ts) / len(ts),
         "response_length_max": max(t.response_length for t in ts),
         "total_length_mean": sum(len(t.ids) - t.prompt_len for t in ts) / len(ts),
         "searches_mean": sum(t.searches for t in ts) / len(ts),
-        "valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
-        "answered_rate": sum(t.answer is not None for t in ts) / len(ts), "cut_turn_rate": cut / max(1, len(turns)),
+        "answered_rate": sum(t.answer is not None for t in ts) / len(ts), **rates,
         **{k: m[k] for k in ("loss", "kl", "entropy", "clip_fraction", "grad_norm", "tokens_trained", "skipped")},
         **{k: m[k] for k in PPO_METRICS if k in m},
         "micro_batch_size": gcfg.micro_batch_size, "rollout_seconds": rollout_s, "update_seconds": update_s,
         "generated_tokens_per_s": res.generated_tokens / max(res.seconds_generate, 1e-9),
         "peak_memory_mb": peak_memory_mb(), **_by_question(ts, examples, ems),
     }
+
+
+def turn_rates(trajectories) -> dict[str, float]:
+    """Of all turns: the share whose action parsed (`valid_action_rate`), and the share that ran out of
+    max_new_tokens before closing a tag (`cut_turn_rate`; a cut turn looks to GRPO like a wrong answer)."""
+    turns = [turn for t in trajectories for turn in t.turns]
+    n = max(1, len(turns))
+    return {"valid_action_rate": sum(x.action.valid for x in turns) / n, "cut_turn_rate": sum(x.cut for x in turns) / n}
 
 
 def group_size(example, opt) -> int:
@@ -404,10 +410,8 @@ def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, see
     rcfg = dataclasses.replace(cfg.rollout, seed=seed, temperature=0.0)
     ts = rollout(model, tokenizer, [e.question for e in examples], retriever, rcfg).trajectories
     ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(ts, examples)]
-    turns = [turn for t in ts for turn in t.turns]
     stats = {"eval_em": sum(ems) / len(ems), "eval_searches": sum(t.searches for t in ts) / len(ts),
-             "eval_valid_action_rate": sum(x.action.valid for x in turns) / max(1, len(turns)),
-             "eval_cut_turn_rate": sum(x.cut for x in turns) / max(1, len(turns)),
+             **{f"eval_{k}": v for k, v in turn_rates(ts).items()},
              "eval_response_length": sum(t.response_length for t in ts) / len(ts),
              **{f"eval_{k}": v for k, v in _by_question(ts, examples, ems).items()}}  # the trade between hop counts
     samples = [{"question": t.question, "answer": t.answer, "gold": e.answers, "em": em,

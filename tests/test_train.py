@@ -178,11 +178,12 @@ def test_a_nonfinite_loss_skips_the_update_and_says_so(tmp_path, caplog):
 
 
 def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
-    """A random-weight model never writes a stop string, so every turn runs out of max_new_tokens: the row counts it
-    and the log names the setting to raise."""
+    """A random-weight model never writes a stop string, so every turn runs out of max_new_tokens: the row counts it,
+    and so does the evaluation, and the log names the setting to raise."""
     with caplog.at_level("WARNING", logger="searchr1_lite"):
-        rows = _rows(train(_cfg(tmp_path, "cut", max_steps=1)))
-    assert rows[0]["cut_turn_rate"] == 1.0
+        rows = _rows(train(_cfg(tmp_path, "cut", max_steps=1, eval_every=1)))
+    assert rows[0]["cut_turn_rate"] == 1.0 and rows[0]["eval_cut_turn_rate"] == 1.0
+    assert rows[0]["valid_action_rate"] == rows[0]["eval_valid_action_rate"] == 0.0
     assert "turns ran out of rollout.max_new_tokens (" in caplog.text and "--set max_new_tokens=" in caplog.text
 
 
