@@ -192,14 +192,15 @@ def cmd_demo(args) -> None:
     """The main job: a policy learns to search the synthetic world (see searchr1_lite/demo.py)."""
     from .demo import DemoSettings, run_demo
 
-    settings = DemoSettings.quick() if args.quick else DemoSettings.long() if args.long else DemoSettings()
+    mode = "quick" if args.quick else "long" if args.long else "author_chain" if args.author_chain else None
+    settings = getattr(DemoSettings, mode)() if mode else DemoSettings()
     if args.steps is not None:
         settings.train["max_steps"] = args.steps
     settings.ablation = args.no_mask
     settings.ppo = args.algorithm == "ppo"
     if args.budget_minutes is not None:
         settings.budget_minutes = args.budget_minutes or None
-    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo-long" if args.long else "runs/demo")
+    out = args.out or "runs/" + "-".join(["demo", *([mode.replace("_", "-")] if mode else [])])
     try:
         run_demo(out, settings, fresh=args.fresh)
     except KeyboardInterrupt as e:
@@ -336,13 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("demo", help="the main job: a 135M policy learns to search a synthetic world (CPU, offline)")
-    size = s.add_mutually_exclusive_group()  # two different demos
+    size = s.add_mutually_exclusive_group()  # different demos
     size.add_argument("--quick", action="store_true",
                       help="a first look: small world, 3 steps; about 5 min on 2 cores (8 with --no-mask)")
     size.add_argument("--long", action="store_true",
                       help="the demo, then a curriculum's phase 2 for two-hop questions: the second search is learned "
                            "and then unlearned on 2 cores (docs/demo-cpu-long/), so phase 2 keeps its best "
                            "evaluation; budget 2 h, resumable")
+    size.add_argument("--author-chain", action="store_true",
+                      help="--long on a world of two kinds of question, where the first passage says whether to "
+                           "search again: phase 2 learned the second search (docs/demo-cpu-author-chain/); about "
+                           "1 h on 2 cores, resumable")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
     s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",
@@ -351,9 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="training steps at most (default 30; --quick 3)")
     s.add_argument("--budget-minutes", type=float, default=None,
                    help="the whole demo's time budget: training stops after the last step that fits (default 30, "
-                        "--long 120; 0 = no budget, train every step; --quick has none)")
+                        "--long and --author-chain 120; 0 = no budget, train every step; --quick has none)")
     s.add_argument("--out", default=None, help="where to write: the demo's folder (default runs/demo, "
-                   "runs/demo-quick or runs/demo-long)")
+                   "runs/demo-quick, runs/demo-long or runs/demo-author-chain)")
     s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")
     s.set_defaults(func=cmd_demo)
     return p

@@ -53,6 +53,8 @@ class DemoSettings:
     # a curriculum's phase 2 (--long): settings on top of the recipe, trained from phase 1's adapter, taking the
     # budget phase 1 left; `two_hop_share` is the world's (its training questions), the other keys a config's
     two_hop_phase: dict[str, Any] | None = None
+    # phase 1 trains on this world when it is not `world` (which the held-out test and phase 2 draw from)
+    phase_1_world: str | None = None
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -72,6 +74,20 @@ class DemoSettings:
                                                         "max_steps": 40, "eval_every": 5, "eval_size": 60,
                                                         "keep_best": True, "keep_best_by": "worst_hop"})
 
+    @classmethod
+    def author_chain(cls) -> DemoSettings:
+        """`--long` on a world where the first passage decides (docs/demo-cpu-author-chain/): phase 1 is the demo's;
+        phase 2, the held-out test and the baselines keep two kinds of question, "Where was P born?" (the passage
+        names the city) and "Where was the author of W born?" (it names the author, to be searched next). Phase 2
+        gets the worked example of each (`world-author-chain`), 64 tokens a turn (the chain's second turn is 42-45,
+        the recipe's cap 40) and 15 steps: on 2 cores it learned the second search (docs/multi-hop/, section 17)."""
+        s = cls.long()
+        s.phase_1_world = s.world
+        s.world = world_spec(**{**parse_world_spec(s.world), "kinds": "birthplace+author_birthplace"})
+        s.two_hop_phase = {**(s.two_hop_phase or {}), "template": "world-author-chain", "max_new_tokens": 64,
+                           "max_steps": 15}
+        return s
+
 
 RECIPE = "world-cpu"  # the demo's training recipe: searchr1_lite/configs/world-cpu.yaml, its one source
 
@@ -84,7 +100,8 @@ ADDED_RUNS = ("ablation", "ppo", "two_hop_phase")  # settings that add a run bes
 def train_config(settings: DemoSettings, out: Path, mask: bool = True, algorithm: str = "grpo") -> TrainConfig:
     folder = "train" if mask and algorithm == "grpo" else "train-ppo" if mask else "train-no-mask"
     cfg = TrainConfig.load(RECIPE).updated(settings.train, "demo settings")
-    return cfg.updated({"questions": settings.world, "corpus": settings.world, "mask_inserted": mask,
+    world = settings.phase_1_world or settings.world
+    return cfg.updated({"questions": world, "corpus": world, "mask_inserted": mask,
                         "algorithm": algorithm, "output_dir": str(out / folder)}, "demo settings")
 
 
@@ -94,7 +111,8 @@ def two_hop_config(settings: DemoSettings, out: Path) -> TrainConfig:
     share = phase.pop("two_hop_share", None)
     world = settings.world if share is None else world_spec(**{**parse_world_spec(settings.world),
                                                                 "two_hop_share": share})
-    return train_config(settings, out).updated({**phase, "questions": world, "adapter": str(out / "train" / "adapter"),
+    return train_config(settings, out).updated({**phase, "questions": world, "corpus": settings.world,
+                                                "adapter": str(out / "train" / "adapter"),
                                                 "output_dir": str(out / "train-two-hop")}, "demo settings")
 
 
@@ -279,6 +297,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
 
 def _runs_differ(saved: dict, now: dict) -> bool:
     """Would these settings change a run the folder holds? Adding the ablation, PPO or phase 2 changes none."""
+    saved = {**dataclasses.asdict(DemoSettings()), **saved}  # a folder written before a setting existed has its default
     return {k: v for k, v in saved.items() if k not in ADDED_RUNS} != {k: v for k, v in now.items()
                                                                           if k not in ADDED_RUNS}
 

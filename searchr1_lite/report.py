@@ -290,7 +290,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         f"Setting: {pol.model}, LoRA r={pol.lora_r} on the top {pol.lora_layers} layers, "
         f"{steps} × {opt.prompts_per_step} questions × group {opt.group_size}, "
         f"lr {opt.learning_rate}, temperature {roll.temperature}, up to {roll.max_turns} searches, "
-        f"BM25 top {roll.topk} over the synthetic world `{settings.world}`.",
+        f"BM25 top {roll.topk} over the synthetic world `{settings.world}`"
+        + (f" (phase 1 trained on `{phase_1}`)." if (phase_1 := getattr(settings, "phase_1_world", None)) else "."),
         f"Test set: {n.get('n_single-hop', 0)} single-hop + {n.get('n_two-hop', 0)} two-hop held-out questions about "
         "people never seen in training; greedy decoding.", "",
         "## Exact match on held-out questions", "", _table(summary), "",

@@ -128,6 +128,10 @@ def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys)
     with pytest.raises(SystemExit) as usage:  # argparse's own usage error, before any work
         main(["demo", "--quick", "--long"])
     assert usage.value.code == 2 and "argument --long: not allowed with argument --quick" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["demo", "--long", "--author-chain"])
+    err = capsys.readouterr().err
+    assert usage.value.code == 2 and "argument --author-chain: not allowed with argument --long" in err
 
 
 def test_data_mistakes_are_named_where_they_are_made(tmp_path, capsys):

@@ -44,6 +44,30 @@ def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
     assert (phase2.eval_every, phase2.eval_size, phase2.keep_best, phase2.keep_best_by) == (5, 60, True, "worst_hop")
 
 
+def test_the_author_chain_demo_is_the_long_demo_on_two_kinds_of_question(tmp_path):
+    """`--author-chain`: phase 1 is the demo's own (a demo's `train/` folder fits it); phase 2, the held-out test and
+    the baselines keep the two kinds where the first passage decides, with the same corpus; phase 2 is `--long`'s with
+    the author chain's worked example, 64 tokens a turn and 15 steps."""
+    from searchr1_lite.demo import _runs_differ, train_config, two_hop_config
+
+    settings, long = DemoSettings.author_chain(), DemoSettings.long()
+    assert train_config(settings, tmp_path) == train_config(DemoSettings(), tmp_path)
+    world, full = load_world(settings.world), load_world(settings.phase_1_world)
+    assert settings.phase_1_world == DemoSettings().world and world.corpus.checksum == full.corpus.checksum
+    assert {q.meta["kind"] for q in world.splits["test"]} == {"birthplace", "author_birthplace"}
+    phase2, long2 = two_hop_config(settings, tmp_path), two_hop_config(long, tmp_path)
+    assert phase2.data.corpus == settings.world and "kinds=birthplace+author_birthplace" in phase2.data.questions
+    assert (phase2.rollout.template, phase2.rollout.max_new_tokens, phase2.optim.max_steps) == (
+        "world-author-chain", 64, 15)
+    same = lambda c: (dataclasses.replace(c.rollout, template="", max_new_tokens=0), c.optim.learning_rate,  # noqa: E731
+                      c.eval_size, c.keep_best_by, c.policy)
+    assert same(phase2) == same(long2) and settings.budget_minutes == long.budget_minutes
+    # a folder written before `phase_1_world` existed still resumes; the author chain's is another run
+    saved = dataclasses.asdict(long)
+    del saved["phase_1_world"]
+    assert not _runs_differ(saved, dataclasses.asdict(long)) and _runs_differ(saved, dataclasses.asdict(settings))
+
+
 def test_test_set_is_balanced_seeded_and_held_out():
     world = load_world("world:people=60")
     a, b = held_out_set(world, 5), held_out_set(world, 5)
@@ -313,6 +337,11 @@ def test_the_collapse_checks_in_the_report_are_the_runs_own(quick_run, tmp_path)
     assert "**non_finite at step 2 (" in report and "loss=nan; last good checkpoint: none: the base model" in report
     assert re.search(r"\| no collapse: .* \| \*\*not met\*\* \| non_finite at step 2 \|", report)
     assert "## Collapse checks" in (quick_run / "report.md").read_text()
+    settings = DemoSettings.quick()
+    settings.phase_1_world = "world:seed=1,people=60"  # what the report says phase 1 trained on is the settings'
+    write_report(copy, settings, [copy / "train"])
+    assert "(phase 1 trained on `world:seed=1,people=60`)" in (copy / "report.md").read_text()
+    assert "phase 1 trained on" not in (quick_run / "report.md").read_text()
 
 
 def test_demo_resumes_without_redoing_work(quick_run, capsys):
