@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--author-chain", action="store_true",
                       help="--long on a world of two kinds of question, where the first passage says whether to "
                            "search again: phase 2 learned the second search (docs/demo-cpu-author-chain/); about "
-                           "1 h on 2 cores, resumable")
+                           "40 min on 2 cores, resumable")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
     s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",

@@ -201,10 +201,11 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         log.warning("step %d: the loss or gradient norm is not finite; update skipped, weights unchanged "
                     "(metrics row has skipped=1). Repeated skips: lower learning_rate or max_grad_norm.", step + 1)
     rates = turn_rates(ts)
-    if rates["cut_turn_rate"] >= 0.05:
+    if rates["cut_turn_rate"] >= 0.05:  # the suggestion doubles the cap: turns stop at their tag, so few cost more
+        cap = cfg.rollout.max_new_tokens
         log.warning("step %d: %.0f %% of turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, "
-                    "and a cut turn earns no reward; raise it (--set max_new_tokens=64)", step + 1,
-                    100 * rates["cut_turn_rate"], cfg.rollout.max_new_tokens)
+                    "and a cut turn earns no reward; raise it (--set max_new_tokens=%d)", step + 1,
+                    100 * rates["cut_turn_rate"], cap, 2 * cap)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
         "response_length_mean": sum(t.response_length for t in ts) / len(ts),

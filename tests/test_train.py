@@ -184,7 +184,9 @@ def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
         rows = _rows(train(_cfg(tmp_path, "cut", max_steps=1, eval_every=1)))
     assert rows[0]["cut_turn_rate"] == 1.0 and rows[0]["eval_cut_turn_rate"] == 1.0
     assert rows[0]["valid_action_rate"] == rows[0]["eval_valid_action_rate"] == 0.0
-    assert "turns ran out of rollout.max_new_tokens (" in caplog.text and "--set max_new_tokens=" in caplog.text
+    cap = _cfg(tmp_path, "cap").rollout.max_new_tokens
+    assert f"turns ran out of rollout.max_new_tokens ({cap})" in caplog.text
+    assert f"--set max_new_tokens={2 * cap})" in caplog.text  # a larger cap than the one that cut them
 
 
 def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog):
