@@ -295,9 +295,14 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     return report
 
 
+def saved_settings(saved: dict) -> dict:
+    """Settings a run folder (or a shipped reference) recorded; one written before a setting existed has its default."""
+    return {**dataclasses.asdict(DemoSettings()), **saved}
+
+
 def _runs_differ(saved: dict, now: dict) -> bool:
     """Would these settings change a run the folder holds? Adding the ablation, PPO or phase 2 changes none."""
-    saved = {**dataclasses.asdict(DemoSettings()), **saved}  # a folder written before a setting existed has its default
+    saved = saved_settings(saved)
     return {k: v for k, v in saved.items() if k not in ADDED_RUNS} != {k: v for k, v in now.items()
                                                                           if k not in ADDED_RUNS}
 

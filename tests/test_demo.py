@@ -410,12 +410,12 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
 def test_the_shipped_full_demo_is_the_current_recipe_and_shows_the_ablation():
     """Lesson 05's reference: a full demo with today's settings, every step of both runs (else re-run it and ship
     it: `searchr1-lite demo --no-mask --budget-minutes 0`, then tools/ship_reference.py demo)."""
-    from searchr1_lite.demo import ADDED_RUNS
+    from searchr1_lite.demo import ADDED_RUNS, saved_settings
     from searchr1_lite.plots import reference_metrics, reference_path
 
     about = json.loads(reference_path("demo.summary.json").read_text())
     current = dataclasses.asdict(DemoSettings())
-    shipped = {**current, **about["settings"]}  # a setting added since it ran has its default, as a resumed folder's
+    shipped = saved_settings(about["settings"])  # a setting added since it ran has its default
     skip = ("budget_minutes", *ADDED_RUNS)
     assert {k: v for k, v in shipped.items() if k not in skip} == {k: v for k, v in current.items() if k not in skip}
     assert about["settings"]["ablation"] and not about["settings"]["budget_minutes"]  # every step, both runs
