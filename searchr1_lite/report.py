@@ -230,6 +230,15 @@ def parse_table(markdown: str) -> dict[str, list[float]]:
     return out
 
 
+def prompt_deviation(template: str) -> str:
+    """The deviations line for the prompts: the search's own template where a run chose one (the baselines keep the
+    two single-hop examples, searchr1_lite/world_prompts.py)."""
+    if template == "world-examples":
+        return "- two single-hop worked examples in every method's prompt"
+    return (f"- two single-hop worked examples in Direct's and RAG's prompts, and the search's prompt "
+            f"`template: {template}` (searchr1_lite/world_prompts.py)")
+
+
 def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     from datetime import datetime, timezone
 
@@ -321,8 +330,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
-        "- two single-hop worked examples in every method's prompt, "
-        "and `<think>` written as the start of the response;",
+        f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",

@@ -344,6 +344,23 @@ def test_the_collapse_checks_in_the_report_are_the_runs_own(quick_run, tmp_path)
     assert "phase 1 trained on" not in (quick_run / "report.md").read_text()
 
 
+def test_the_report_names_the_search_prompt_the_run_trained_with(quick_run, tmp_path):
+    """The deviations line on the prompts is read from the run's config: a run trained with another template (as
+    docs/multi-hop/ section 19's one-phase run) is not said to have had the two single-hop examples."""
+    import shutil
+
+    line = "- two single-hop worked examples in every method's prompt, and `<think>`"
+    assert line in (quick_run / "report.md").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_run, copy)
+    config = json.loads((copy / "train" / "config.json").read_text())
+    config["rollout"]["template"] = "world-author-chain"
+    (copy / "train" / "config.json").write_text(json.dumps(config))
+    write_report(copy, DemoSettings.quick(), [copy / "train"])
+    report = (copy / "report.md").read_text()
+    assert line not in report and "and the search's prompt `template: world-author-chain`" in report
+
+
 def test_demo_resumes_without_redoing_work(quick_run, capsys):
     report_before = (quick_run / "report.md").read_text().split("## Time")[0].split("\n", 3)[3]
     run_demo(quick_run, DemoSettings.quick())
