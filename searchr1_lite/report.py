@@ -232,8 +232,11 @@ def parse_table(markdown: str) -> dict[str, list[float]]:
 
 def prompt_deviation(template: str) -> str:
     """The deviations line for the prompts: the search's own template where a run chose one (the baselines keep the
-    two single-hop examples, searchr1_lite/world_prompts.py)."""
-    if template == "world-examples":
+    two single-hop examples, searchr1_lite/world_prompts.py): the baselines' search prompt is the one source of
+    which template is the default, so renaming it cannot make this line wrong."""
+    from .world_prompts import WORLD_METHOD_TEMPLATES, WORLD_TEMPLATES
+
+    if WORLD_TEMPLATES.get(template) == WORLD_METHOD_TEMPLATES["search"]:
         return "- two single-hop worked examples in every method's prompt"
     return (f"- two single-hop worked examples in Direct's and RAG's prompts, and the search's prompt "
             f"`template: {template}` (searchr1_lite/world_prompts.py)")
