@@ -196,6 +196,8 @@ def cmd_demo(args) -> None:
     settings = getattr(DemoSettings, mode)() if mode else DemoSettings()
     if args.steps is not None:
         settings.train["max_steps"] = args.steps
+    if args.one_phase:
+        settings.two_hop_phase = None
     settings.ablation = args.no_mask
     settings.ppo = args.algorithm == "ppo"
     if args.budget_minutes is not None:
@@ -247,6 +249,7 @@ def _config_keys() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import packaged_configs
+    from .demo import DemoSettings
     from .prompt import template_names
     from .rollout import RolloutConfig
 
@@ -341,19 +344,22 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true",
                       help="a first look: small world, 3 steps; about 5 min on 2 cores (8 with --no-mask)")
     size.add_argument("--long", action="store_true",
-                      help="the demo, then a curriculum's phase 2 for two-hop questions: the second search is learned "
-                           "and then unlearned on 2 cores (docs/demo-cpu-long/), so phase 2 keeps its best "
-                           "evaluation; budget 2 h, resumable")
+                      help="the curriculum first tried: 30 phase-1 steps on all four kinds of question, then phase 2 "
+                           "on them; the second search is learned and then unlearned on 2 cores "
+                           "(docs/demo-cpu-long/), so phase 2 keeps its best evaluation; budget 2 h, resumable")
     size.add_argument("--author-chain", action="store_true",
-                      help="--long on a world of two kinds of question, where the first passage says whether to "
-                           "search again: phase 2 learned the second search (docs/demo-cpu-author-chain/); about "
-                           "40 min on 2 cores, resumable")
+                      help="--long with phase 2 and the test on the two kinds of question the demo keeps: phase 2 "
+                           "learned the second search (docs/demo-cpu-author-chain/); about 40 min on 2 cores")
+    s.add_argument("--one-phase", action="store_true",
+                   help="phase 1 only, no curriculum phase 2 (lesson 05's reference: --no-mask --budget-minutes 0)")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
     s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",
                    help="ppo: also train PPO with a value head (same world, steps and budget as the GRPO run, which "
                         "is kept if the folder has it) and compare the two in the report")
-    s.add_argument("--steps", type=int, default=None, help="training steps at most (default 30; --quick 3)")
+    steps = ", ".join(f"{name} {make().train['max_steps']}" for name, make in (
+        ("default", DemoSettings), ("--long", DemoSettings.long), ("--quick", DemoSettings.quick)))
+    s.add_argument("--steps", type=int, default=None, help=f"phase 1's training steps at most ({steps})")
     s.add_argument("--budget-minutes", type=float, default=None,
                    help="the whole demo's time budget: training stops after the last step that fits (default 30, "
                         "--long and --author-chain 120; 0 = no budget, train every step; --quick has none)")

@@ -1,10 +1,12 @@
 """`searchr1-lite demo`: the paper's claims in miniature, on a CPU, offline, in under half an hour.
 
     world (seeded) -> BM25 index -> Direct / RAG / Search (untrained) on held-out test questions
-    -> masked GRPO with LoRA on SmolLM2-135M -> the trained policy on the same test questions
-    [-> phase 2 of a curriculum from that policy: the two-hop worked example, more two-hop questions (--long)]
-    [-> the same training with inserted tokens trained on (--no-mask ablation)]
-    [-> the same training with PPO and a value head instead of GRPO (--algorithm ppo), same steps and budget]
+    -> phase 1: masked GRPO with LoRA on SmolLM2-135M, all of the world's kinds of question (single-hop learned)
+    -> phase 2 from that policy: the kinds where the first passage says whether to search again, one worked
+       example of each (--one-phase: none)
+    -> each phase's policy on the same test questions
+    [-> phase 1's training with inserted tokens trained on (--no-mask ablation)]
+    [-> phase 1's training with PPO and a value head instead of GRPO (--algorithm ppo), same steps and budget]
     -> runs/demo/: report.md (tables), dynamics.png, samples.html, metrics and per-question results
 
 Every stage writes its result before the next starts and is skipped when its result is already there, so an
@@ -12,8 +14,8 @@ interrupted demo (Ctrl-C, a closed laptop) goes on where it stopped when run aga
 last checkpoint. `--fresh` starts over.
 
 The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
-final evaluation take is set aside, and training stops after the last step that fits in the rest (at most
-`max_steps`, 30). A fast CPU runs all 30 steps; a slower one fewer, and the report says how many and why.
+final evaluations take is set aside; phase 1 stops after the last of its steps that fits in the rest, and phase 2
+takes what phase 1 left. On 2 cores that is 15 steps and then 9-11; the report says how many ran and why.
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
@@ -38,45 +40,57 @@ from .world import parse_world_spec, world_spec
 
 STAGES = ("world", "baselines", "train", "train-no-mask", "evaluate", "report")
 
+FOUR_KINDS = "world:seed=0,people=240"  # the world's four kinds of question: phase 1's (and --long's) training world
+# The demo's phase 2 (docs/multi-hop/, section 20): the worked example of each kind (`world-author-chain`), half the
+# questions two-hop, temperature 1.0 (more chances that one sample of a group searches twice and is right), 64 tokens
+# a turn (the chain's second turn is 42-45), two turns at most, a third of the recipe's learning rate (at the recipe's
+# own, single-hop questions began to be searched twice), and as many of 30 steps as the budget leaves (9-11 on 2 cores)
+CHAIN_PHASE = {"template": "world-author-chain", "temperature": 1.0, "learning_rate": 1e-4, "max_turns": 2,
+               "two_hop_share": 0.5, "max_new_tokens": 64, "max_steps": 30}
+
 
 @dataclass
 class DemoSettings:
     """Sizes of one demo. `quick()` is the few-minute first look (and what CI runs)."""
 
-    world: str = "world:seed=0,people=240"
-    test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop)
-    train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 30})
+    # the held-out test, the baselines and phase 2 draw from this world: two kinds of question, "Where was P born?"
+    # (the passage names the city) and "Where was the author of W born?" (it names the author, to be searched next)
+    world: str = "world:seed=0,people=240,kinds=birthplace+author_birthplace"
+    test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop): at most 25 each in this world
+    # phase 1 of the curriculum: the recipe, single-hop questions learned first (on 2 cores 15 steps learn them)
+    train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 15})
     ablation: bool = False  # also train with inserted tokens in the loss (--no-mask)
     ppo: bool = False  # also train with PPO (--algorithm ppo): the same world, steps and time budget as GRPO
     # the whole demo's wall-clock budget; training takes what is left (None: all steps)
     budget_minutes: float | None = 30.0
-    # a curriculum's phase 2 (--long): settings on top of the recipe, trained from phase 1's adapter, taking the
-    # budget phase 1 left; `two_hop_share` is the world's (its training questions), the other keys a config's
-    two_hop_phase: dict[str, Any] | None = None
-    # phase 1 trains on this world when it is not `world` (which the held-out test and phase 2 draw from)
-    phase_1_world: str | None = None
+    # the curriculum's phase 2: settings on top of the recipe, trained from phase 1's adapter, taking the budget
+    # phase 1 left; `two_hop_share` is the world's (its training questions), the other keys a config's. None: no phase 2
+    two_hop_phase: dict[str, Any] | None = dataclasses.field(default_factory=lambda: dict(CHAIN_PHASE))
+    # phase 1 trains on this world when it is not `world`: all four kinds of question, the same corpus
+    phase_1_world: str | None = FOUR_KINDS
 
     @classmethod
     def quick(cls) -> DemoSettings:
         return cls(world="world:seed=0,people=60", test_per_kind=6,
                    train={"max_steps": 3, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 32,
-                          "max_turns": 2, "eval_size": 4}, budget_minutes=None)
+                          "max_turns": 2, "eval_size": 4}, budget_minutes=None, two_hop_phase=None, phase_1_world=None)
 
     @classmethod
     def long(cls) -> DemoSettings:
-        """Phase 1 is the demo; phase 2 tries to teach the second search (docs/multi-hop/): the two-hop worked
-        example, half the questions two-hop, temperature 1.0, a third of the learning rate, two searches at most. On 2
-        cores it learned the second search and then unlearned it (docs/demo-cpu-long/), so phase 2 evaluates the world's
-        60 dev questions (half of them two-hop) every 5 steps and keeps the evaluation whose lower EM of the two hop
-        counts is best: each run traded one kind of question for the other (docs/multi-hop/)."""
-        return cls(budget_minutes=120.0, two_hop_phase={"template": "world-two-hop-example", "temperature": 1.0,
-                                                        "learning_rate": 1e-4, "max_turns": 2, "two_hop_share": 0.5,
-                                                        "max_steps": 40, "eval_every": 5, "eval_size": 60,
-                                                        "keep_best": True, "keep_best_by": "worst_hop"})
+        """The curriculum first tried (docs/multi-hop/): phase 1 is the recipe's 30 steps on the world's four kinds of
+        question; phase 2 tries to teach the second search with the two-hop worked example, half the questions two-hop,
+        temperature 1.0, a third of the learning rate, two searches at most. On 2 cores it learned the second search
+        and then unlearned it (docs/demo-cpu-long/), so phase 2 evaluates the world's 60 dev questions (half of them
+        two-hop) every 5 steps and keeps the evaluation whose lower EM of the two hop counts is best: each run traded
+        one kind of question for the other (docs/multi-hop/)."""
+        return cls(world=FOUR_KINDS, phase_1_world=None, train={"max_steps": 30}, budget_minutes=120.0,
+                   two_hop_phase={"template": "world-two-hop-example", "temperature": 1.0, "learning_rate": 1e-4,
+                                  "max_turns": 2, "two_hop_share": 0.5, "max_steps": 40, "eval_every": 5,
+                                  "eval_size": 60, "keep_best": True, "keep_best_by": "worst_hop"})
 
     @classmethod
     def author_chain(cls) -> DemoSettings:
-        """`--long` on a world where the first passage decides (docs/demo-cpu-author-chain/): phase 1 is the demo's;
+        """`--long` on a world where the first passage decides (docs/demo-cpu-author-chain/): phase 1 is --long's;
         phase 2, the held-out test and the baselines keep two kinds of question, "Where was P born?" (the passage
         names the city) and "Where was the author of W born?" (it names the author, to be searched next). Phase 2
         gets the worked example of each (`world-author-chain`), 64 tokens a turn (the chain's second turn is 42-45,
@@ -295,9 +309,13 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     return report
 
 
+# what a folder written before each of these settings existed ran with: no budget, no PPO run, no phase 2, one world
+BEFORE_SETTING = {"budget_minutes": None, "ppo": False, "two_hop_phase": None, "phase_1_world": None}
+
+
 def saved_settings(saved: dict) -> dict:
-    """Settings a run folder (or a shipped reference) recorded; one written before a setting existed has its default."""
-    return {**dataclasses.asdict(DemoSettings()), **saved}
+    """Settings a run folder (or a shipped reference) recorded, with what it ran where it predates a setting."""
+    return {**dataclasses.asdict(DemoSettings()), **BEFORE_SETTING, **saved}
 
 
 def _runs_differ(saved: dict, now: dict) -> bool:

@@ -74,7 +74,7 @@ def _trend(frame, metric: str, k: int = 5) -> tuple[float, float]:
 def goals(summary: dict[str, dict[str, float]], frames: dict,
           collapse: list | None = None) -> list[tuple[str, bool | None, str]]:
     """(goal, met?, the figures) for each of the demo's claims; None = cannot be judged from this run. The trained
-    policy is the curriculum's phase 2 when it ran (`--long`), else the masked run. `collapse`: the collapse findings
+    policy is the curriculum's phase 2 when it ran, else the masked run. `collapse`: the collapse findings
     of the runs that trained it (collapse.find_collapse)."""
     out: list[tuple[str, bool | None, str]] = []
     final = "search-r1-lite-two-hop" if "search-r1-lite-two-hop" in summary else "search-r1-lite"
@@ -343,7 +343,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
            "model), its head starting at 0; its value loss covers generated tokens only; no entropy bonus; KL "
            f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
            f"{opt.group_size} samples a question, as GRPO's (authors: 1)."] if versus else []),
-        *([f"- a curriculum (`--long`; the paper trains one phase): phase 2 goes on from phase 1's adapter with "
+        *([f"- a curriculum (the paper trains one phase): phase 2 goes on from phase 1's adapter with "
            f"{_phase_settings(settings.two_hop_phase)}, for {len(frames['search-r1-lite-two-hop'])} steps"
            f"{_kept(out / 'train-two-hop')}."] if "search-r1-lite-two-hop" in frames else []),
     ]

@@ -22,9 +22,36 @@ def test_the_demo_trains_the_recipe_file(tmp_path):
     recipe = TrainConfig.load(RECIPE)
     cfg = train_config(DemoSettings(), tmp_path)
     assert cfg.policy == recipe.policy and cfg.rollout == recipe.rollout and cfg.grpo == recipe.grpo
-    assert cfg.optim == recipe.optim and cfg.data.questions == DemoSettings().world
+    assert cfg.optim == dataclasses.replace(recipe.optim, max_steps=DemoSettings().train["max_steps"])
+    assert cfg.data.questions == DemoSettings().phase_1_world
     quick = train_config(DemoSettings.quick(), tmp_path)
     assert quick.optim.group_size == 4 and quick.rollout.max_new_tokens == 32 and quick.policy == recipe.policy
+    assert quick.data.questions == DemoSettings.quick().world and DemoSettings.quick().two_hop_phase is None
+
+
+def test_the_demo_is_a_curriculum_whose_phase_2_is_the_author_chains_in_the_time_phase_1_leaves(tmp_path):
+    """`make demo` (docs/multi-hop/, section 20): phase 1 is the recipe for 15 steps on all four kinds of question;
+    phase 2, the held-out test and the baselines are `--author-chain`'s, with phase 2's dev evaluations left out (their
+    time goes to steps) and as many of 30 steps as the budget leaves; `--one-phase` drops phase 2."""
+    from searchr1_lite.cli import build_parser, cmd_demo
+    from searchr1_lite.demo import CHAIN_PHASE, saved_settings, two_hop_config
+
+    demo, chain = DemoSettings(), DemoSettings.author_chain()
+    assert (demo.world, demo.phase_1_world, demo.budget_minutes) == (chain.world, chain.phase_1_world, 30)
+    assert demo.train == {"max_steps": 15} and demo.two_hop_phase == CHAIN_PHASE
+    ours, theirs = two_hop_config(demo, tmp_path), two_hop_config(chain, tmp_path)
+    assert (ours.eval_every, ours.keep_best, ours.optim.max_steps, ours.optim.learning_rate) == (0, False, 30, 1e-4)
+    same = lambda c: (c.data, c.policy, c.rollout, c.grpo, c.output_dir)  # noqa: E731
+    assert same(ours) == same(theirs)
+    seen = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("searchr1_lite.demo.run_demo", lambda out, settings, fresh: seen.update(settings=settings))
+        cmd_demo(build_parser().parse_args(["demo", "--one-phase", "--out", str(tmp_path / "d")]))
+    assert seen["settings"] == dataclasses.replace(demo, two_hop_phase=None)
+    # a folder written before phase 2 and phase 1's own world existed ran one phase on one world, whatever today's are
+    before = {"world": demo.phase_1_world, "test_per_kind": 32, "train": {"max_steps": 30}, "ablation": True}
+    assert {k: v for k, v in saved_settings(before).items() if k in ("two_hop_phase", "phase_1_world", "ppo")} == {
+        "two_hop_phase": None, "phase_1_world": None, "ppo": False}
 
 
 def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
@@ -32,8 +59,8 @@ def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
     the demo's own training, untouched."""
     from searchr1_lite.demo import train_config, two_hop_config
 
-    settings = DemoSettings.long()
-    assert train_config(settings, tmp_path) == train_config(DemoSettings(), tmp_path)
+    settings = DemoSettings.long()  # phase 1: the demo's, for the recipe's 30 steps
+    assert train_config(settings, tmp_path) == train_config(dataclasses.replace(DemoSettings(), train={}), tmp_path)
     phase2 = two_hop_config(settings, tmp_path)
     assert (phase2.rollout.template, phase2.rollout.temperature, phase2.optim.learning_rate,
             phase2.rollout.max_turns) == ("world-two-hop-example", 1.0, 1e-4, 2)
@@ -45,15 +72,15 @@ def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
 
 
 def test_the_author_chain_demo_is_the_long_demo_on_two_kinds_of_question(tmp_path):
-    """`--author-chain`: phase 1 is the demo's own (a demo's `train/` folder fits it); phase 2, the held-out test and
+    """`--author-chain`: phase 1 is `--long`'s (a `--long` folder's `train/` fits it); phase 2, the held-out test and
     the baselines keep the two kinds where the first passage decides, with the same corpus; phase 2 is `--long`'s with
     the author chain's worked example, 64 tokens a turn and 15 steps."""
     from searchr1_lite.demo import _runs_differ, train_config, two_hop_config
 
     settings, long = DemoSettings.author_chain(), DemoSettings.long()
-    assert train_config(settings, tmp_path) == train_config(DemoSettings(), tmp_path)
+    assert train_config(settings, tmp_path) == train_config(long, tmp_path)
     world, full = load_world(settings.world), load_world(settings.phase_1_world)
-    assert settings.phase_1_world == DemoSettings().world and world.corpus.checksum == full.corpus.checksum
+    assert settings.phase_1_world == long.world and world.corpus.checksum == full.corpus.checksum
     assert {q.meta["kind"] for q in world.splits["test"]} == {"birthplace", "author_birthplace"}
     phase2, long2 = two_hop_config(settings, tmp_path), two_hop_config(long, tmp_path)
     assert phase2.data.corpus == settings.world and "kinds=birthplace+author_birthplace" in phase2.data.questions
@@ -214,7 +241,7 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     kept = json.loads((budget_run / "train-two-hop" / "best.json").read_text())  # keep_best: the report says which
     assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
             f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
-    assert "a curriculum (`--long`" in (budget_run / "report.md").read_text()
+    assert "a curriculum (the paper trains one phase)" in (budget_run / "report.md").read_text()
 
 
 def test_which_learned_faster_is_judged_per_step_and_per_minute():
@@ -418,6 +445,7 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
         assert not set(TIMING_METRICS) & set(shipped[0])
     about = json.loads((tmp_path / "demo.summary.json").read_text())
     assert about["methods"] == json.loads((budget_run / "summary.json").read_text())["methods"]
+    assert about["command"] == "searchr1-lite demo --no-mask --budget-minutes 0.5"  # the command that made it
     one = json.loads((tmp_path / "one.about.json").read_text())
     assert one["config"] == json.loads((budget_run / "train" / "config.json").read_text())
     with pytest.raises(SystemExit, match="not a finished run"):
@@ -425,8 +453,8 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
 
 
 def test_the_shipped_full_demo_is_the_current_recipe_and_shows_the_ablation():
-    """Lesson 05's reference: a full demo with today's settings, every step of both runs (else re-run it and ship
-    it: `searchr1-lite demo --no-mask --budget-minutes 0`, then tools/ship_reference.py demo)."""
+    """Lesson 05's reference: today's demo's phase 1, every step, with the ablation (else re-run it and ship it:
+    `searchr1-lite demo --one-phase --no-mask --budget-minutes 0`, then tools/ship_reference.py demo)."""
     from searchr1_lite.demo import ADDED_RUNS, saved_settings
     from searchr1_lite.plots import reference_metrics, reference_path
 
@@ -436,6 +464,7 @@ def test_the_shipped_full_demo_is_the_current_recipe_and_shows_the_ablation():
     skip = ("budget_minutes", *ADDED_RUNS)
     assert {k: v for k, v in shipped.items() if k not in skip} == {k: v for k, v in current.items() if k not in skip}
     assert about["settings"]["ablation"] and not about["settings"]["budget_minutes"]  # every step, both runs
+    assert about["command"] == "searchr1-lite demo --one-phase --no-mask --budget-minutes 0"
     masked, unmasked = reference_metrics("demo"), reference_metrics("demo-no-mask")
     assert list(masked["step"]) == list(unmasked["step"]) == list(range(1, current["train"]["max_steps"] + 1))
     assert unmasked["tokens_trained"].mean() > 2 * masked["tokens_trained"].mean()

@@ -21,7 +21,8 @@ from conftest import readme_shell_lines
 from searchr1_lite.cli import build_parser
 
 NOT_RUN = {
-    "make demo": "the 30-minute demo; its code is the quick demo's, run by the conftest fixture",
+    "make demo": "the 30-minute demo: phase 1 is the quick demo's code (the conftest fixture), phase 2 runs under "
+                 "a tiny budget in tests/test_demo.py",
     "make test": "this suite",
     "make lab": "an interactive JupyterLab server",
     "source .venv/bin/activate": "every line below runs after it (the shell's first command)",

@@ -1,6 +1,7 @@
 """Ship a finished run with the package (searchr1_lite/reference/), for a lesson to set its own run beside.
 
-    python tools/ship_reference.py demo runs/demo        # lesson 05: searchr1-lite demo --no-mask --budget-minutes 0
+    python tools/ship_reference.py demo runs/demo        # lesson 05: searchr1-lite demo --one-phase --no-mask
+                                                         #   --budget-minutes 0
     python tools/ship_reference.py run lesson04 RUN_DIR  # lesson 04: its CPU tier run longer (SETTINGS max_steps=8)
 
 `demo` writes demo.metrics.jsonl and demo-no-mask.metrics.jsonl (the masked run and the ablation) and
@@ -52,9 +53,10 @@ def ship_run(name: str, run: Path, out: Path = REFERENCE) -> list[Path]:
 def ship_demo(demo: Path, out: Path = REFERENCE) -> list[Path]:
     runs = {"train": "demo", "train-no-mask": "demo-no-mask"}
     _finished(*(demo / r / "adapter" for r in runs), demo / "summary.json",
-              hint=f"run: searchr1-lite demo --no-mask --budget-minutes 0 --out {demo}")
+              hint=f"run: searchr1-lite demo --one-phase --no-mask --budget-minutes 0 --out {demo}")
     settings = json.loads((demo / "settings.json").read_text())
-    about = {"command": f"searchr1-lite demo --no-mask --budget-minutes {settings['budget_minutes'] or 0}",
+    one_phase = " --one-phase" if settings.get("two_hop_phase") is None else ""
+    about = {"command": f"searchr1-lite demo{one_phase} --no-mask --budget-minutes {settings['budget_minutes'] or 0}",
              "settings": settings, "methods": json.loads((demo / "summary.json").read_text())["methods"],
              "ran": _ran(demo / "train-no-mask")}
     (out / "demo.summary.json").write_text(json.dumps(about, indent=1) + "\n")
