@@ -56,10 +56,10 @@ def test_the_demo_is_a_curriculum_whose_phase_2_is_the_author_chains_in_the_time
 
 def test_the_long_demo_adds_phase_2_to_the_recipe_file(tmp_path):
     """`--long`: phase 2 is the recipe with the curriculum's settings on top, from phase 1's adapter; phase 1 is
-    the demo's own training, untouched."""
+    the demo's phase 1 for the recipe's 30 steps."""
     from searchr1_lite.demo import train_config, two_hop_config
 
-    settings = DemoSettings.long()  # phase 1: the demo's, for the recipe's 30 steps
+    settings = DemoSettings.long()
     assert train_config(settings, tmp_path) == train_config(dataclasses.replace(DemoSettings(), train={}), tmp_path)
     phase2 = two_hop_config(settings, tmp_path)
     assert (phase2.rollout.template, phase2.rollout.temperature, phase2.optim.learning_rate,
