@@ -262,11 +262,13 @@ def device_label(plan: Plan) -> tuple[str, tiers.GPUSpeed | None]:
 
 def figures(result: dict) -> dict:
     """Each measured figure beside the estimate's assumption, converted to a T4 where the device's speeds are
-    known: decode time by bandwidth, update throughput by tensor-core peak (tiers.estimate_seconds' ratios)."""
+    known, as tiers.estimate_seconds does: a decode step keeps its host's part and moves its memory part to the T4's
+    bandwidth; update throughput scales by tensor-core peak."""
     ph, t4, speed = result["phases"], tiers.SPEEDS["t4"], result["device_speed"]
     params = result["model"]["params"]
     step_s, tok_s = ph["rollout"]["seconds_per_decode_step"], ph["update"]["tokens_per_s"]
-    bw = speed["bandwidth_gbs"] / t4.bandwidth_gbs if speed else None
+    memory_s = lambda gbs: tiers.DECODE_GB * params / tiers.QWEN25_3B.params / gbs  # noqa: E731  (a step's memory part)
+    t4_step = step_s - memory_s(speed["bandwidth_gbs"]) + memory_s(t4.bandwidth_gbs) if speed else None
     fl = t4.fp16_tflops / speed["fp16_tflops"] if speed else None
     efficiency = tok_s * 8 * params / (speed["fp16_tflops"] * 1e12) if speed else None
     assumed_tok_s = t4.fp16_tflops * 1e12 * tiers.UPDATE_EFFICIENCY / (8 * tiers.QWEN25_3B.params)  # the estimate's
@@ -274,11 +276,12 @@ def figures(result: dict) -> dict:
                                                                                   "peak_reserved_gb"))
     est = tiers.estimate(tiers.TIERS[TIER], LESSON)
     return {
-        "decode_step_s": {"measured": step_s, "t4_equivalent": step_s * bw if bw else None,
+        "decode_step_s": {"measured": step_s, "t4_equivalent": t4_step,
                           "assumed_t4": tiers.T4_DECODE_STEP_S,
                           "how": f"{ph['rollout']['generate_seconds']:.2f} s generating / "
                                  f"{ph['rollout']['decode_steps']} decode steps of {ph['rollout']['trajectories']} "
-                                 "rows (prefills included); T4 = x device GB/s / T4 GB/s"},
+                                 "rows (prefills included); T4 = measured - DECODE_GB / device GB/s "
+                                 "+ DECODE_GB / T4 GB/s"},
         "update_tokens_per_s": {"measured": tok_s, "t4_equivalent": tok_s * fl if fl else None,
                                 "assumed_t4": assumed_tok_s, "effective_efficiency": efficiency,
                                 "assumed_efficiency": tiers.UPDATE_EFFICIENCY,
@@ -288,7 +291,7 @@ def figures(result: dict) -> dict:
         "peak_memory_gb": {"measured_allocated": peak, "measured_reserved": reserved,
                            "estimate": est["memory"].value, "how": est["memory"].how},
         "lesson04_time_min": {"estimate": est["time"].value, "estimate_how": est["time"].how,
-                              "projected_from_measured": _projected_minutes(step_s * bw, tok_s * fl) if bw else None},
+                              "projected_from_measured": _projected_minutes(t4_step, tok_s * fl) if speed else None},
     }
 
 
@@ -335,11 +338,17 @@ def check(plan: Plan) -> dict:
               "tier": TIER, "lesson": LESSON, "compute_dtype": str(plan.compute).removeprefix("torch."),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
               "model": {"params": params, **plan.shape}, "settings": _settings(cfg), "phases": phases,
-              "assumptions": {"T4_DECODE_STEP_S": tiers.T4_DECODE_STEP_S, "UPDATE_EFFICIENCY": tiers.UPDATE_EFFICIENCY,
-                              "SPEEDS": {k: dataclasses.asdict(v) for k, v in tiers.SPEEDS.items()}}}
+              "assumptions": assumptions()}
     result["figures"] = figures(result)
     result["total_seconds"] = sum(p["seconds"] for p in phases.values())
     return result
+
+
+def assumptions() -> dict:
+    """What the estimate assumes (tiers.py), beside the figures measured against it."""
+    return {"T4_DECODE_STEP_S": tiers.T4_DECODE_STEP_S, "DECODE_HOST_S": tiers.DECODE_HOST_S,
+            "DECODE_GB": tiers.DECODE_GB, "UPDATE_EFFICIENCY": tiers.UPDATE_EFFICIENCY,
+            "SPEEDS": {k: dataclasses.asdict(v) for k, v in tiers.SPEEDS.items()}}
 
 
 def _settings(cfg) -> dict:
@@ -365,14 +374,15 @@ def _cells(result: dict) -> dict[str, str]:
     d, u, m, t = f["decode_step_s"], f["update_tokens_per_s"], f["peak_memory_gb"], f["lesson04_time_min"]
     return {
         "step": _fmt(d["measured"], ".3g", " s"), "step_t4": _fmt(d["t4_equivalent"], ".3g", " s"),
-        "step_assumed": f"{d['assumed_t4']} s",
+        "step_assumed": f"{d['assumed_t4']:.3g} s",
         "tok": _fmt(u["measured"], ",.0f", " tokens/s"), "tok_t4": _fmt(u["t4_equivalent"], ",.0f", " tokens/s"),
         "tok_assumed": f"{u['assumed_t4']:,.0f} tokens/s", "eff": _fmt(u["effective_efficiency"], ".3g"),
         "eff_assumed": f"{u['assumed_efficiency']:.3g}",
         "alloc": _fmt(m["measured_allocated"], ".2f", " GB"), "reserved": _fmt(m["measured_reserved"], ".2f", " GB"),
         "mem_est": f"{m['estimate']:.1f} GB",
         "time_t4": _fmt(t["projected_from_measured"], ".0f", " min"), "time_est": f"{t['estimate']:.0f} min",
-        "bw": f"x {sp['bandwidth_gbs']:.0f} / {t4.bandwidth_gbs:.0f} GB/s" if sp else "no conversion",
+        "bw": (f"host part kept, {tiers.DECODE_GB} GB at {t4.bandwidth_gbs:.0f}, not {sp['bandwidth_gbs']:.0f}, GB/s"
+               if sp else "no conversion"),
         "fl": f"x {t4.fp16_tflops:.0f} / {sp['fp16_tflops']:.0f} TFLOP/s" if sp else "no conversion",
     }
 
@@ -401,7 +411,8 @@ def render_markdown(result: dict) -> str:
         f"{s['max_new_tokens']} tokens, micro-batch {s['micro_batch_size']}, data `{s['data']}`. Random weights "
         "never write a tag, so every turn runs to max_new_tokens: the rollout measures decode cost per step.",
         "",
-        "| figure | measured on this device | as a T4 (tiers.SPEEDS ratios) | estimate's assumption (tiers.py) |",
+        "| figure | measured on this device | as a T4 (tiers.estimate_seconds' model) | estimate's assumption "
+        "(tiers.py) |",
         "| --- | --- | --- | --- |",
         f"| decode step, {ph['rollout']['trajectories']} rows | {c['step']} | {c['step_t4']} ({c['bw']}) | "
         f"T4_DECODE_STEP_S = {c['step_assumed']} |",
@@ -417,10 +428,11 @@ def render_markdown(result: dict) -> str:
         *[f"| {p} | {ph[p]['seconds']:.1f} | {_fmt(ph[p]['peak_allocated_gb'], '.2f')} | "
           f"{_fmt(ph[p]['peak_reserved_gb'], '.2f')} |" for p in PHASES],
         "",
-        "The T4 conversion scales the whole decode step by bandwidth, as the estimate does; the part of a step that "
-        "is Python and kernel launches does not scale with bandwidth, so on a much faster GPU the converted figure "
-        "overstates a T4's step. The update converts by tensor-core peak, though the 4-bit dequantisation inside it "
-        "is bandwidth-bound: that conversion is approximate too.",
+        "A decode step converts to a T4 by keeping its host's part (Python and kernel launches, the same on any GPU) "
+        "and moving its memory part (DECODE_GB read at the GPU's bandwidth) to the T4's bandwidth. The update "
+        "converts by tensor-core peak, as if a T4 reached the same fraction of its peak as this GPU did: a bound "
+        "from below, since a big GPU is harder to keep busy with the same small matrices. So the whole run "
+        "projected from it is a bound from above.",
     ])
 
 
@@ -455,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         result = json.loads(args.render.read_text())
+        result["figures"] = figures(result)  # the measured phases, read with today's estimate (tiers.py)
+        result["assumptions"] = assumptions()
         print(summary(result))
         write(result, None, args.doc)
         return 0

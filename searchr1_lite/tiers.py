@@ -68,17 +68,22 @@ _CPU_LESSONS = {
 class GPUSpeed:
     """What the time estimates assume of a GPU (spec-sheet figures; the speeds derive from the T4's, see below)."""
 
-    bandwidth_gbs: float  # memory bandwidth, GB/s: decoding is memory-bound
+    bandwidth_gbs: float  # memory bandwidth, GB/s: a decode step's memory part
     fp16_tflops: float  # dense fp16/bf16 tensor-core peak: the update is compute-bound
 
 
-# A 4-bit decode step of a 3B model on a T4, assumed: it reads the 1.6 GB of packed weights and writes and reads
-# them dequantised (~3 GB more) at 320 GB/s (~15 ms) and launches ~600 kernels from Python (~60 ms) -> ~0.08 s.
 # The update: 8 FLOPs a parameter a token (forward, backward, recomputed forward under checkpointing) at a third of
-# the tensor-core peak. Other GPUs scale by bandwidth (decoding) and peak FLOPs (the update).
-T4_DECODE_STEP_S = 0.08
+# the tensor-core peak, scaled across GPUs by peak FLOPs. An H200 reached 0.08 of its peak (docs/gpu.md), a bound
+# from below: its matrices are small for it.
 UPDATE_EFFICIENCY = 1 / 3
+# A 4-bit decode step of a 3B model has two parts (docs/gpu.md). The host's: Python and the kernel launches of 36
+# layers (each with 7 quantised projections and their LoRA adapters), the same on any GPU, so it scales with layers
+# only. It was measured on an H200: 0.110 s a step of 16 rows, less that GPU's memory part (1 ms). The memory part:
+# the 1.6 GB of packed weights read, then written and read again dequantised (~4.6 GB in all) at the GPU's bandwidth.
+DECODE_HOST_S = 0.109
+DECODE_GB = 4.6
 SPEEDS = {"t4": GPUSpeed(320, 65), "l4": GPUSpeed(300, 121), "a100": GPUSpeed(1555, 312)}
+T4_DECODE_STEP_S = DECODE_HOST_S + DECODE_GB / SPEEDS["t4"].bandwidth_gbs  # 0.123 s (0.08 s before it was measured)
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,15 @@ class Tier:
 
 TIERS = {
     "cpu": Tier("cpu", "a laptop or CI, offline", "float32", _CPU_LESSONS),
+    # Each GPU tier's steps keep lesson 04 near an hour and 05 near half an hour by its estimate. A decode step is
+    # mostly the host's time (DECODE_HOST_S), so a bigger GPU runs one barely faster: the A100 tier's 200 steps of 300
+    # tokens, sized when decoding was thought bandwidth-bound, would take about 6 hours.
     "t4": Tier("t4", "a GPU up to 16 GB without bf16 (Colab's free T4)", "float16",
-               _gpu_lessons(steps04=40, steps05=8, tokens=160, eval_limit=50)),
+               _gpu_lessons(steps04=36, steps05=7, tokens=160, eval_limit=50)),
     "l4": Tier("l4", "an Ampere+ GPU under 40 GB (L4, A10G, RTX 4090)", "bfloat16",
-               _gpu_lessons(steps04=50, steps05=10, tokens=200, eval_limit=100)),
+               _gpu_lessons(steps04=38, steps05=8, tokens=200, eval_limit=100)),
     "a100": Tier("a100", "an Ampere+ GPU with 40 GB or more (A100, H100)", "bfloat16",
-                 _gpu_lessons(steps04=200, steps05=50, tokens=300, eval_limit=200)),
+                 _gpu_lessons(steps04=46, steps05=9, tokens=200, eval_limit=200)),
 }
 
 
@@ -216,11 +224,17 @@ def estimate_memory(shape: ModelShape, trajectories: int, seq_tokens: int, micro
     return Figure(total / GB, "GB", False, how)
 
 
+def decode_step_s(speed: GPUSpeed, shape: ModelShape) -> float:
+    """One decode step of a 4-bit `shape` on a GPU of `speed`: the host's part (per layer) + the memory part."""
+    return (DECODE_HOST_S * shape.layers / QWEN25_3B.layers
+            + DECODE_GB * shape.params / QWEN25_3B.params / speed.bandwidth_gbs)
+
+
 def estimate_seconds(tier: str, shape: ModelShape, decode_steps: int, update_tokens: int, fixed_s: float = 0.0,
                      what: str = "") -> Figure:
-    """decode steps x step time (bandwidth-scaled from the T4's) + update tokens x 8 x params / effective FLOPs."""
+    """decode steps x step time (`decode_step_s`) + update tokens x 8 x params / effective FLOPs."""
     speed = SPEEDS[tier]
-    step_s = T4_DECODE_STEP_S * SPEEDS["t4"].bandwidth_gbs / speed.bandwidth_gbs * shape.params / QWEN25_3B.params
+    step_s = decode_step_s(speed, shape)
     flops = speed.fp16_tflops * 1e12 * UPDATE_EFFICIENCY
     decode = decode_steps * step_s
     update = update_tokens * 8 * shape.params / flops

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from searchr1_lite import tiers
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
@@ -79,7 +81,8 @@ def test_figures_convert_to_a_t4_by_the_estimates_ratios():
     gc = _module()
     result = _fake_result(gc, {"bandwidth_gbs": 4800, "fp16_tflops": 990})
     f = gc.figures(result)
-    assert f["decode_step_s"]["t4_equivalent"] == pytest.approx(0.05 * 4800 / 320)
+    # the host's part stays, the memory part moves to the T4's bandwidth
+    assert f["decode_step_s"]["t4_equivalent"] == pytest.approx(0.05 - tiers.DECODE_GB / 4800 + tiers.DECODE_GB / 320)
     assert f["update_tokens_per_s"]["t4_equivalent"] == pytest.approx(3000 * 65 / 990)
     assert f["update_tokens_per_s"]["effective_efficiency"] == pytest.approx(3000 * 8 * 3.09e9 / 990e12)
     assert f["peak_memory_gb"]["measured_allocated"] == 9.0 and f["peak_memory_gb"]["measured_reserved"] == 6.0
@@ -112,5 +115,5 @@ def test_render_fills_the_docs_section_and_docs_carry_the_device_command(tmp_pat
     gc.write(result, None, doc)
     text = doc.read_text()
     assert "No GPU figure has been measured yet" not in text and "Measured on **NVIDIA H200" in text
-    assert "0.75 s (x 4800 / 320 GB/s)" in text  # 0.05 s on the H200, as a T4
+    assert "0.0634 s (host part kept, 4.6 GB at 320, not 4800, GB/s)" in text  # 0.05 s on the H200, as a T4
     assert text.count(gc.DOC_BEGIN) == 1 and text.endswith(gc.DOC_END + "\n")

@@ -92,6 +92,10 @@ def test_an_estimate_shows_its_arithmetic():
     assert "KV cache 0.6" in mem.how
     t = tiers.estimate_seconds("t4", tiers.QWEN25_3B, decode_steps=1000, update_tokens=0)
     assert abs(t.value - 1000 * tiers.T4_DECODE_STEP_S / 60) < 1e-9
+    # a decode step is the host's part, the same on any GPU, plus the memory part at the GPU's bandwidth (docs/gpu.md):
+    # an A100 step is not the T4's scaled by bandwidth
+    a100 = tiers.estimate_seconds("a100", tiers.QWEN25_3B, decode_steps=1000, update_tokens=0)
+    assert a100.value * 60 / 1000 == pytest.approx(tiers.DECODE_HOST_S + tiers.DECODE_GB / 1555)
     text = describe(TIERS["t4"], "04")
     assert "estimated:" in text and "decode steps x" in text and "config = 'qwen2.5-3b-hotpotqa'" in text
 
