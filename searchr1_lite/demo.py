@@ -41,12 +41,16 @@ from .world import parse_world_spec, world_spec
 STAGES = ("world", "baselines", "train", "train-no-mask", "evaluate", "report")
 
 FOUR_KINDS = "world:seed=0,people=240"  # the world's four kinds of question: phase 1's (and --long's) training world
-# The demo's phase 2 (docs/multi-hop/, section 20): the worked example of each kind (`world-author-chain`), half the
-# questions two-hop, temperature 1.0 (more chances that one sample of a group searches twice and is right), 64 tokens
-# a turn (the chain's second turn is 42-45), two turns at most, a third of the recipe's learning rate (at the recipe's
-# own, single-hop questions began to be searched twice), and as many of 30 steps as the budget leaves (9-11 on 2 cores)
-CHAIN_PHASE = {"template": "world-author-chain", "temperature": 1.0, "learning_rate": 1e-4, "max_turns": 2,
-               "two_hop_share": 0.5, "max_new_tokens": 64, "max_steps": 30}
+# Every phase 2 (docs/multi-hop/): half the questions two-hop, temperature 1.0 (more chances that one sample of a
+# group searches twice and is right), two turns at most, a third of the recipe's learning rate (at the recipe's own,
+# single-hop questions began to be searched twice)
+PHASE_2 = {"temperature": 1.0, "learning_rate": 1e-4, "max_turns": 2, "two_hop_share": 0.5}
+# The demo's (section 20): the worked example of each kind, 64 tokens a turn (the chain's second turn is 42-45), and as
+# many of 30 steps as the budget leaves (6-11 on 2 cores)
+CHAIN_PHASE = {**PHASE_2, "template": "world-author-chain", "max_new_tokens": 64, "max_steps": 30}
+# --long's and --author-chain's: the world's 60 dev questions (half two-hop) every 5 steps, keeping the evaluation whose
+# lower EM of the two hop counts is best
+KEEP_BEST = {"eval_every": 5, "eval_size": 60, "keep_best": True, "keep_best_by": "worst_hop"}
 
 
 @dataclass
@@ -84,9 +88,7 @@ class DemoSettings:
         two-hop) every 5 steps and keeps the evaluation whose lower EM of the two hop counts is best: each run traded
         one kind of question for the other (docs/multi-hop/)."""
         return cls(world=FOUR_KINDS, phase_1_world=None, train={"max_steps": 30}, budget_minutes=120.0,
-                   two_hop_phase={"template": "world-two-hop-example", "temperature": 1.0, "learning_rate": 1e-4,
-                                  "max_turns": 2, "two_hop_share": 0.5, "max_steps": 40, "eval_every": 5,
-                                  "eval_size": 60, "keep_best": True, "keep_best_by": "worst_hop"})
+                   two_hop_phase={**PHASE_2, "template": "world-two-hop-example", "max_steps": 40, **KEEP_BEST})
 
     @classmethod
     def author_chain(cls) -> DemoSettings:
@@ -98,8 +100,7 @@ class DemoSettings:
         s = cls.long()
         s.phase_1_world = s.world
         s.world = world_spec(**{**parse_world_spec(s.world), "kinds": "birthplace+author_birthplace"})
-        s.two_hop_phase = {**(s.two_hop_phase or {}), "template": "world-author-chain", "max_new_tokens": 64,
-                           "max_steps": 15}
+        s.two_hop_phase = {**CHAIN_PHASE, **KEEP_BEST, "max_steps": 15}  # the demo's phase 2, evaluated and kept
         return s
 
 
