@@ -73,8 +73,8 @@ class GPUSpeed:
 
 
 # The update: 8 FLOPs a parameter a token (forward, backward, recomputed forward under checkpointing) at a third of
-# the tensor-core peak, scaled across GPUs by peak FLOPs. An H200 reached 0.08 of its peak (docs/gpu.md), a bound
-# from below: its matrices are small for it.
+# the tensor-core peak, scaled across GPUs by peak FLOPs. An H200 reached 0.08 of its peak (docs/gpu.md), likely
+# a bound from below: the same matrices are small for a GPU that big.
 UPDATE_EFFICIENCY = 1 / 3
 # A 4-bit decode step of a 3B model has two parts (docs/gpu.md). The host's: Python and the kernel launches of 36
 # layers (each with 7 quantised projections and their LoRA adapters), the same on any GPU, so it scales with layers
