@@ -360,9 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     steps = ", ".join(f"{name} {make().train['max_steps']}" for name, make in (
         ("default", DemoSettings), ("--long", DemoSettings.long), ("--quick", DemoSettings.quick)))
     s.add_argument("--steps", type=int, default=None, help=f"phase 1's training steps at most ({steps})")
+    budgets = ", ".join(f"{name} {make().budget_minutes:g}" for name, make in (
+        ("default", DemoSettings), ("--long and --author-chain", DemoSettings.long)))
     s.add_argument("--budget-minutes", type=float, default=None,
-                   help="the whole demo's time budget: training stops after the last step that fits (default 30, "
-                        "--long and --author-chain 120; 0 = no budget, train every step; --quick has none)")
+                   help=f"the whole demo's time budget: training stops after the last step that fits ({budgets}; "
+                        "0 = no budget, train every step; --quick has none)")
     s.add_argument("--out", default=None, help="where to write: the demo's folder (default runs/demo, "
                    "runs/demo-quick, runs/demo-long or runs/demo-author-chain)")
     s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")

@@ -15,7 +15,7 @@ last checkpoint. `--fresh` starts over.
 
 The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
 final evaluations take is set aside; phase 1 stops after the last of its steps that fits in the rest, and phase 2
-takes what phase 1 left. On 2 cores that is 15 steps and then 9-11; the report says how many ran and why.
+takes what phase 1 left. On 2 cores that is 15 steps and then 6-11; the report says how many ran and why.
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
@@ -41,6 +41,9 @@ from .world import parse_world_spec, world_spec
 STAGES = ("world", "baselines", "train", "train-no-mask", "evaluate", "report")
 
 FOUR_KINDS = "world:seed=0,people=240"  # the world's four kinds of question: phase 1's (and --long's) training world
+# two of them, "Where was P born?" (the passage names the city) and "Where was the author of W born?" (it names the
+# author, to be searched next): the same corpus, where the first passage says whether to search again
+TWO_KINDS = world_spec(**{**parse_world_spec(FOUR_KINDS), "kinds": "birthplace+author_birthplace"})
 # Every phase 2 (docs/multi-hop/): half the questions two-hop, temperature 1.0 (more chances that one sample of a
 # group searches twice and is right), two turns at most, a third of the recipe's learning rate (at the recipe's own,
 # single-hop questions began to be searched twice)
@@ -57,9 +60,7 @@ KEEP_BEST = {"eval_every": 5, "eval_size": 60, "keep_best": True, "keep_best_by"
 class DemoSettings:
     """Sizes of one demo. `quick()` is the few-minute first look (and what CI runs)."""
 
-    # the held-out test, the baselines and phase 2 draw from this world: two kinds of question, "Where was P born?"
-    # (the passage names the city) and "Where was the author of W born?" (it names the author, to be searched next)
-    world: str = "world:seed=0,people=240,kinds=birthplace+author_birthplace"
+    world: str = TWO_KINDS  # the held-out test, the baselines and phase 2 draw from this world
     test_per_kind: int = 32  # held-out test questions per kind (single-hop, two-hop): at most 25 each in this world
     # phase 1 of the curriculum: the recipe, single-hop questions learned first (on 2 cores 15 steps learn them)
     train: dict[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 15})
@@ -98,8 +99,7 @@ class DemoSettings:
         gets the worked example of each (`world-author-chain`), 64 tokens a turn (the chain's second turn is 42-45,
         the recipe's cap 40) and 15 steps: on 2 cores it learned the second search (docs/multi-hop/, section 17)."""
         s = cls.long()
-        s.phase_1_world = s.world
-        s.world = world_spec(**{**parse_world_spec(s.world), "kinds": "birthplace+author_birthplace"})
+        s.phase_1_world, s.world = s.world, TWO_KINDS
         s.two_hop_phase = {**CHAIN_PHASE, **KEEP_BEST, "max_steps": 15}  # the demo's phase 2, evaluated and kept
         return s
 
