@@ -15,7 +15,7 @@ last checkpoint. `--fresh` starts over.
 
 The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
 final evaluations take is set aside; phase 1 stops after the last of its steps that fits in the rest, and phase 2
-takes what phase 1 left. On 2 cores that is 15 steps and then 6-11; the report says how many ran and why.
+takes what phase 1 left. On 2 cores that is 15 steps and then 6-8; the report says how many ran and why.
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
@@ -45,15 +45,19 @@ FOUR_KINDS = "world:seed=0,people=240"  # the world's four kinds of question: ph
 # author, to be searched next): the same corpus, where the first passage says whether to search again
 TWO_KINDS = world_spec(**{**parse_world_spec(FOUR_KINDS), "kinds": "birthplace+author_birthplace"})
 # Every phase 2 (docs/multi-hop/): half the questions two-hop, temperature 1.0 (more chances that one sample of a
-# group searches twice and is right), two turns at most, a third of the recipe's learning rate (at the recipe's own,
-# single-hop questions began to be searched twice)
+# group searches twice and is right; at 0.7 none did), two turns at most, and for --long and --author-chain a third
+# of the recipe's learning rate (at the recipe's own, single-hop questions began to be searched twice)
 PHASE_2 = {"temperature": 1.0, "learning_rate": 1e-4, "max_turns": 2, "two_hop_share": 0.5}
-# The demo's (section 20): the worked example of each kind, 64 tokens a turn (the chain's second turn is 42-45), and as
-# many of 30 steps as the budget leaves (6-11 on 2 cores)
+# --author-chain's (section 17): the worked example of each kind, 64 tokens a turn (the chain's second turn is 42-45),
+# and as many of 30 steps as the budget leaves
 CHAIN_PHASE = {**PHASE_2, "template": "world-author-chain", "max_new_tokens": 64, "max_steps": 30}
-# --long's and --author-chain's: the world's 60 dev questions (half two-hop) every 5 steps, keeping the evaluation whose
-# lower EM of the two hop counts is best
+# --long's and --author-chain's: the world's dev questions (up to 60, half two-hop) every 5 steps, keeping the
+# evaluation whose lower EM of the two hop counts is best
 KEEP_BEST = {"eval_every": 5, "eval_size": 60, "keep_best": True, "keep_best_by": "worst_hop"}
+# `make demo`'s (section 22): the chain's phase at the recipe's learning rate, which learned the chain in the 6-9 steps
+# 2 cores leave (1e-4 only began it), with all 12 of the world's dev questions every 2 steps and the best kept, because
+# single-hop questions begin to draw a second search a step or two after the chain is learned
+DEMO_PHASE = {**CHAIN_PHASE, **KEEP_BEST, "learning_rate": 3e-4, "eval_every": 2}
 
 
 @dataclass
@@ -70,7 +74,7 @@ class DemoSettings:
     budget_minutes: float | None = 30.0
     # the curriculum's phase 2: settings on top of the recipe, trained from phase 1's adapter, taking the budget
     # phase 1 left; `two_hop_share` is the world's (its training questions), the other keys a config's. None: no phase 2
-    two_hop_phase: dict[str, Any] | None = dataclasses.field(default_factory=lambda: dict(CHAIN_PHASE))
+    two_hop_phase: dict[str, Any] | None = dataclasses.field(default_factory=lambda: dict(DEMO_PHASE))
     # phase 1 trains on this world when it is not `world`: all four kinds of question, the same corpus
     phase_1_world: str | None = FOUR_KINDS
 

@@ -30,17 +30,22 @@ def test_the_demo_trains_the_recipe_file(tmp_path):
 
 
 def test_the_demo_is_a_curriculum_whose_phase_2_is_the_author_chains_in_the_time_phase_1_leaves(tmp_path):
-    """`make demo` (docs/multi-hop/, section 20): phase 1 is the recipe for 15 steps on all four kinds of question;
-    phase 2, the held-out test and the baselines are `--author-chain`'s, with phase 2's dev evaluations left out (their
-    time goes to steps) and as many of 30 steps as the budget leaves; `--one-phase` drops phase 2."""
+    """`make demo` (docs/multi-hop/, sections 20 and 22): phase 1 is the recipe for 15 steps on all four kinds of
+    question; phase 2, the held-out test and the baselines are `--author-chain`'s, with phase 2 at the recipe's
+    learning rate, all the world's dev questions every 2 steps and the best kept, and as many of 30 steps as the budget
+    leaves; `--one-phase` drops phase 2."""
     from searchr1_lite.cli import build_parser, cmd_demo
-    from searchr1_lite.demo import CHAIN_PHASE, saved_settings, two_hop_config
+    from searchr1_lite.demo import saved_settings, train_config, two_hop_config
+    from searchr1_lite.train import split_questions
 
     demo, chain = DemoSettings(), DemoSettings.author_chain()
     assert (demo.world, demo.phase_1_world, demo.budget_minutes) == (chain.world, chain.phase_1_world, 30)
-    assert demo.train == {"max_steps": 15} and demo.two_hop_phase == CHAIN_PHASE
+    assert demo.train == {"max_steps": 15}
     ours, theirs = two_hop_config(demo, tmp_path), two_hop_config(chain, tmp_path)
-    assert (ours.eval_every, ours.keep_best, ours.optim.max_steps, ours.optim.learning_rate) == (0, False, 30, 1e-4)
+    assert (ours.eval_every, ours.keep_best, ours.keep_best_by, ours.optim.max_steps) == (2, True, "worst_hop", 30)
+    assert ours.optim.learning_rate == train_config(demo, tmp_path).optim.learning_rate == 3e-4 != \
+        theirs.optim.learning_rate
+    assert ours.eval_size >= len(split_questions(ours.data, None)[1]) == 12  # every dev question, half two-hop
     same = lambda c: (c.data, c.policy, c.rollout, c.grpo, c.output_dir)  # noqa: E731
     assert same(ours) == same(theirs)
     seen = {}

@@ -1,4 +1,5 @@
-"""benchmarks/gpu_demo.py: the demo's recipe on a GPU changes only the batch, phase 2's steps and the budget."""
+"""benchmarks/gpu_demo.py: the demo's recipe on a GPU changes only the batch, phase 2's steps and evaluations, and
+the budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from searchr1_lite.demo import CHAIN_PHASE, DemoSettings
+from searchr1_lite.demo import DemoSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_the_gpu_demo_is_the_default_demo_with_a_gpus_batch_and_phase_2_steps():
     s, default = gd.gpu_settings(8.0), DemoSettings()
     batch = {"prompts_per_step": 8, "group_size": 16, "micro_batch_size": 32}
     assert s.train == {**default.train, **batch}
-    assert s.two_hop_phase == {**CHAIN_PHASE, **batch, "max_steps": 100}
+    assert s.two_hop_phase == {**default.two_hop_phase, **batch, "max_steps": 100, "eval_every": 10}
     assert s.budget_minutes == 8.0
     same = {"train", "two_hop_phase", "budget_minutes"}
     assert {k: v for k, v in dataclasses.asdict(s).items() if k not in same} == \
