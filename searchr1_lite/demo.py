@@ -104,7 +104,7 @@ class DemoSettings:
         the recipe's cap 40) and 15 steps: on 2 cores it learned the second search (docs/multi-hop/, section 17)."""
         s = cls.long()
         s.phase_1_world, s.world = s.world, TWO_KINDS
-        s.two_hop_phase = {**CHAIN_PHASE, **KEEP_BEST, "max_steps": 15}  # the demo's phase 2, evaluated and kept
+        s.two_hop_phase = {**CHAIN_PHASE, **KEEP_BEST, "max_steps": 15}  # at 1e-4, evaluated every 5 steps and kept
         return s
 
 
