@@ -30,7 +30,7 @@ def test_the_demo_trains_the_recipe_file(tmp_path):
 
 
 def test_the_demo_is_a_curriculum_whose_phase_2_is_the_author_chains_in_the_time_phase_1_leaves(tmp_path):
-    """`make demo` (docs/multi-hop/, sections 20 and 22): phase 1 is the recipe for 15 steps on all four kinds of
+    """`make demo` (docs/multi-hop/, sections 20, 22 and 23): phase 1 is the recipe for 10 steps on all four kinds of
     question; phase 2, the held-out test and the baselines are `--author-chain`'s, with phase 2 at the recipe's
     learning rate, all the world's dev questions every 2 steps and the best kept, and as many of 30 steps as the budget
     leaves; `--one-phase` drops phase 2."""
@@ -40,7 +40,7 @@ def test_the_demo_is_a_curriculum_whose_phase_2_is_the_author_chains_in_the_time
 
     demo, chain = DemoSettings(), DemoSettings.author_chain()
     assert (demo.world, demo.phase_1_world, demo.budget_minutes) == (chain.world, chain.phase_1_world, 30)
-    assert demo.train == {"max_steps": 15}
+    assert demo.train == {"max_steps": 10}
     ours, theirs = two_hop_config(demo, tmp_path), two_hop_config(chain, tmp_path)
     assert (ours.eval_every, ours.keep_best, ours.keep_best_by, ours.optim.max_steps) == (2, True, "worst_hop", 30)
     assert ours.optim.learning_rate == train_config(demo, tmp_path).optim.learning_rate == 3e-4 != \
@@ -450,7 +450,7 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
         assert not set(TIMING_METRICS) & set(shipped[0])
     about = json.loads((tmp_path / "demo.summary.json").read_text())
     assert about["methods"] == json.loads((budget_run / "summary.json").read_text())["methods"]
-    assert about["command"] == "searchr1-lite demo --no-mask --budget-minutes 0.5"  # the command that made it
+    assert about["command"] == "searchr1-lite demo --no-mask --budget-minutes 0.5 --steps 3"  # the command that made it
     one = json.loads((tmp_path / "one.about.json").read_text())
     assert one["config"] == json.loads((budget_run / "train" / "config.json").read_text())
     with pytest.raises(SystemExit, match="not a finished run"):
@@ -458,20 +458,26 @@ def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
 
 
 def test_the_shipped_full_demo_is_the_current_recipe_and_shows_the_ablation():
-    """Lesson 05's reference: today's demo's phase 1, every step, with the ablation (else re-run it and ship it:
-    `searchr1-lite demo --one-phase --no-mask --budget-minutes 0`, then tools/ship_reference.py demo)."""
-    from searchr1_lite.demo import ADDED_RUNS, saved_settings
+    """Lesson 05's reference: today's demo's phase 1, every step and at least as many, with the ablation (else re-run
+    it and ship it: `searchr1-lite demo --one-phase --no-mask --budget-minutes 0`, then tools/ship_reference.py demo).
+    Phase 1's learning rate is constant and its run seeded, so a longer reference begins with the demo's steps."""
+    from searchr1_lite.config import TrainConfig
+    from searchr1_lite.demo import ADDED_RUNS, RECIPE, saved_settings
     from searchr1_lite.plots import reference_metrics, reference_path
 
     about = json.loads(reference_path("demo.summary.json").read_text())
     current = dataclasses.asdict(DemoSettings())
     shipped = saved_settings(about["settings"])  # a setting added since it ran has its default
-    skip = ("budget_minutes", *ADDED_RUNS)
+    skip = ("budget_minutes", "train", *ADDED_RUNS)
     assert {k: v for k, v in shipped.items() if k not in skip} == {k: v for k, v in current.items() if k not in skip}
+    steps = shipped["train"].pop("max_steps")
+    assert shipped["train"] == {k: v for k, v in current["train"].items() if k != "max_steps"}
+    assert steps >= current["train"]["max_steps"] and TrainConfig.load(RECIPE).optim.schedule == "constant"
     assert about["settings"]["ablation"] and not about["settings"]["budget_minutes"]  # every step, both runs
-    assert about["command"] == "searchr1-lite demo --one-phase --no-mask --budget-minutes 0"
+    assert about["command"] == "searchr1-lite demo --one-phase --no-mask --budget-minutes 0" + \
+        (f" --steps {steps}" if steps != current["train"]["max_steps"] else "")
     masked, unmasked = reference_metrics("demo"), reference_metrics("demo-no-mask")
-    assert list(masked["step"]) == list(unmasked["step"]) == list(range(1, current["train"]["max_steps"] + 1))
+    assert list(masked["step"]) == list(unmasked["step"]) == list(range(1, steps + 1))
     assert unmasked["tokens_trained"].mean() > 2 * masked["tokens_trained"].mean()
 
 

@@ -1,7 +1,7 @@
 """Ship a finished run with the package (searchr1_lite/reference/), for a lesson to set its own run beside.
 
     python tools/ship_reference.py demo runs/demo        # lesson 05: searchr1-lite demo --one-phase --no-mask
-                                                         #   --budget-minutes 0
+                                                         #   --budget-minutes 0 --steps 15
     python tools/ship_reference.py run lesson04 RUN_DIR  # lesson 04: its CPU tier run longer (SETTINGS max_steps=8)
 
 `demo` writes demo.metrics.jsonl and demo-no-mask.metrics.jsonl (the masked run and the ablation) and
@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from searchr1_lite.demo import DemoSettings  # noqa: E402
 from searchr1_lite.train import TIMING_METRICS  # noqa: E402
 
 REFERENCE = ROOT / "searchr1_lite" / "reference"
@@ -56,7 +57,10 @@ def ship_demo(demo: Path, out: Path = REFERENCE) -> list[Path]:
               hint=f"run: searchr1-lite demo --one-phase --no-mask --budget-minutes 0 --out {demo}")
     settings = json.loads((demo / "settings.json").read_text())
     one_phase = " --one-phase" if settings.get("two_hop_phase") is None else ""
-    about = {"command": f"searchr1-lite demo{one_phase} --no-mask --budget-minutes {settings['budget_minutes'] or 0}",
+    steps = settings["train"].get("max_steps")  # phase 1's, when not today's default
+    steps = f" --steps {steps}" if steps not in (None, DemoSettings().train["max_steps"]) else ""
+    about = {"command": f"searchr1-lite demo{one_phase} --no-mask --budget-minutes {settings['budget_minutes'] or 0}"
+                        f"{steps}",
              "settings": settings, "methods": json.loads((demo / "summary.json").read_text())["methods"],
              "ran": _ran(demo / "train-no-mask")}
     (out / "demo.summary.json").write_text(json.dumps(about, indent=1) + "\n")
