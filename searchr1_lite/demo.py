@@ -15,7 +15,7 @@ last checkpoint. `--fresh` starts over.
 
 The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
 final evaluations take is set aside; phase 1 stops after the last of its steps that fits in the rest, and phase 2
-takes what phase 1 left. On 2 cores that is 10 steps and then 10-11; the report says how many ran and why.
+takes what phase 1 left. On 2 cores that is 10 steps and then about 10; the report says how many ran and why.
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
@@ -54,9 +54,9 @@ CHAIN_PHASE = {**PHASE_2, "template": "world-author-chain", "max_new_tokens": 64
 # --long's and --author-chain's: the world's dev questions (up to 60, half two-hop) every 5 steps, keeping the
 # evaluation whose lower EM of the two hop counts is best
 KEEP_BEST = {"eval_every": 5, "eval_size": 60, "keep_best": True, "keep_best_by": "worst_hop"}
-# `make demo`'s (section 22): the chain's phase at the recipe's learning rate, which learned the chain in the 6-9 steps
-# 2 cores leave (1e-4 only began it), with all 12 of the world's dev questions every 2 steps and the best kept, because
-# single-hop questions begin to draw a second search a step or two after the chain is learned
+# `make demo`'s (sections 22-23): the chain's phase at the recipe's learning rate, which learned the chain in the 10
+# steps 2 cores leave (1e-4 only began it), with all 12 of the world's dev questions every 2 steps and the best kept,
+# because single-hop questions begin to draw a second search a step or two after the chain is learned
 DEMO_PHASE = {**CHAIN_PHASE, **KEEP_BEST, "learning_rate": 3e-4, "eval_every": 2}
 
 
