@@ -62,28 +62,53 @@ def cmd_serve(args) -> None:
 
 
 def cmd_rollout(args) -> None:
-    from .models import load_model
+    import dataclasses
+
     from .plots import trajectory_ansi
     from .reward import trajectory_reward
-    from .rollout import RolloutConfig, rollout
+    from .rollout import rollout
 
-    retriever = _retriever_from_args(args)
-    model, tokenizer = load_model(args.model)
-    cfg = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_p=args.top_p, seed=args.seed, topk=args.k, template=args.template,
-                        response_prefix=args.response_prefix, chat=not args.no_chat_template)
-    result = rollout(model, tokenizer, [args.question] * args.n, retriever, cfg)
+    cfg = _run_config(args, {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
+                             "template": args.template, "temperature": args.temperature, "top_p": args.top_p,
+                             "response_prefix": args.response_prefix, "chat": False if args.no_chat_template else None,
+                             "group_size": args.group_size})
+    retriever = _run_retriever(args, cfg)
+    if retriever is None:
+        raise ValueError("rollout needs --index DIR, --url URL or --run RUN (a trained run's own retriever)")
+    model, tokenizer = _policy_from_args(args, cfg)
+    config = dataclasses.replace(cfg.rollout, seed=args.seed)
+    result = rollout(model, tokenizer, [args.question] * args.n, retriever, config)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for i, t in enumerate(result.trajectories, start=1):
-        print(f"--- trajectory {i}/{args.n}")
-        print(trajectory_ansi(t, tokenizer, show_prompt=args.show_prompt, colour=colour))
         line = f"searches {t.searches}, invalid actions {t.invalid_actions}, answer {t.answer!r}"
         if args.gold:
             line += f", reward {trajectory_reward(t.answer, args.gold):g}"
+        if args.brief:
+            print(f"{i}/{args.n}: {line}")
+            continue
+        print(f"--- trajectory {i}/{args.n}")
+        print(trajectory_ansi(t, tokenizer, show_prompt=args.show_prompt, colour=colour))
         print(f"\n[{line}; {t.response_length} tokens generated]")
+    if args.gold and args.n > 1:
+        print(_solve_rate_summary([t.answer for t in result.trajectories], args.gold, cfg.optim.group_size))
     print(f"{result.generated_tokens} tokens in {result.seconds_generate:.1f}s of generation "
           f"({result.generated_tokens / max(result.seconds_generate, 1e-9):.0f} tokens/s), "
           f"{result.seconds_search:.2f}s of search")
+
+
+def _solve_rate_summary(answers: list[str | None], gold: list[str], group_size: int) -> str:
+    """How often the sampled answers were right, which answers came, and what that leaves GRPO to learn from."""
+    from collections import Counter
+
+    from .grpo import mixed_group_chance
+    from .reward import trajectory_reward
+
+    right = sum(trajectory_reward(a, gold) for a in answers)
+    rate = right / len(answers)
+    common = ", ".join(f"{a!r} x{n}" for a, n in Counter(answers).most_common(5))
+    return (f"right: {right:g} of {len(answers)} ({rate:.2f}); answers: {common}\n"
+            f"a GRPO group of {group_size} samples has a right and a wrong answer, the only kind with an advantage "
+            f"to learn from, with chance {mixed_group_chance(rate, group_size):.2f} at this rate")
 
 
 def cmd_train(args) -> None:
@@ -135,33 +160,22 @@ def cmd_eval(args) -> None:
     from .corpus import load_corpus
     from .data import QAExample, load_eval_set
     from .evaluate import evaluate
-    from .models import load_model, load_policy
 
-    cfg = _eval_config(args)
-    retriever = _retriever_from_args(args) if (args.index or args.url) else None
+    cfg = _run_config(args, {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
+                             "template": args.template})
+    retriever = _run_retriever(args, cfg)
     data: dict[str, list[QAExample]] = {}
-    if args.run:
-        from .train import make_retriever, split_questions
+    if args.run and not args.datasets:  # the run's own held-out questions
+        from .train import split_questions
 
-        corpus = getattr(retriever, "corpus", None)
-        if retriever is None:  # the run's own retriever, unless --index or --url says otherwise
-            retriever, corpus = make_retriever(cfg.data)
-        if not args.datasets:  # the run's own held-out questions
-            held_out = split_questions(cfg.data, corpus, cfg.seed)[1]
-            data["held-out"] = held_out[: args.limit] if args.limit else held_out
+        held_out = split_questions(cfg.data, getattr(retriever, "corpus", None), cfg.seed)[1]
+        data["held-out"] = held_out[: args.limit] if args.limit else held_out
     if retriever is None and args.method != "direct":
         raise ValueError("--method rag/search needs --index DIR, --url URL or --run RUN")
     names = args.datasets or ("" if data else "fanoutqa")
     corpus = getattr(retriever, "corpus", None) or (load_corpus("wiki-vital") if "fanoutqa" in names else None)
     data.update({name: load_eval_set(name, args.limit, args.seed, corpus) for name in names.split(",") if name})
-    if args.run:
-        p = cfg.policy
-        model, tok = load_policy(p.model, quantization=p.quantization, adapter=str(Path(args.run) / "adapter"),
-                                 lora_layers=p.lora_layers)  # as trained: 4-bit if it was
-    elif args.adapter:
-        model, tok = load_policy(args.model, adapter=args.adapter)
-    else:
-        model, tok = load_model(args.model)
+    model, tok = _policy_from_args(args, cfg)
     style = "world-examples" if cfg.rollout.template.startswith("world") else "paper"
     table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg.rollout,
                      topk=cfg.rollout.topk, style=style, progress=sys.stderr.isatty())
@@ -170,14 +184,37 @@ def cmd_eval(args) -> None:
         table.to_csv(args.out)
 
 
-def _eval_config(args):
-    """The rollout settings of `eval`: a trained run's own (`--run`), else the paper's with the flags given."""
+def _run_config(args, flags: dict):
+    """The settings of `eval` and `rollout`: a trained run's own (`--run`), else the defaults, with the flags given
+    (those not None) over them."""
     from .train import TrainConfig, load_run_config
 
     cfg = load_run_config(args.run) if args.run else TrainConfig()
-    flags = {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
-             "template": args.template}
-    return cfg.updated({k: v for k, v in flags.items() if v is not None}, "eval flags")
+    return cfg.updated({k: v for k, v in flags.items() if v is not None}, f"{args.command} flags")
+
+
+def _run_retriever(args, cfg):
+    """--index or --url if given, else a trained run's own retriever (`--run`), else None."""
+    if args.index or args.url:
+        return _retriever_from_args(args)
+    if args.run:
+        from .train import make_retriever
+
+        return make_retriever(cfg.data)[0]
+    return None
+
+
+def _policy_from_args(args, cfg):
+    """(model, tokenizer): a trained run's base model and adapter as trained (4-bit if it was), or --model with
+    --adapter if given."""
+    from .models import load_model, load_policy
+
+    if args.run:
+        p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
+        return load_policy(p.model, quantization=p.quantization, adapter=adapter, lora_layers=p.lora_layers)
+    if args.adapter:
+        return load_policy(args.model, adapter=args.adapter)
+    return load_model(args.model)
 
 
 def cmd_plot(args) -> None:
@@ -208,6 +245,15 @@ def cmd_demo(args) -> None:
     except KeyboardInterrupt as e:
         print(f"\ninterrupted: {e or 'run the same command again to resume'}", file=sys.stderr)
         raise
+
+
+def _add_policy_args(parser: argparse.ArgumentParser, what_a_run_gives: str) -> None:
+    """--model, --run and --adapter: the policy of `eval` and `rollout` (`_policy_from_args`)."""
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id "
+                        "(ignored with --run)")
+    parser.add_argument("--run", help=f"a trained run folder: {what_a_run_gives}")
+    parser.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter; with --run, e.g. one of "
+                        "its checkpoints: runs/NAME/checkpoint-4/adapter)")
 
 
 def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +294,7 @@ def _config_keys() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import packaged_configs
+    from .config import OptimConfig, packaged_configs
     from .demo import DemoSettings
     from .prompt import template_names
     from .rollout import RolloutConfig
@@ -282,25 +328,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
-    s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id")
-    _add_retriever_args(s)
+    _add_policy_args(s, "its model, adapter, prompt, sampling, turns and token limits, retriever and group size")
+    s.add_argument("--index", help="index folder built by `searchr1-lite index` (or --url, or --run)")
+    s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
     s.add_argument("--question", required=True, help="the question to answer")
-    s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward")
+    s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward (and, with --n > 1, "
+                   "how often it was right)")
     s.add_argument("--n", type=int, default=1, help="trajectories to sample")
     r = RolloutConfig()  # the defaults, defined once
-    s.add_argument("--max-turns", type=int, default=r.max_turns, help="turns that may search")
-    s.add_argument("--max-new-tokens", type=int, default=r.max_new_tokens, help="tokens generated per turn at most")
-    s.add_argument("--temperature", type=float, default=r.temperature, help="sampling temperature; 0 = greedy")
-    s.add_argument("--top-p", type=float, default=r.top_p,
-                   help="nucleus sampling: the smallest set of tokens with this much probability")
-    s.add_argument("-k", "--topk", dest="k", type=int, default=r.topk, help="passages per search")
-    s.add_argument("--template", default=r.template, choices=template_names(),
+    s.add_argument("--max-turns", type=int, default=None, help=f"turns that may search (default {r.max_turns}, "
+                   "or the run's)")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
+    s.add_argument("--temperature", type=float, default=None,
+                   help=f"sampling temperature; 0 = greedy (default {r.temperature}, or the run's)")
+    s.add_argument("--top-p", type=float, default=None, help="nucleus sampling: the smallest set of tokens with this "
+                   f"much probability (default {r.top_p}, or the run's)")
+    s.add_argument("-k", "--topk", dest="k", type=int, default=None,
+                   help=f"passages per search (default {r.topk}, or the run's)")
+    s.add_argument("--template", default=None, choices=template_names(),
                    help="the prompt: paper (the authors'), worked-example (one worked example, for small models), "
-                   "world-examples (the demo's)")
-    s.add_argument("--response-prefix", default=r.response_prefix, help='e.g. "<think>": the response starts with it')
+                   "world-examples (the demo's) (default paper, or the run's)")
+    s.add_argument("--response-prefix", default=None,
+                   help='e.g. "<think>": the response starts with it (default none, or the run\'s)')
     s.add_argument("--no-chat-template", action="store_true", help="plain text, not the tokenizer's chat template")
+    s.add_argument("--group-size", type=int, default=None, help="GRPO's group size, for the line on what a group "
+                   f"could learn (default {OptimConfig().group_size}, or the run's)")
     s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.add_argument("--show-prompt", action="store_true", help="print the prompt too")
+    s.add_argument("--brief", action="store_true", help="one line per trajectory (searches, answer, reward)")
     s.set_defaults(func=cmd_rollout)
 
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO", epilog=_config_keys())
@@ -312,11 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="EM of Direct / RAG / Search-R1 per dataset")
-    s.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id "
-                   "(ignored with --run)")
-    s.add_argument("--run", help="a trained run folder: its model, adapter, prompt, turns and token limits, its "
-                   "retriever, and (without --datasets) its held-out questions")
-    s.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter)")
+    _add_policy_args(s, "its model, adapter, prompt, turns and token limits, its retriever, and (without "
+                     "--datasets) its held-out questions")
     s.add_argument("--method", default="direct,rag,search", help="comma-separated: direct, rag, search")
     s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
                    "2wikimultihopqa,musique,bamboogle (hub), hotpotqa-distractor (hub, validation split), fanoutqa "

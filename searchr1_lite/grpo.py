@@ -88,6 +88,16 @@ def group_advantages(rewards: torch.Tensor, group_size: int | Sequence[int], sca
     return centred.view(-1)
 
 
+def mixed_group_chance(solve_rate: float, group_size: int) -> float:
+    """The chance that a group of `group_size` samples of a question, each right with probability `solve_rate`, holds
+    both a right and a wrong answer. Only such a group has non-zero advantages (`group_advantages`), so this is how
+    often GRPO gets anything to learn from the question: a question the policy never (or always) answers right
+    teaches it nothing, however long it trains."""
+    if not 0.0 <= solve_rate <= 1.0 or group_size < 1:
+        raise ValueError(f"solve_rate must be in [0, 1] and group_size >= 1, not {solve_rate} and {group_size}")
+    return 1.0 - solve_rate**group_size - (1.0 - solve_rate) ** group_size
+
+
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token KL(pi || ref) estimate, same shape as the inputs: e^(ref - logp) - (ref - logp) - 1 (k3, Schulman
     2020): unbiased for tokens sampled from pi, never negative, 0 where the two agree."""

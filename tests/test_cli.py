@@ -1,6 +1,9 @@
+import dataclasses
+
 import pytest
 
 from searchr1_lite.cli import main
+from searchr1_lite.world import load_world
 
 
 def test_index_then_search_prints_the_mona_lisa_first(tmp_path, capsys):
@@ -60,6 +63,59 @@ def test_eval_run_uses_the_runs_own_prompt_turns_and_limits(tmp_path, monkeypatc
     assert "held-out" in capsys.readouterr().out
     assert main(["eval", "--run", str(run), "--method", "search", "--limit", "2", "--max-turns", "1"]) == 0
     assert seen[-1][1].max_turns == 1 and seen[-1][1].template == "world-examples"  # a flag overrides the run's
+
+
+@pytest.mark.slow
+def test_rollout_run_samples_the_runs_own_policy_and_says_what_grpo_could_learn(tmp_path, monkeypatch, capsys):
+    """`rollout --run` loads the run's adapter (or --adapter, e.g. a checkpoint's) and samples with the run's own
+    settings and retriever; with --gold and --n it counts the right answers and names the run's group size."""
+    import searchr1_lite.models as models_mod
+    import searchr1_lite.rollout as rollout_mod
+    from searchr1_lite.train import TrainConfig, train
+
+    cfg = TrainConfig.load("tiny-cpu", ["questions=world:people=30", "corpus=world:people=30", "max_steps=1",
+                                        "template=world-examples", "response_prefix=<think>", "chat=false",
+                                        "max_turns=2", "max_new_tokens=6", "topk=2", "temperature=0.8",
+                                        "group_size=3", f"output_dir={tmp_path / 'r'}"])
+    run = train(cfg)
+    loaded, sampled = [], []
+    real_policy, real_rollout = models_mod.load_policy, rollout_mod.rollout
+
+    def policy_spy(name, **kw):
+        loaded.append((name, kw["adapter"]))
+        return real_policy(name, **kw)
+
+    def rollout_spy(model, tokenizer, questions, retriever, config=None, progress=False):
+        sampled.append((questions, retriever, config))
+        return real_rollout(model, tokenizer, questions, retriever, config, progress)
+
+    monkeypatch.setattr(models_mod, "load_policy", policy_spy)
+    monkeypatch.setattr(rollout_mod, "rollout", rollout_spy)
+    argv = ["rollout", "--run", str(run), "--question", "Where was Anna Lind born?", "--gold", "Kalmar", "--n", "3",
+            "--brief", "--seed", "5"]
+    assert main(argv) == 0
+    (questions, retriever, config), = sampled
+    assert loaded == [(cfg.policy.model, str(run / "adapter"))]
+    assert questions == ["Where was Anna Lind born?"] * 3 and config == dataclasses.replace(cfg.rollout, seed=5)
+    assert retriever.corpus.name == load_world("world:people=30").corpus.name
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[:3]] == ["1/3", "2/3", "3/3"] and "reward 0" in out[0]
+    assert out[3].startswith("right: 0 of 3 (0.00)") and "group of 3 samples" in out[4]  # the run's group_size
+    checkpoint = str(run / "checkpoint-1" / "adapter")
+    assert main([*argv, "--adapter", checkpoint, "--temperature", "0", "--group-size", "8"]) == 0
+    assert loaded[-1] == (cfg.policy.model, checkpoint) and sampled[-1][2].temperature == 0.0
+    assert "group of 8 samples" in capsys.readouterr().out
+    assert main(["rollout", "--model", "tiny-qwen2", "--question", "q"]) == 2  # no retriever: named, not a traceback
+    assert "rollout needs --index DIR, --url URL or --run RUN" in capsys.readouterr().err
+
+
+def test_the_solve_rate_line_counts_right_answers_as_the_reward_does():
+    from searchr1_lite.cli import _solve_rate_summary
+
+    text = _solve_rate_summary(["Paris", "the paris", "Rome", None], ["Paris"], 4)
+    assert text.startswith("right: 2 of 4 (0.50); answers: 'Paris' x1, 'the paris' x1, 'Rome' x1, None x1")
+    assert text.endswith("group of 4 samples has a right and a wrong answer, the only kind with an advantage to "
+                         "learn from, with chance 0.88 at this rate")  # 1 - 2 * 0.5 ** 4
 
 
 @pytest.mark.slow

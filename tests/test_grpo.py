@@ -13,6 +13,7 @@ from searchr1_lite.grpo import (
     group_advantages,
     grpo_loss,
     grpo_step,
+    mixed_group_chance,
     naive_token_logprobs,
     token_logprobs,
 )
@@ -44,6 +45,24 @@ def test_group_advantages_of_groups_of_different_sizes():
     assert group_advantages(torch.tensor([0.5, 1.0, 0.0]), [1, 2]).tolist()[0] == 0.0  # a group of one: no NaN
     with pytest.raises(ValueError, match=r"group sizes \[4, 3\] add up to 7, not 6"):
         group_advantages(r, [4, 3])
+
+
+def test_mixed_group_chance_is_the_chance_of_a_group_with_an_advantage():
+    """Every group of 0/1 rewards of sizes 1-6, weighted by its probability at each solve rate: the groups that
+    `group_advantages` gives a non-zero advantage add up to `mixed_group_chance`."""
+    import itertools
+
+    for size in range(1, 7):
+        for rate in (0.0, 1 / 112, 0.1, 0.5, 0.9, 1.0):
+            learnable = 0.0
+            for rewards in itertools.product((0.0, 1.0), repeat=size):
+                if group_advantages(torch.tensor(rewards), size).abs().sum() > 0:
+                    right = sum(rewards)
+                    learnable += rate**right * (1 - rate) ** (size - right)
+            assert mixed_group_chance(rate, size) == pytest.approx(learnable, abs=1e-12), (rate, size)
+    assert mixed_group_chance(1 / 112, 8) == pytest.approx(0.069, abs=1e-3)  # docs/multi-hop section 24
+    with pytest.raises(ValueError, match="solve_rate must be in"):
+        mixed_group_chance(1.5, 8)
 
 
 def _toy():

@@ -97,5 +97,8 @@ def test_readme_shell_examples_run_as_typed(quick_demo):
         assert "Mona Lisa" in first_hit, said  # "the Mona Lisa passage comes first"
     rollout = outputs["searchr1-lite rollout --model"][0]  # worked example, plain text, greedy: the model searches
     assert "<search>" in rollout and '<information>Doc 1(Title: "Mona Lisa")' in rollout
+    sampled = outputs["searchr1-lite rollout --run"][0]  # the quick demo's phase 1, 16 samples, one line each
+    assert sampled.splitlines()[15].startswith("16/16: searches")
+    assert "right: " in sampled and "GRPO group of" in sampled
     assert (cwd / "runs" / "smollm2-cpu" / "adapter").is_dir() and (cwd / "dynamics.png").is_file()
     assert "usage: searchr1-lite" in outputs["searchr1-lite --help"][0]
