@@ -96,6 +96,7 @@ class TrainConfig:
     seed: int = 0
     mask_inserted: bool = True  # False = the paper's ablation: inserted passages are trained on too
     format_bonus: float = 0.0  # reward.py: a wrong answer in a well-formed trajectory earns this
+    extra_search_cost: float = 0.0  # reward.py: a right answer loses this for each search after the first
     save_every: int = 1
     eval_every: int = 0  # 0 = only at the end
     # the final `adapter` is that of the evaluation (eval_every) with the best held-out EM, the earliest of equal ones,

@@ -337,6 +337,9 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
+        *([f"- reward: EM with `format_bonus` {config.format_bonus:g} and `extra_search_cost` "
+           f"{config.extra_search_cost:g} (paper: EM alone; searchr1_lite/reward.py)."]
+          if config.format_bonus or config.extra_search_cost else []),
         *([f"- loss aggregation `{config.grpo.loss_agg}` (the authors' veRL: `token-mean`, one mean over all "
            "generated tokens)."] if config.grpo.loss_agg != "token-mean" else []),
         *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "

@@ -10,6 +10,12 @@ instruction's example. But their instruction holds two complete pairs ("inside <
 Extension, off by default: `format_bonus` > 0 gives that reward to a wrong answer from a well-formed trajectory (every
 turn a valid action, ending in an answer), a shaping some follow-up work uses when a small model rarely produces
 the format at all. The paper's reward is `format_bonus = 0`.
+
+Extension, off by default: `extra_search_cost` > 0 takes that much from a right answer's reward for each search after
+the first, so that of two right answers in a group GRPO prefers the one that searched less. It gives single-hop
+questions a signal where every sample is right and some searched twice (docs/multi-hop section 25). A wrong answer
+keeps 0, so no search is ever cheaper than a right answer. OTC-PO (Wang et al., 2025, arXiv 2504.14870) scales a right
+answer's reward by a tool-call term in the same spirit. The paper's reward is `extra_search_cost = 0`.
 """
 
 from __future__ import annotations
@@ -79,9 +85,12 @@ def extract_answer(generated: str) -> str | None:
 
 
 def trajectory_reward(answer: str | None, golds: Sequence[str] | str, well_formed: bool = False,
-                      format_bonus: float = 0.0) -> float:
-    """EM of the answer; with the optional format extension, `format_bonus` for a well-formed wrong answer."""
+                      format_bonus: float = 0.0, searches: int = 0, extra_search_cost: float = 0.0) -> float:
+    """EM of the answer; with the optional extensions, `format_bonus` for a well-formed wrong answer, and a right
+    answer less `extra_search_cost` for each of its `searches` after the first (never below 0)."""
     em = exact_match(answer, golds)
     if em == 0.0 and format_bonus and well_formed and answer is not None:
         return float(format_bonus)
+    if em and extra_search_cost:
+        return max(0.0, em - extra_search_cost * max(0, searches - 1))
     return em

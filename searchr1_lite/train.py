@@ -178,7 +178,8 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
     rollout_s = time.perf_counter() - start
     ts = res.trajectories
     rewards = torch.tensor([reward_fn(t, e) if reward_fn else
-                            trajectory_reward(t.answer, e.answers, t.well_formed, cfg.format_bonus)
+                            trajectory_reward(t.answer, e.answers, t.well_formed, cfg.format_bonus, t.searches,
+                                              cfg.extra_search_cost)
                             for t, e in zip(ts, examples)], dtype=torch.float32)  # [n]
     ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(ts, examples)]
     advantages = group_advantages(rewards, sizes, gcfg.adv_scale, gcfg.adv_eps)  # [n]

@@ -136,7 +136,8 @@ def _budget_settings() -> DemoSettings:
     settings.two_hop_phase = {"template": "world-two-hop-example", "max_turns": 0, "max_new_tokens": 4,
                               "two_hop_share": 0.75, "eval_every": 1, "keep_best": True,
                               "keep_best_by": "worst_hop"}
-    settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
+    settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16,  # a cheap step
+                      "extra_search_cost": 0.1}  # a reward extension, which the deviations must name
     return settings
 
 
@@ -183,6 +184,7 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
     from searchr1_lite.train import load_run_config
     agg = load_run_config(quick_run / "train").grpo.loss_agg  # the run's own, against the authors' token mean
     assert (f"loss aggregation `{agg}` (the authors' veRL: `token-mean`" in report) == (agg != "token-mean")
+    assert "- reward:" not in report  # the paper's reward, EM alone, is no deviation
     assert "## Ablation" not in report and not (quick_run / "train-no-mask").exists()
     assert "## PPO against GRPO" not in report and not (quick_run / "train-ppo").exists()
     # the world a user can open
@@ -247,6 +249,8 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
             f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
     assert "a curriculum (the paper trains one phase)" in (budget_run / "report.md").read_text()
+    assert phase2.extra_search_cost == 0.1 and ("- reward: EM with `format_bonus` 0 and `extra_search_cost` 0.1 "
+                                                "(paper: EM alone") in (budget_run / "report.md").read_text()
 
 
 def test_which_learned_faster_is_judged_per_step_and_per_minute():

@@ -125,5 +125,11 @@ def test_information_block_and_reward_read_generated_text_only():
     assert trajectory_reward(None, ["Beijing"]) == 0.0
     assert trajectory_reward("Shanghai", ["Beijing"], well_formed=True, format_bonus=0.2) == 0.2
     assert trajectory_reward("Shanghai", ["Beijing"], well_formed=True) == 0.0  # off by default
+    # extra_search_cost: a right answer pays for each search after the first; a wrong one stays 0; off by default
+    assert [trajectory_reward("Beijing", ["Beijing"], searches=n, extra_search_cost=0.1) for n in range(4)] == \
+        pytest.approx([1.0, 1.0, 0.9, 0.8])
+    assert trajectory_reward("Shanghai", ["Beijing"], searches=3, extra_search_cost=0.1) == 0.0
+    assert trajectory_reward("Beijing", ["Beijing"], searches=12, extra_search_cost=0.1) == 0.0  # never below 0
+    assert trajectory_reward("Beijing", ["Beijing"], searches=3) == 1.0
     assert normalize_answer("  The  Eiffel-Tower! ") == "eiffeltower"
     assert f1_score("Leonardo da Vinci", ["da Vinci"]) == pytest.approx(0.8)

@@ -407,6 +407,33 @@ def test_adv_scale_reaches_the_update(tmp_path, monkeypatch, adv_scale):
     torch.testing.assert_close(seen[0], centred / scale)
 
 
+def test_extra_search_cost_reaches_the_advantages_through_each_trajectorys_searches(tmp_path, monkeypatch):
+    """Every answer is made right and trajectory i is given i % 3 searches: with extra_search_cost the groups' rewards
+    differ only by the searches after the first, and the update sees exactly those advantages."""
+    import searchr1_lite.grpo as grpo_mod
+    import searchr1_lite.reward as reward_mod
+    import searchr1_lite.rollout as rollout_mod
+
+    seen, real_step, real_rollout = [], grpo_mod.grpo_step, rollout_mod.rollout
+
+    def searched(*a, **k):
+        res = real_rollout(*a, **k)
+        for i, t in enumerate(res.trajectories):
+            t.queries = ["q"] * (i % 3)
+        return res
+
+    def spy(model, batch, advantages, *a, **k):
+        seen.append(advantages)
+        return real_step(model, batch, advantages, *a, **k)
+
+    monkeypatch.setattr(grpo_mod, "grpo_step", spy)
+    monkeypatch.setattr(rollout_mod, "rollout", searched)
+    monkeypatch.setattr(reward_mod, "exact_match", lambda answer, golds: 1.0)
+    train(_cfg(tmp_path, "cost", max_steps=1, group_size=3, prompts_per_step=2, extra_search_cost=0.25))
+    r = torch.tensor([1.0, 1.0, 0.75] * 2).view(-1, 3)
+    torch.testing.assert_close(seen[0], ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).view(-1))
+
+
 @pytest.mark.slow
 def test_runs_on_one_loaded_policy_start_from_a_fresh_adapter_each(tmp_path):
     """A lesson loads the model once and trains two runs on it: the second run must not start from the first's
