@@ -197,6 +197,17 @@ def _phase_settings(phase: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (phase or {}).items() if k != "max_steps")
 
 
+def _reward_deviation(config, phase_2=None) -> list[str]:
+    """A line for each phase (a TrainConfig each) whose reward has an extension on (searchr1_lite/reward.py); none
+    for EM alone."""
+    keys = ("format_bonus", "extra_search_cost")
+    first, second = ({k: getattr(c, k) for k in keys} for c in (config, phase_2 or config))
+    phases = [("reward", first)] if first == second else [("reward in phase 1", first), ("reward in phase 2", second)]
+    return [f"- {name}: EM with `format_bonus` {used['format_bonus']:g} and `extra_search_cost` "
+            f"{used['extra_search_cost']:g} (paper: EM alone; searchr1_lite/reward.py)."
+            for name, used in phases if any(used.values())]
+
+
 def _kept(run: Path) -> str:
     """What `keep_best` kept (the run's best.json), as the end of a sentence; empty without it."""
     if not (run / "best.json").exists():
@@ -337,9 +348,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
-        *([f"- reward: EM with `format_bonus` {config.format_bonus:g} and `extra_search_cost` "
-           f"{config.extra_search_cost:g} (paper: EM alone; searchr1_lite/reward.py)."]
-          if config.format_bonus or config.extra_search_cost else []),
+        *_reward_deviation(config, next((load_run_config(r) for r in runs if RUNS[r.name] == "search-r1-lite-two-hop"),
+                                        None)),
         *([f"- loss aggregation `{config.grpo.loss_agg}` (the authors' veRL: `token-mean`, one mean over all "
            "generated tokens)."] if config.grpo.loss_agg != "token-mean" else []),
         *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "

@@ -135,9 +135,8 @@ def _budget_settings() -> DemoSettings:
     # phase 2 writes 4 tokens at most: its evaluation shows whether it used phase 2's settings or phase 1's (16)
     settings.two_hop_phase = {"template": "world-two-hop-example", "max_turns": 0, "max_new_tokens": 4,
                               "two_hop_share": 0.75, "eval_every": 1, "keep_best": True,
-                              "keep_best_by": "worst_hop"}
-    settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16,  # a cheap step
-                      "extra_search_cost": 0.1}  # a reward extension, which the deviations must name
+                              "keep_best_by": "worst_hop", "extra_search_cost": 0.1}  # as make demo's phase 2
+    settings.train = {**settings.train, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 16}  # a cheap step
     return settings
 
 
@@ -249,8 +248,11 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
             f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
     assert "a curriculum (the paper trains one phase)" in (budget_run / "report.md").read_text()
-    assert phase2.extra_search_cost == 0.1 and ("- reward: EM with `format_bonus` 0 and `extra_search_cost` 0.1 "
-                                                "(paper: EM alone") in (budget_run / "report.md").read_text()
+    # a reward extension in phase 2 only: the deviations name it for phase 2, and phase 1 is the paper's EM
+    assert phase2.extra_search_cost == 0.1 and load_run_config(budget_run / "train").extra_search_cost == 0
+    report = (budget_run / "report.md").read_text()
+    assert "- reward in phase 2: EM with `format_bonus` 0 and `extra_search_cost` 0.1 (paper: EM alone" in report
+    assert "- reward in phase 1" not in report
 
 
 def test_which_learned_faster_is_judged_per_step_and_per_minute():
