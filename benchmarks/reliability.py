@@ -45,10 +45,10 @@ ROWS = [
      ["tests/test_server.py::test_binding_beyond", "tests/test_server.py::test_a_failing_retriever"]),
     ("client", "service down: retries with back-off then an error naming the URL; no retry of a 4xx; a restart "
                "mid-call is ridden out", ["tests/test_server.py::test_client_"]),
-    ("training", "SIGKILL mid-step and mid-checkpoint-write, then --resume: bit-identical to an uninterrupted run, "
-                 "every metrics row once, no partial files", ["tests/test_train.py::test_sigkill",
-                                                              "tests/test_train.py::test_a_kill_during_checkpoint",
-                                                              "tests/test_train.py::test_resume_continues_exactly"]),
+    ("training", "SIGKILL mid-step and mid-checkpoint-write, then --resume: bit-identical to an uninterrupted run "
+                 "(processes on one thread), every metrics row once, no partial files",
+     ["tests/test_train.py::test_sigkill", "tests/test_train.py::test_a_kill_during_checkpoint",
+      "tests/test_train.py::test_resume_continues_exactly"]),
     ("training", "non-finite loss: update skipped, weights unchanged, logged; training goes on",
      ["tests/test_train.py::test_a_nonfinite", "tests/test_grpo.py::test_step_learns_and_a_nonfinite"]),
     ("training", "CUDA out-of-memory (injected; no GPU here): rollout in halves, micro-batch halved, then advice",

@@ -214,6 +214,11 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float,
     else:
         top, idx = probs, None
     race = -torch.rand(top.shape, generator=gen).log().to(top.device)  # [rows, k] ~ Exp(1)
+    if idx is not None and top.shape[-1] == probs.shape[-1]:
+        # The whole vocabulary, sorted: each token races with the noise of its id, not of its rank. A flat distribution
+        # (a random-weight model) has many probabilities that tie or differ in the last bit, and a last-bit change in
+        # the logits reorders them; noise by rank would then hand them each other's noise and change the draw.
+        race = race.gather(-1, idx)
     choice = (top / race).argmax(-1, keepdim=True)  # [rows, 1]
     ids = (idx.gather(-1, choice) if idx is not None else choice)[:, 0]  # [rows]
     return ids, logp.gather(-1, ids[:, None])[:, 0]

@@ -11,7 +11,8 @@ exactly.
 
 `train()` below is that loop. Its settings are one `TrainConfig` (config.py); checkpoints and resume are in
 checkpoint.py; the time budget, out-of-memory fallbacks, stop signals and trackers in runtime.py. Every random draw
-is either seeded by (seed, step) or restored from the checkpoint, so a resumed run continues exactly.
+is either seeded by (seed, step) or restored from the checkpoint, so a resumed run continues exactly: bit for bit on
+one CPU thread; on several, a kernel's result can differ in its last bit from one process to the next.
 
 Simplified relative to the paper (verl, PPO/GRPO on 8 GPUs): one process, LoRA instead of full fine-tuning, one
 update per batch of rollouts, the reference model = the base model (adapter off).

@@ -277,3 +277,31 @@ def test_a_prompt_without_chat_template_gets_no_bos_as_in_the_authors_code():
     prompt = build_prompt("Capital of France?", tok, chat=False)
     assert t.ids[: t.prompt_len] == tok(prompt, add_special_tokens=False).input_ids
     assert tok.bos_token_id not in t.ids[: t.prompt_len] and t.answer == "Paris"
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_sampling_draws_from_the_temperature_scaled_nucleus(top_p):
+    """The exponential race is a draw from p (top_p 1.0), or from the smallest prefix reaching top_p, renormalised."""
+    from searchr1_lite.rollout import _sample
+
+    probs = torch.tensor([0.4, 0.3, 0.2, 0.07, 0.03])
+    logits = (probs.log() * 0.5).repeat(20_000, 1)  # temperature 0.5 brings back probs
+    ids, logps = _sample(logits, 0.5, top_p, torch.Generator().manual_seed(0))
+    kept = probs if top_p == 1.0 else torch.tensor([0.4, 0.3, 0.2, 0.0, 0.0])  # 0.4 + 0.3 < 0.8 <= 0.9
+    seen = torch.bincount(ids, minlength=5) / len(ids)
+    assert torch.allclose(seen, kept / kept.sum(), atol=0.015), seen
+    assert torch.allclose(logps, probs.log()[ids], atol=1e-5)  # log-probs of the whole scaled distribution
+
+
+def test_a_flat_distribution_draws_the_same_tokens_after_a_last_bit_change():
+    """A random-weight model's distribution is nearly flat over 151,936 tokens: top-p sorts the whole vocabulary, and
+    logits that differ in the last bit (another kernel, another machine) reorder its near-ties. The draw must not
+    change with that order (it did: each rank had its noise, so reordered tokens swapped noises)."""
+    from searchr1_lite.rollout import _sample
+
+    logits = torch.randn(8, 151_936, generator=torch.Generator().manual_seed(0)) * 1e-3
+    nudged = logits + torch.randn(logits.shape, generator=torch.Generator().manual_seed(1)) * 1e-9
+    a, _ = _sample(logits, 1.0, 0.95, torch.Generator().manual_seed(2))
+    b, _ = _sample(nudged, 1.0, 0.95, torch.Generator().manual_seed(2))
+    assert (logits.argsort(-1) != nudged.argsort(-1)).any()  # the nudge does reorder the tokens
+    assert torch.equal(a, b)
