@@ -6,8 +6,10 @@ world (training and test), answered greedily, and the probability of the gold na
 
 For each policy it prints, per city, the greedy answers that were right and the median (over that city's questions)
 of p(name | everything up to the last "... was born in" the policy wrote after its retrieved passages), teacher-forced
-over all the name's tokens. The base model is the runs' base with the adapter switched off. docs/multi-hop section 26
-reads it: reinforcement learning taught the 135M policy to copy 28 of the world's 29 city names, and not Drothen.
+over all the name's tokens, and where a city's answers go wrong, each token's median probability and the likeliest
+tokens at the weakest one. The base model is the runs' base with the adapter switched off. docs/multi-hop section 26
+reads it: reinforcement learning taught the 135M policy to copy 28 of the world's 29 city names, and not Drothen;
+section 28 reads the tokens: Drothen's copy fails at `then` after ` Dro`, among four endings the model prefers.
 """
 
 import argparse
@@ -36,8 +38,9 @@ def birthplace_questions(demo: Path) -> list[dict]:
     return rows
 
 
-def copy_logprob(model, tokenizer, text: str, name: str) -> float | None:
-    """log p(" name") after the last " was born in" that follows the last passage; None if the policy wrote none."""
+def copy_tokens(model, tokenizer, text: str, name: str) -> list[dict] | None:
+    """Each token of " name" after the last " was born in" that follows the last passage: its probability there
+    (teacher-forced) and the three likeliest tokens instead; None if the policy wrote no such words after a passage."""
     cut = text.rfind(" was born in")
     if cut < text.rfind("</information>") or text.rfind("</information>") < 0:
         return None
@@ -47,8 +50,14 @@ def copy_logprob(model, tokenizer, text: str, name: str) -> float | None:
     if b[:len(a)] != a:  # the name merged with the prefix's last token: no clean split to score
         return None
     with torch.no_grad():
-        logp = model(torch.tensor([b])).logits[0].float().log_softmax(-1)
-    return sum(logp[i - 1, b[i]].item() for i in range(len(a), len(b)))
+        probs = model(torch.tensor([b])).logits[0].float().softmax(-1)
+    rows = []
+    for i in range(len(a), len(b)):
+        top = probs[i - 1].topk(4)
+        rows.append({"token": tokenizer.convert_ids_to_tokens(b[i]), "p": probs[i - 1, b[i]].item(),
+                     "instead": [(tokenizer.convert_ids_to_tokens(int(j)), round(v.item(), 3))
+                                 for v, j in zip(top.values, top.indices) if int(j) != b[i]][:3]})
+    return rows
 
 
 def probe(model, tokenizer, questions: list[dict], retriever, rollout_cfg) -> list[dict]:
@@ -59,8 +68,12 @@ def probe(model, tokenizer, questions: list[dict], retriever, rollout_cfg) -> li
         gold = q["golden_answers"][0]
         rows.append({"id": q["id"], "split": q["split"], "gold": gold, "answer": t.answer,
                      "em": trajectory_reward(t.answer, q["golden_answers"]),
-                     "copy_logprob": copy_logprob(model, tokenizer, tokenizer.decode(t.ids), gold)})
+                     "copy": copy_tokens(model, tokenizer, tokenizer.decode(t.ids), gold)})
     return rows
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def summary(label: str, rows: list[dict]) -> str:
@@ -69,11 +82,16 @@ def summary(label: str, rows: list[dict]) -> str:
     for r in rows:
         by_city[r["gold"]].append(r)
     for city, rs in sorted(by_city.items(), key=lambda kv: sum(r["em"] for r in kv[1]) / len(kv[1])):
-        lps = sorted(r["copy_logprob"] for r in rs if r["copy_logprob"] is not None)
-        median = f"{math.exp(lps[len(lps) // 2]):.3f}" if lps else "  -  "
+        scored = [r["copy"] for r in rs if r["copy"] is not None]
+        median = f"{_median([math.prod(t['p'] for t in c) for c in scored]):.3f}" if scored else "  -  "
         wrong = collections.Counter(r["answer"] for r in rs if not r["em"]).most_common(3)
         lines.append(f"  {city:10s} right {sum(r['em'] for r in rs):.0f}/{len(rs)}  p(copy) median {median}"
                      + (f"  wrong answers {wrong}" if wrong else ""))
+        if scored and wrong:  # where the copy goes astray: each token's median p, and what the first one has instead
+            tokens = [f"{t['token']} {_median([c[i]['p'] for c in scored]):.2f}" for i, t in enumerate(scored[0])]
+            weakest = min(range(len(scored[0])), key=lambda i: _median([c[i]["p"] for c in scored]))
+            lines.append(f"{'':14s}by token: {' · '.join(tokens)}; at {scored[0][weakest]['token']!r} instead "
+                         f"(first question): {scored[0][weakest]['instead']}")
     return "\n".join(lines)
 
 

@@ -220,6 +220,32 @@ def _kept(run: Path) -> str:
             f"{kept['last_score']:.3f})")
 
 
+def budget_advice(runs: list[Path], timings: dict[str, float], budget_minutes: float | None) -> str | None:
+    """When the time budget stopped phase 1 or phase 2 before its last step: which, and the `--budget-minutes` that
+    would leave them all their steps on this machine, estimated from this run's own stage times and median step
+    (one step more as slack, as the budget stops a step early). None when every phase ran all its steps."""
+    from statistics import median
+
+    from .train import load_run_config
+
+    names = {"train": "phase 1", "train-two-hop": "phase 2"}
+    cut, more_s = [], 0.0
+    for run in (r for r in runs if r.name in names):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        planned = load_run_config(run).optim.max_steps
+        if not rows or "time budget" not in str(rows[-1].get("stopped", "")):
+            continue
+        step = median(r["step_seconds"] for r in rows)
+        cut.append(f"{names[run.name]} ran {len(rows)} of its {planned} steps (median {step:.0f} s a step)")
+        more_s += (planned - len(rows) + 1) * step
+    if not budget_minutes or not cut:
+        return None
+    spent = sum(v for k, v in timings.items() if k not in ("total (this call)", "report"))
+    return (f"The budget stopped training before its last step: {'; '.join(cut)}. `--budget-minutes "
+            f"{-(-(spent + more_s) // 60):.0f} --fresh` would give every phase all its steps on this machine (an "
+            f"estimate from this run's stages, {spent / 60:.0f} min in all, and its median steps).")
+
+
 def _table(summary: dict[str, dict[str, float]]) -> str:
     head = ("| method | EM single-hop | EM two-hop | EM all | searches/q single-hop | searches/q two-hop |\n"
             "|---|---:|---:|---:|---:|---:|")
@@ -343,6 +369,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         *([f"Budget: {settings.budget_minutes:g} minutes for the whole demo; training stops after the last step "
            "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
+        *([advice, ""] if (advice := budget_advice(runs, timings, settings.budget_minutes)) else []),
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
         f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
         "- the inserted block's token boundary made as in running text;",

@@ -436,6 +436,37 @@ def test_a_demo_over_budget_trains_fewer_steps_and_says_so(budget_run):
     report = (out / "report.md").read_text()
     assert "1 GRPO step (of 3: time budget" in report and "Budget: 0.5 minutes" in report
     assert METHOD_LABELS["search-r1-lite"] in parse_table(report)
+    # what a larger budget would take here, from this run's own stage times and steps
+    assert "phase 1 ran 1 of its 3 steps" in report and "phase 2 ran 1 of its 3 steps" in report
+    minutes = int(re.search(r"`--budget-minutes (\d+) --fresh` would give every phase all its steps", report)[1])
+    stages = sum(v for k, v in json.loads((out / "timings.json").read_text()).items()
+                 if k.startswith(("world", "baselines", "train-", "evaluate-")))
+    steps = [json.loads((out / run / "metrics.jsonl").read_text())["step_seconds"]
+             for run in ("train", "train-two-hop")]
+    assert stages + 2 * sum(steps) <= 60 * minutes <= stages + 3 * sum(steps) + 60
+
+
+def test_budget_advice_only_when_the_budget_cut_a_phase(tmp_path):
+    from searchr1_lite.demo import RECIPE
+    from searchr1_lite.report import budget_advice
+    from searchr1_lite.train import TrainConfig
+
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig.load(RECIPE).updated({"max_steps": 3}, "test").to_dict()))
+    row = {"step": 1, "reward_mean": 0.5, "step_seconds": 100.0, "stopped": "time budget: 100 s of 120 s spent"}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    timings = {"baselines": 500.0, "train-search-r1-lite": 100.0, "total (this call)": 600.0, "report": 1.0}
+    # 600 s of stages, and 2 steps more plus one of slack at 100 s: 15 minutes
+    assert budget_advice([run], timings, 30).startswith("The budget stopped training before its last step: phase 1 "
+                                                        "ran 1 of its 3 steps (median 100 s a step). "
+                                                        "`--budget-minutes 15 --fresh`")
+    assert budget_advice([run], timings, None) is None  # no budget, nothing it cut
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**row, "step": i, "stopped": None}) + "\n"
+                                               for i in (1, 2, 3)))
+    assert budget_advice([run], timings, 30) is None  # all 3 steps ran
+    (run / "metrics.jsonl").write_text(json.dumps({**row, "stopped": "SIGTERM"}) + "\n")
+    assert budget_advice([run], timings, 30) is None  # stopped, but not by the budget
 
 
 def test_finished_runs_ship_as_the_lessons_references(budget_run, tmp_path):
