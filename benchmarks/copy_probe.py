@@ -88,8 +88,9 @@ def summary(label: str, rows: list[dict]) -> str:
         lines.append(f"  {city:10s} right {sum(r['em'] for r in rs):.0f}/{len(rs)}  p(copy) median {median}"
                      + (f"  wrong answers {wrong}" if wrong else ""))
         if scored and wrong:  # where the copy goes astray: each token's median p, and what the first one has instead
-            tokens = [f"{t['token']} {_median([c[i]['p'] for c in scored]):.2f}" for i, t in enumerate(scored[0])]
-            weakest = min(range(len(scored[0])), key=lambda i: _median([c[i]["p"] for c in scored]))
+            medians = [_median([c[i]["p"] for c in scored]) for i in range(len(scored[0]))]
+            tokens = [f"{t['token']} {m:.2f}" for t, m in zip(scored[0], medians)]
+            weakest = medians.index(min(medians))
             lines.append(f"{'':14s}by token: {' · '.join(tokens)}; at {scored[0][weakest]['token']!r} instead "
                          f"(first question): {scored[0][weakest]['instead']}")
     return "\n".join(lines)

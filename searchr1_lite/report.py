@@ -324,12 +324,14 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         stopped = masked["stopped"].dropna().tolist() if "stopped" in masked else []
         steps = (f"{steps} (of {opt.max_steps}: "
                  f"{stopped[-1] if stopped else 'stopped early'}; see Time)")
+    advice = budget_advice(runs, timings, settings.budget_minutes)
     goals_rows = [{"goal": g, "met": m, "figures": f} for g, m, f in checks]
     collapse_rows = {k: [f.as_dict() for f in v] for k, v in collapse_found.items()}
     (out / "summary.json").write_text(json.dumps({"methods": summary, "goals": goals_rows, "timings": timings,
                                                   "ablation": [list(r) for r in compared],
                                                   "ppo_vs_grpo": [list(r) for r in versus], "faster": which,
-                                                  "collapse": collapse_rows, "by_question_type": types}, indent=1))
+                                                  "collapse": collapse_rows, "by_question_type": types,
+                                                  "budget_advice": advice}, indent=1))
     n = next(iter(summary.values()))
     mark = {True: "met", False: "**not met**", None: "n/a"}
     lines = [
@@ -369,7 +371,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         *([f"Budget: {settings.budget_minutes:g} minutes for the whole demo; training stops after the last step "
            "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
-        *([advice, ""] if (advice := budget_advice(runs, timings, settings.budget_minutes)) else []),
+        *([advice, ""] if advice else []),
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
         f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
         "- the inserted block's token boundary made as in running text;",

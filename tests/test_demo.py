@@ -444,6 +444,7 @@ def test_a_demo_over_budget_trains_fewer_steps_and_says_so(budget_run):
     steps = [json.loads((out / run / "metrics.jsonl").read_text())["step_seconds"]
              for run in ("train", "train-two-hop")]
     assert stages + 2 * sum(steps) <= 60 * minutes <= stages + 3 * sum(steps) + 60
+    assert json.loads((out / "summary.json").read_text())["budget_advice"] in report  # for programs, and the CLI
 
 
 def test_budget_advice_only_when_the_budget_cut_a_phase(tmp_path):
