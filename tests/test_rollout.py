@@ -170,6 +170,32 @@ def test_rows_leaving_keep_the_real_kv_cache_right(bm25_retriever):
     _check_masks(res, tok, cfg.temperature, model)
 
 
+def test_the_cache_with_room_ahead_samples_what_concatenating_does(bm25_retriever, monkeypatch):
+    """The engine's KV cache writes into room kept ahead (rollout._growing_cache); transformers' DynamicCache copies
+    itself at every token. Same seed, same ids and log-probs, through all the engine does with a cache: a shared
+    prefix repeated to every row, rows leaving the batch, and layers running out of room (8 positions here)."""
+    from transformers import DynamicCache
+
+    import searchr1_lite.rollout as engine
+
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    questions = ["Who painted the Mona Lisa?", "Capital of France " + "and more words " * 20, "q"]
+    longest = max(len(tok(build_prompt(q, tok)).input_ids) for q in questions)
+    cfg = RolloutConfig(max_turns=2, max_new_tokens=24, temperature=1.0, seed=3, max_total_tokens=longest + 24)
+    grown = []
+    with_room = engine._with_room
+    monkeypatch.setattr(engine, "_ROOM", 8)
+    monkeypatch.setattr(engine, "_with_room", lambda x, n: grown.append(x.shape[-2]) or with_room(x, n))
+    room = rollout(model, tok, questions, bm25_retriever, cfg)
+    assert max(grown) > 0  # a full layer ran out of room and moved to a larger buffer
+    assert room.trajectories[1].truncated and len(room.trajectories[0].turns) > len(room.trajectories[1].turns)
+    _check_masks(room, tok, cfg.temperature, model)
+    monkeypatch.setattr(engine, "_growing_cache", DynamicCache)
+    concat = rollout(model, tok, questions, bm25_retriever, cfg)
+    for a, b in zip(room.trajectories, concat.trajectories):
+        assert a.ids == b.ids and a.logprobs == b.logprobs
+
+
 @pytest.mark.slow
 def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
     model, tok = load_model("smollm2-135m-instruct", device="cpu")
