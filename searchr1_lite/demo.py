@@ -15,8 +15,8 @@ last checkpoint. `--fresh` starts over.
 
 The demo keeps to a time budget (default 30 minutes, `--budget-minutes`): what the world, the baselines and the
 final evaluations take is set aside; phase 1 stops after the last of its steps that fits in the rest, and phase 2
-takes what phase 1 left. On 2 cores that is 10 steps and then 10-17; the report says how many ran and why, and when
-the budget cut a phase short, which `--budget-minutes` would give it all its steps (one core: 80 minutes).
+takes what phase 1 left. On 2 cores that is 10 steps and then about 22; the report says how many ran and why, and
+when the budget cut a phase short, which `--budget-minutes` would give it all its steps (one core: about 64 minutes).
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
 two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
