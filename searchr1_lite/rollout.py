@@ -6,7 +6,8 @@
     … up to `max_turns` turns that may search, then one last turn whose search is not answered.
 
 The engine keeps one KV cache for the whole batch across turns: inserted tokens are appended to the cache (a
-prefill of just those tokens), never re-encoding the context. Rows are padded in place (attention-mask holes,
+prefill of just those tokens), never re-encoding the context, and each token is written into room the cache keeps
+ahead rather than concatenated (`_growing_cache`). Rows are padded in place (attention-mask holes,
 explicit position ids), so every row keeps exactly the ids it was fed and sampled. `gen_mask` is born here: 1 for a
 token the policy sampled, 0 for the prompt, inserted passages and feedback. Nothing generated is ever decoded and
 re-tokenised — text is decoded only to *read* it (stop strings, parsing).
@@ -130,7 +131,7 @@ def _growing_cache():
     of 700 tokens, about 1 GB a step for SmolLM2-135M and a third of a CPU decode step (0.29 s → 0.19 s). Here a
     layer keeps `_ROOM` more positions than it holds and copies only when they run out; attention reads a view of
     the filled part, so the numbers are the same (benchmarks/bench_kv_cache.py: the demo's rollouts, side by side).
-    Transformers without cache layers (before 4.56) get their plain DynamicCache."""
+    A transformers without cache layers (`cache_utils.DynamicLayer`) gets its plain DynamicCache."""
     from transformers import DynamicCache
 
     try:
