@@ -228,6 +228,8 @@ def budget_advice(runs: list[Path], timings: dict[str, float], budget_minutes: f
 
     from .train import load_run_config
 
+    if not budget_minutes:
+        return None
     names = {"train": "phase 1", "train-two-hop": "phase 2"}
     cut, more_s = [], 0.0
     for run in (r for r in runs if r.name in names):
@@ -238,7 +240,7 @@ def budget_advice(runs: list[Path], timings: dict[str, float], budget_minutes: f
         step = median(r["step_seconds"] for r in rows)
         cut.append(f"{names[run.name]} ran {len(rows)} of its {planned} steps (median {step:.0f} s a step)")
         more_s += (planned - len(rows) + 1) * step
-    if not budget_minutes or not cut:
+    if not cut:
         return None
     spent = sum(v for k, v in timings.items() if k not in ("total (this call)", "report"))
     return (f"The budget stopped training before its last step: {'; '.join(cut)}. `--budget-minutes "

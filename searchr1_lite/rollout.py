@@ -143,28 +143,27 @@ def _growing_cache():
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-                self._k = self._v = key_states[..., :0, :]
-            n, m = self._k.shape[-2], key_states.shape[-2]
+                self.keys, self.values = key_states[..., :0, :], value_states[..., :0, :]
+            n, m = self.keys.shape[-2], key_states.shape[-2]
             if not hasattr(self, "_kb") or n + m > self._kb.shape[-2]:  # out of room: copy once into a larger buffer
-                self._kb, self._vb = (_with_room(x, n + m + _ROOM) for x in (self._k, self._v))
+                self._kb, self._vb = (_with_room(x, n + m + _ROOM) for x in (self.keys, self.values))
             self._kb[..., n : n + m, :] = key_states
             self._vb[..., n : n + m, :] = value_states
             self._view(n + m)
             return self.keys, self.values
 
-        def _view(self, n):
-            self._k, self._v = self._kb[..., :n, :], self._vb[..., :n, :]
-            self.keys, self.values = self._k, self._v
+        def _view(self, n):  # keys and values: views of the buffers' filled part
+            self.keys, self.values = self._kb[..., :n, :], self._vb[..., :n, :]
 
         def batch_repeat_interleave(self, repeats: int) -> None:
             if self.get_seq_length() > 0:
                 self._kb, self._vb = (b.repeat_interleave(repeats, dim=0) for b in (self._kb, self._vb))
-                self._view(self._k.shape[-2])
+                self._view(self.keys.shape[-2])
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self.get_seq_length() > 0:
                 self._kb, self._vb = self._kb[indices, ...], self._vb[indices, ...]
-                self._view(self._k.shape[-2])
+                self._view(self.keys.shape[-2])
 
     cache = DynamicCache()
     if not (hasattr(cache, "layer_class_to_replicate") and cache.layers == []):
