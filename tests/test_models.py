@@ -118,3 +118,28 @@ def test_a_model_loads_in_4bit_without_lora_and_its_tokenizer_alone():
     assert load_tokenizer("tiny-qwen2")(text).input_ids == tok(text).input_ids == qwen25_tokenizer()(text).input_ids
     with pytest.raises(ValueError, match="quantization must be None or '4bit'"):
         load_model("tiny-qwen2", quantization="8bit", device="cpu")
+
+
+def test_rollout_and_loss_call_transformers_as_its_installed_version_asks():
+    """Recent transformers 5 renamed the forward's `past_key_values` to `cache` (the old name goes in 5.40) and
+    `is_gradient_checkpointing` to `is_activation_checkpointing`; the floor, 4.56.2, knows only the old names. A rollout
+    through a shared prefix and a training forward that shares it must raise no deprecation warning in either."""
+    import warnings
+
+    from searchr1_lite.grpo import token_logprobs
+    from searchr1_lite.models import load_policy
+    from searchr1_lite.rollout import RolloutConfig, rollout
+
+    model, tok = load_policy("tiny-qwen2", lora_layers=1, device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = RolloutConfig(max_turns=1, max_new_tokens=8, seed=0)
+        batch = rollout(model, tok, ["Who painted the Mona Lisa?", "Capital of France?"], None, cfg).tensors(
+            tok.pad_token_id)
+        model.train()
+        logp, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["gen_mask"])
+        logp.sum().backward()
+    deprecations = [f"{w.category.__name__}: {w.message}" for w in caught
+                    if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert deprecations == []
+    assert batch["gen_mask"].sum() > 0 and (logp[batch["gen_mask"].bool()] < 0).all()
