@@ -33,6 +33,20 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     assert conda | pip == wanted, (
         f"only in environment.yml: {(conda | pip) - wanted}; only in pyproject: {wanted - (conda | pip)}"
     )
+    # and the same versions: a floor raised in one file only (transformers 4.56.2) would go unnoticed otherwise
+    extras = [r for extra in project["optional-dependencies"].values() for r in extra]
+    bounds = _bounds(project["dependencies"] + extras)
+    listed = [d for d in env["dependencies"] if isinstance(d, str) and _name(d) not in ("python", "pip")]
+    listed += [d for d in next(d["pip"] for d in env["dependencies"] if isinstance(d, dict)) if not d.startswith("-e")]
+    listed += offline_line.group(1).split()
+    env_bounds = {("torch" if n == "pytorch" else n): b for n, b in _bounds(listed).items()}
+    assert env_bounds == bounds
+
+
+def _bounds(requirements: list[str]) -> dict[str, str]:
+    from packaging.requirements import Requirement
+
+    return {_name(r): str(Requirement(r.split("#")[0]).specifier) for r in requirements}
 
 
 def test_one_list_of_offline_packages_everywhere():
