@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from copy_probe import birthplace_questions  # noqa: E402
+from copy_probe import birthplace_questions, born_in_prefix  # noqa: E402
 
 from searchr1_lite.models import load_policy  # noqa: E402
 from searchr1_lite.rollout import rollout  # noqa: E402
@@ -43,13 +43,8 @@ def ending_probability(model, tokenizer, prefix: str, first: str, ending: str) -
 def greedy_prefixes(model, tokenizer, questions: list[dict], cfg) -> list[str]:
     result = rollout(model, tokenizer, [q["question"] for q in questions], make_retriever(cfg.data)[0],
                      dataclasses.replace(cfg.rollout, temperature=0.0, seed=0))
-    prefixes = []
-    for t in result.trajectories:
-        text = tokenizer.decode(t.ids)
-        cut = text.rfind(" was born in")
-        if cut > text.rfind("</information>") > 0:
-            prefixes.append(text[:cut + len(" was born in")])
-    return prefixes
+    prefixes = [born_in_prefix(tokenizer.decode(t.ids)) for t in result.trajectories]
+    return [p for p in prefixes if p is not None]
 
 
 def table(model, tokenizer, prefixes: list[str], city: str, other: str) -> list[str]:

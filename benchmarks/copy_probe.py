@@ -38,13 +38,18 @@ def birthplace_questions(demo: Path) -> list[dict]:
     return rows
 
 
+def born_in_prefix(text: str) -> str | None:
+    """A trajectory's text up to the last " was born in" after its last passage; None if it wrote none there."""
+    cut, passage = text.rfind(" was born in"), text.rfind("</information>")
+    return text[:cut + len(" was born in")] if cut > passage >= 0 else None
+
+
 def copy_tokens(model, tokenizer, text: str, name: str) -> list[dict] | None:
     """Each token of " name" after the last " was born in" that follows the last passage: its probability there
     (teacher-forced) and the three likeliest tokens instead; None if the policy wrote no such words after a passage."""
-    cut = text.rfind(" was born in")
-    if cut < text.rfind("</information>") or text.rfind("</information>") < 0:
+    prefix = born_in_prefix(text)
+    if prefix is None:
         return None
-    prefix = text[:cut + len(" was born in")]
     a = tokenizer(prefix, add_special_tokens=False).input_ids
     b = tokenizer(prefix + " " + name, add_special_tokens=False).input_ids
     if b[:len(a)] != a:  # the name merged with the prefix's last token: no clean split to score

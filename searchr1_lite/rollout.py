@@ -200,10 +200,11 @@ class _Batch:
         The instruction and worked examples are most of a prompt: this saves (rows - 1) x len(prefix) tokens."""
         out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True,
                          **cache_arg(self.model, self.cache))
-        if not hasattr(returned_cache(out), "batch_repeat_interleave"):  # a model without a KV cache: feed it all
+        cache = returned_cache(out)
+        if not hasattr(cache, "batch_repeat_interleave"):  # a model without a KV cache: feed it all
             self.cache = _growing_cache()
             return
-        self.cache = returned_cache(out)
+        self.cache = cache
         self.cache.batch_repeat_interleave(len(self.unfed))
         self.attn = torch.ones(len(self.unfed), len(prefix), dtype=torch.long, device=self.device)
         self.pos = [len(prefix)] * len(self.unfed)
