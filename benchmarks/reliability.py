@@ -5,7 +5,7 @@ parametrized cases, requests, kills), the figure that matters, and whether every
 come from this run: pytest's own report (`-rA`) and hypothesis' statistics, and `bench_server_load.py`'s JSON.
 
     python benchmarks/reliability.py [--out docs/reliability.md] [--requests 5000] [--clients 50]
-(`make reliability`; ~10 minutes on 2 CPU cores, so not part of `make test`, which runs the same tests.)
+(`make reliability`; ~7 minutes on 2 CPU cores; `make test` runs the same tests, not the load test.)
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ One module a concept, by lesson:
     01 retrieval   corpus (passages, formatting), retrieval (BM25 / dense indexes), server (HTTP, the authors' API)
     02 rollout     models (policies, offline presets), prompt (the tag protocol), rollout (multi-turn generation
                    with the loss mask), reward (EM, F1), scripted (a model that follows a script, for tests)
-    03 update      grpo (advantages, masked clipped loss, the step)
+    03 update      grpo (advantages, masked clipped loss, the step); 03b ppo (a critic, GAE, the value loss)
     04 training    config (every setting, one source), train (the loop), checkpoint (save, resume), runtime (time
-                   budget, out-of-memory, signals, trackers), trl_bridge (our rollout in TRL's GRPOTrainer)
+                   budget, out-of-memory, signals, trackers), collapse (the checks after each step), tiers (GPU
+                   and CPU settings for the lessons), trl_bridge (our rollout in TRL's GRPOTrainer)
     05 results     evaluate (Direct / RAG / Search-R1 beside the paper), data (QA sets), plots
     the demo       world (a synthetic world of people and places), world_prompts (its worked examples), demo
                    (`searchr1-lite demo`), report (report.md)

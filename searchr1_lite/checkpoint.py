@@ -87,11 +87,35 @@ def restore_critic(checkpoint: Path, critic) -> None:
 
 
 def drop_rows_after(run: Path, step: int) -> None:
-    """Metrics and sample rows past `step`: the resumed run writes them again."""
+    """Metrics and sample rows past `step`: the resumed run writes them again (and a last line cut short goes)."""
     for path in (run / "metrics.jsonl", run / "samples.jsonl"):
         if path.exists():
-            rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+            rows = [line for line, row in _parsed_lines(path) if row["step"] <= step]
             atomic_write_bytes(path, "".join(r + "\n" for r in rows).encode())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl or samples.jsonl ([] if there is none yet), also while the run writes it."""
+    return [row for _, row in _parsed_lines(path)] if path.exists() else []
+
+
+def _parsed_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) pairs. A kill during a write, or a reader racing the writer, can leave the last line cut short:
+    it is skipped with a warning (a resumed run writes that step again). A bad line before it is an error."""
+    lines = path.read_text().splitlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((line, json.loads(line)))
+        except json.JSONDecodeError as e:
+            if number < len(lines):
+                raise ValueError(f"{path}, line {number}: not a JSON row ({e.msg}); delete or repair that "
+                                 "line") from None
+            log.warning("%s: its last line (%d) is cut short, skipped: a write stopped by a kill, or one under way",
+                        path, number)
+    return out
 
 
 def torch_rng_state() -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""`searchr1-lite`: the command line. Each subcommand is a thin wrapper over a package function."""
+"""searchr1-lite: train a small LLM with reinforcement learning to reason and call a search engine (Search-R1,
+rebuilt small). Start with `searchr1-lite demo --quick` (a first look, a few minutes on a CPU), then
+`searchr1-lite demo` (the main job, 30 minutes); `searchr1-lite COMMAND --help` explains each command."""
+
+# Each subcommand is a thin wrapper over a package function.
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import signal
@@ -135,8 +138,10 @@ def cmd_train(args) -> None:
 
 def _finished(run: Path, max_steps: int) -> bool:
     """Did the run reach max_steps, or stop at its time budget (both save the final adapter)?"""
-    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
-    last = json.loads(lines[-1]) if lines else {}
+    from .checkpoint import read_rows
+
+    rows = read_rows(run / "metrics.jsonl")
+    last = rows[-1] if rows else {}
     return last.get("step", 0) >= max_steps or "stopped" in last
 
 
@@ -249,8 +254,10 @@ def cmd_demo(args) -> None:
 
 def _add_policy_args(parser: argparse.ArgumentParser, what_a_run_gives: str) -> None:
     """--model, --run and --adapter: the policy of `eval` and `rollout` (`_policy_from_args`)."""
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="offline preset, local folder or hub id "
-                        "(ignored with --run)")
+    from .config import PolicyConfig
+
+    parser.add_argument("--model", default=PolicyConfig.model, help="offline preset, local folder or hub id; "
+                        "ignored with --run")
     parser.add_argument("--run", help=f"a trained run folder: {what_a_run_gives}")
     parser.add_argument("--adapter", help="a trained LoRA adapter folder (runs/NAME/adapter; with --run, e.g. one of "
                         "its checkpoints: runs/NAME/checkpoint-4/adapter)")
@@ -294,7 +301,7 @@ def _config_keys() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import OptimConfig, packaged_configs
+    from .config import DataConfig, OptimConfig, packaged_configs
     from .demo import DemoSettings
     from .prompt import template_names
     from .rollout import RolloutConfig
@@ -302,13 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="also show third-party warnings (hidden by default)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_ShowDefaults)  # every subcommand
+    add = sub.add_parser
+
+    def add_parser(name: str, help: str, **kw) -> argparse.ArgumentParser:  # every subcommand: its summary atop
+        return add(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_ShowDefaults, **kw)
+
+    sub.add_parser = add_parser
 
     s = sub.add_parser("index", help="build a retrieval index over a corpus")
-    s.add_argument("--corpus", default="wiki-vital",
-                   help="wiki-vital | hotpotqa-distractor | wiki-18 | path to a jsonl corpus")
+    s.add_argument("--corpus", default=DataConfig.corpus,
+                   help="wiki-vital | hotpotqa-distractor | wiki-18 | world[:seed=0,...] (a synthetic world) | "
+                        "path to a jsonl corpus")
     s.add_argument("--encoder", default="bm25", help="bm25 | minilm | e5-base-v2 | any HF encoder id or folder")
-    s.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivf"], help="dense index kind")
+    s.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivf"],
+                   help="dense index kind (ignored with --encoder bm25)")
     s.add_argument("--out", required=True, help="where to write: the index folder")
     s.add_argument("--force", action="store_true", help="overwrite an index already in --out")
     s.set_defaults(func=cmd_index)
@@ -359,8 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--brief", action="store_true", help="one line per trajectory (searches, answer, reward)")
     s.set_defaults(func=cmd_rollout)
 
-    s = sub.add_parser("train", help="train a LoRA policy with masked GRPO", epilog=_config_keys())
-    s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs()))
+    s = sub.add_parser("train", help="train a LoRA policy with masked GRPO (or PPO: --set algorithm=ppo)",
+                       epilog=_config_keys())
+    s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs())
+                   + " (default: none, the paper's settings: 4 turns of 500 tokens, slow on a CPU, where "
+                   "smollm2-cpu or world-cpu fit)")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     s.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this call")
@@ -374,16 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
                    "2wikimultihopqa,musique,bamboogle (hub), hotpotqa-distractor (hub, validation split), fanoutqa "
                    "(offline, the default) or jsonl paths")
-    s.add_argument("--limit", type=int, default=None, help="random subset per dataset (seeded)")
+    s.add_argument("--limit", type=int, default=None,
+                   help="questions per dataset: a random subset, seeded (default: all)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
     s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
     s.add_argument("-k", "--topk", dest="k", type=int, default=None,
                    help=f"passages per search and for RAG (default {r.topk})")
-    s.add_argument("--max-turns", type=int, default=None, help=f"default {r.max_turns}, or the run's")
+    s.add_argument("--max-turns", type=int, default=None,
+                   help=f"turns that may search (default {r.max_turns}, or the run's)")
     s.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"per turn: default {r.max_new_tokens}, or the run's")
-    s.add_argument("--template", default=None, choices=template_names(), help="default paper, or the run's")
+                   help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
+    s.add_argument("--template", default=None, choices=template_names(),
+                   help="the prompt, as for `rollout` (default paper, or the run's)")
     s.add_argument("--out", help="where to write: a CSV file of the table (as well as printing it)")
     s.set_defaults(func=cmd_eval)
 
@@ -395,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the main job: a 135M policy learns to search a synthetic world (CPU, offline)")
     size = s.add_mutually_exclusive_group()  # different demos
     size.add_argument("--quick", action="store_true",
-                      help="a first look: small world, 3 steps; about 5 min on 2 cores (8 with --no-mask)")
+                      help="a first look: small world, 3 steps of phase 1 only (no two-hop phase); about 5 min on 2 "
+                           "cores (8 with --no-mask)")
     size.add_argument("--long", action="store_true",
                       help="the curriculum first tried: 30 phase-1 steps on all four kinds of question, then phase 2 "
                            "on them; the second search is learned and then unlearned on 2 cores "
@@ -404,14 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="--long with phase 2 and the test on the two kinds of question the demo keeps: phase 2 "
                            "learned the second search (docs/demo-cpu-author-chain/); about 40 min on 2 cores")
     s.add_argument("--one-phase", action="store_true",
-                   help="phase 1 only, no curriculum phase 2 (lesson 05's reference: --no-mask --budget-minutes 0)")
+                   help="phase 1 only, no curriculum phase 2 (lesson 05's reference: --no-mask --budget-minutes 0 "
+                        "--steps 15)")
     s.add_argument("--no-mask", action="store_true",
                    help="also train the ablation (inserted tokens trained on) and plot it beside the masked run")
     s.add_argument("--algorithm", choices=["grpo", "ppo"], default="grpo",
                    help="ppo: also train PPO with a value head (same world, steps and budget as the GRPO run, which "
                         "is kept if the folder has it) and compare the two in the report")
     steps = ", ".join(f"{name} {make().train['max_steps']}" for name, make in (
-        ("default", DemoSettings), ("--long", DemoSettings.long), ("--quick", DemoSettings.quick)))
+        ("default", DemoSettings), ("--long", DemoSettings.long), ("--author-chain", DemoSettings.author_chain),
+        ("--quick", DemoSettings.quick)))
     s.add_argument("--steps", type=int, default=None, help=f"phase 1's training steps at most ({steps})")
     budgets = ", ".join(f"{name} {make().budget_minutes:g}" for name, make in (
         ("default", DemoSettings), ("--long and --author-chain", DemoSettings.long)))
@@ -435,12 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     from .models import ModelUnavailable
     from .offline import OfflinePackageMissing
     from .retrieval import IndexMismatchError
+    from .runtime import OutOfMemory
     from .server import RetrieverUnavailable
 
     try:
         args.func(args)
     except (CorpusError, IndexMismatchError, ModelUnavailable, OfflinePackageMissing, RetrieverUnavailable,
-            FileNotFoundError, FileExistsError, ValueError) as e:
+            OutOfMemory, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"searchr1-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Collapse checks: four signs, read from a run's metrics rows, that training has gone wrong.
+"""Collapse checks: five signs, read from a run's metrics rows, that training has gone wrong.
 
 Collapse is the most frequent complaint about Search-R1 training (the authors' issues: GRPO's reward falls to 0
 after some hundreds of steps, often with the entropy blowing up first). `train()` runs these checks after every
@@ -8,7 +8,8 @@ metrics.jsonl.
 
     reward_fell         the sampled reward (mean of 5 steps) has fallen to half its best, and by at least 0.2
     entropy_spike       the policy's token entropy is over twice the median of the 10 steps before (and 0.1 above it)
-    non_finite          a loss, gradient norm, reward or entropy is NaN or infinite, or the update was skipped
+    non_finite          a loss, gradient norm, reward, entropy, KL or value loss is NaN or infinite, or the
+                        update was skipped
     valid_actions_fell  the share of valid actions (mean of 3 steps) is 0.2 below its best
     hop_em_fell         the sampled EM on the questions of one hop count (mean of 5 steps) has fallen to half its
                         best, and by at least 0.2: the reward over all questions can rise while two-hop EM falls to 0
@@ -38,7 +39,8 @@ CHECKS = {
                    f"{REWARD_DROP}",
     "entropy_spike": f"token entropy over {ENTROPY_RATIO:g}x the median of the {ENTROPY_HISTORY} steps before "
                      f"(and {ENTROPY_MIN_JUMP} above it)",
-    "non_finite": "a loss, gradient norm, reward or entropy was NaN or infinite, or the update was skipped",
+    "non_finite": "a loss, gradient norm, reward, entropy, KL or value loss was NaN or infinite, or the update "
+                  "was skipped",
     "valid_actions_fell": f"the share of valid actions (mean of {VALID_WINDOW} steps) fell {VALID_DROP} below its best",
     "hop_em_fell": f"the sampled EM on questions of one hop count (mean of {REWARD_WINDOW} steps that had them) fell "
                    f"to half its best, and by at least {REWARD_DROP}",

@@ -80,6 +80,10 @@ DERIVED = {"rollout.seed": "seed (each step samples with its own seed from it)",
            "grpo.temperature": "rollout.temperature (log-probs are of the distribution sampled)",
            "grpo.max_response_tokens": "rollout.max_turns and rollout.max_new_tokens"}
 
+# Counts a run divides by or samples that many of: below these it would fail later, after a step's work is done.
+AT_LEAST = {"optim.prompts_per_step": 1, "optim.group_size": 1, "optim.two_hop_group_size": 1, "save_every": 1,
+            "eval_every": 0, "eval_size": 1, "rollout.max_new_tokens": 1, "rollout.topk": 1, "rollout.max_turns": 0}
+
 
 @dataclass
 class TrainConfig:
@@ -111,6 +115,11 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard", "wandb"] = "none"  # their packages are not dependencies
 
     def __post_init__(self) -> None:
+        for path, least in AT_LEAST.items():
+            section, _, name = path.rpartition(".")
+            value = getattr(getattr(self, section) if section else self, name)
+            if value is not None and value < least:
+                raise ValueError(f"{path} must be at least {least}, not {value!r}")
         self.grpo = self.grpo_config()
         self.rollout = dataclasses.replace(self.rollout, seed=self.seed)
 
@@ -142,7 +151,10 @@ class TrainConfig:
                 _check_template(value, where)
             (nested.setdefault(section, {}) if section else nested)[name] = value
         sections = {s: _SECTIONS[s](**nested.pop(s, {})) for s in _SECTIONS}
-        return cls(**sections, **nested)
+        try:
+            return cls(**sections, **nested)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def updated(self, values: dict[str, Any], where: str = "config") -> TrainConfig:
         """A copy with `values` (keys as in a config file: `max_steps` or `optim.max_steps`) set, all checked."""

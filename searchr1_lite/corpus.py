@@ -241,9 +241,13 @@ def _read_arrow(path: Path, name: str) -> Corpus:
 
 
 def load_corpus(name_or_path: str | Path) -> Corpus:
-    """`wiki-vital` (offline, bundled), `hotpotqa-distractor` (built from the hub once), `wiki-18` (hub), or a path to
-    a jsonl / jsonl.gz file."""
+    """`wiki-vital` (offline, bundled), `hotpotqa-distractor` (built from the hub once), `wiki-18` (hub), a synthetic
+    world's passages (`world` or `world:seed=1,...`, generated), or a path to a jsonl / jsonl.gz file."""
     key = str(name_or_path)
+    if key == "world" or key.startswith("world:"):
+        from .world import load_world
+
+        return load_world(key).corpus
     if key in ("wiki-vital", HOTPOTQA_CORPUS):
         corpus = read_jsonl(wiki_vital_path() if key == "wiki-vital" else hotpotqa_path(), name=key)
         corpus.source = key  # reloadable by name, wherever the cache lives
@@ -254,7 +258,8 @@ def load_corpus(name_or_path: str | Path) -> Corpus:
         return corpus
     path = Path(key).expanduser()
     if not path.exists():
-        raise CorpusError(f"{key}: not a bundled corpus ({', '.join(BUNDLED)}) and no such file")
+        raise CorpusError(f"{key}: not a bundled corpus ({', '.join(BUNDLED)}), not a world (world:seed=0,...) "
+                          "and no such file")
     corpus = read_jsonl(path)
     if not len(corpus):
         raise CorpusError(f"{key}: no passages (the file has no rows); a corpus has one JSON object a line with "

@@ -132,7 +132,11 @@ def hotpotqa_questions(split: str = "train") -> list[QAExample]:
 def load_questions(name: str, corpus: Corpus | None = None, split: str = "train") -> list[QAExample]:
     """`fanoutqa` (offline; pass wiki-vital as corpus to keep the answerable ones), the authors' `nq_hotpotqa_train`
     (hub), `hotpotqa-distractor` (hub; train or validation, over the corpus of that name), or a path to a
-    FlashRAG-style jsonl."""
+    FlashRAG-style jsonl, or a synthetic world's split (`world` or `world:seed=1,...`; train, dev or test)."""
+    if name == "world" or name.startswith("world:"):
+        from .world import load_world
+
+        return load_world(name).splits[split]
     if name == "fanoutqa":
         examples = fanoutqa_subquestions(corpus)
         if not examples:  # a corpus without FanOutQA's pages (an index built on another corpus)
@@ -143,13 +147,21 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
     if name == "nq_hotpotqa_train":
         import datasets
 
-        ds = datasets.load_dataset(AUTHORS_TRAIN, split=split)
+        try:
+            ds = datasets.load_dataset(AUTHORS_TRAIN, split=split)
+        except (ConnectionError, FileNotFoundError) as e:  # offline, or the hub is down
+            from .models import ModelUnavailable
+
+            raise ModelUnavailable(f"the authors' training set comes from the hub ({AUTHORS_TRAIN}), which is "
+                                   f"unreachable ({e}). Offline: fanoutqa, a world (world:seed=0,...) or a "
+                                   "jsonl path") from None
         return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
     if name == HOTPOTQA_SET:
         return hotpotqa_questions(split)
     if Path(name).exists():
         return read_qa_jsonl(name)
-    raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train, {HOTPOTQA_SET} or a jsonl path")
+    raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train, {HOTPOTQA_SET}, a world "
+                     "(world:seed=0,...) or a jsonl path")
 
 
 # The seven test sets of the paper's table, in FlashRAG's hub copy (RUC-NLPIR/FlashRAG_datasets): config -> split
@@ -168,7 +180,7 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
 
         try:
             ds = datasets.load_dataset(FLASHRAG, name, split=EVAL_SETS[name])
-        except ConnectionError as e:  # offline, or the hub is down
+        except (ConnectionError, FileNotFoundError) as e:  # offline, or the hub is down
             from .models import ModelUnavailable  # what the CLI reports as "unavailable", for hub data too
 
             raise ModelUnavailable(f"test set {name!r} comes from the hub ({FLASHRAG}), which is unreachable ({e}). "
@@ -177,8 +189,11 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
                     for i, r in enumerate(ds)]
     elif name == HOTPOTQA_SET:
         examples = hotpotqa_questions("validation")  # never the train questions a run learns from
-    else:
+    elif name == "fanoutqa" or Path(name).exists():
         examples = load_questions(name, corpus)
+    else:
+        raise ValueError(f"unknown test set {name!r}: use {', '.join(EVAL_SETS)} (hub), {HOTPOTQA_SET} (hub), "
+                         "fanoutqa (offline) or a FlashRAG-format jsonl path")
     if limit is not None and limit < len(examples):
         examples = random.Random(seed).sample(examples, limit)
     return examples

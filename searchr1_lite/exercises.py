@@ -153,6 +153,9 @@ PARSE_CASES = [
     ("two searches: the first one counts", "<search> Mona Lisa </search> <search> Louvre </search>"),
     ("imitated <information> before the answer", "<information>Doc 1 Paris</information><answer>Paris</answer>"),
     ("unicode and newlines inside the query", "<search>\n Zürich  Hauptbahnhof\n</search>"),
+    ("<information> inside an action", "<search> a <information> b </search>"),
+    ("<think> inside an action", "<search> q <think> x </think> </search>"),
+    ("an answer, then a search", "<answer> A </answer> <search> q </search>"),
 ]
 
 
@@ -274,6 +277,8 @@ def _loss_cases() -> Iterable[tuple[str, dict]]:
     yield case("an empty mask: loss 0", shift=0.1, mask=torch.zeros(2, 4))
     yield case("beta = 0.1: the KL term counts", shift=0.1, beta=0.1)
     yield case("beta = 0.1 on-policy: only the KL term moves the loss", beta=0.1, ref_shift=-0.7)
+    yield case("beta = 0.1, masked tokens hold junk (ratio and KL): no effect", shift=0.1 + junk, beta=0.1,
+               ref_shift=0.3 + junk, mask=torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]))
 
 
 def _loss_differs(want, want_grad, got, got_grad, wrt: str) -> str | None:
@@ -350,7 +355,7 @@ def check_value_loss(fn: Callable) -> None:
     old = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.5]])
     ret = torch.tensor([[0.0, 2.0, 0.0, 5.0, 0.4]])
     m = torch.tensor([[0, 1, 1, 0, 1]])
-    cases = [
+    cases = [(name, v, old, ret, mask, clip) for name, v, mask, clip in [
         ("V within clip of V_old: plain squared error", torch.tensor([[0.0, 0.3, 0.8, 0.0, 0.6]]), m, 0.5),
         ("V moved past the clip toward R: the clipped error is larger, it counts",
          torch.tensor([[0.0, 1.0, 0.8, 0.0, 0.6]]), m, 0.5),
@@ -359,9 +364,14 @@ def check_value_loss(fn: Callable) -> None:
         ("masked positions hold junk: no effect", torch.tensor([[7.0, 0.3, 0.8, -9.0, 0.6]]), m, 0.5),
         ("an empty mask: loss 0", torch.tensor([[0.0, 1.0, 0.8, 0.0, 0.6]]), torch.zeros_like(m), 0.5),
         ("a tighter clip (0.2)", torch.tensor([[0.0, 1.0, 0.4, 0.0, 0.9]]), m, 0.2),
-    ]
+    ]]
+    cases.append(("two rows of 3 and 1 tokens: one mean over all 4 tokens, not a mean per row",
+                  torch.tensor([[0.0, 0.3, 0.8, 0.0, 0.6], [1.5, 0.0, 0.0, 0.0, 0.0]]),
+                  torch.cat([old, torch.tensor([[1.2, 0.0, 0.0, 0.0, 0.0]])]),
+                  torch.cat([ret, torch.tensor([[-1.0, 0.0, 0.0, 0.0, 0.0]])]),
+                  torch.tensor([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]]), 0.5))
     failures = []
-    for name, v, mask, clip in cases:
+    for name, v, old, ret, mask, clip in cases:
         want, want_grad = _grad_of(lambda x, *r: value_loss(x, *r)[0], v, old, ret, mask, clip)
         got, got_grad = _grad_of(lambda x, *r: _run(fn, name, x, *r), v, old, ret, mask, clip)
         if problem := _loss_differs(want, want_grad, got, got_grad, "values"):
@@ -455,22 +465,33 @@ def check_smooth(fn: Callable) -> None:
     _verdict("smooth", failures, len(cases), "plots.smooth")
 
 
+PAIRED_P_SAMPLED_TOL = 0.01  # 100,000 random flips: a p-value's standard error is at most 0.0016
+
+
 def check_paired_p(fn: Callable) -> None:
-    """`fn(before, after) -> p` as `evaluate.paired_sign_flip_p` (exact; these cases have at most 12 differences)."""
+    """`fn(before, after) -> p` as `evaluate.paired_sign_flip_p`: exact up to 20 differences (to within 1e-9), else
+    from 100,000 random sign flips, whose p only has to agree to within `PAIRED_P_SAMPLED_TOL` (any seed will do)."""
     from .evaluate import paired_sign_flip_p
 
+    gains_25 = [1] * 16 + [0] * 9 + [1] * 15  # 40 questions, 25 differ: 16 gains and 9 losses
     cases = [("nothing differs", [1, 0, 1], [1, 0, 1]), ("one gain, one loss", [0, 1], [1, 0]),
              ("5 gains of 16, no loss", [0] * 16, [1] * 5 + [0] * 11),
              ("3 gains, 1 loss", [0, 0, 0, 1, 1], [1, 1, 1, 0, 1]),
              ("every question gained (12)", [0] * 12, [1] * 12), ("a loss only", [1, 1, 0], [0, 1, 0]),
-             ("fractional scores (F1)", [0.2, 0.5, 0.9], [0.4, 0.5, 0.6]), ("no questions", [], [])]
+             ("fractional scores (F1)", [0.2, 0.5, 0.9], [0.4, 0.5, 0.6]), ("no questions", [], []),
+             ("25 differences of 40 (2^25 flips: too many to list, sample them)",
+              [0] * 16 + [1] * 9 + [1] * 15, gains_25)]
     failures = []
     for name, before, after in cases:
         want, got = paired_sign_flip_p(before, after), _run(fn, name, list(before), list(after))
+        sampled = sum(a != b for a, b in zip(before, after)) > 20
+        tol = PAIRED_P_SAMPLED_TOL if sampled else 1e-9
         try:
-            ok = abs(float(got) - want) < 1e-9
+            ok = abs(float(got) - want) < tol
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            failures.append(f"{name} (before {before}, after {after}): expected p = {want:.6g}, got {got!r}")
+            shown = f"{len(before)} questions" if len(before) > 16 else f"before {before}, after {after}"
+            failures.append(f"{name} ({shown}): expected p = {want:.6g}{f' +- {tol}' if sampled else ''}, "
+                            f"got {got!r}")
     _verdict("paired_p", failures, len(cases), "evaluate.paired_sign_flip_p")

@@ -44,7 +44,7 @@ class GRPOConfig:
     adv_eps: float = 1e-6
     micro_batch_size: int = 4  # trajectories per forward/backward; gradients accumulate over the batch
     logprob_chunk: int | None = 512  # tokens whose logits exist at once (the vocabulary makes logits the memory
-    # peak); None = the naive full [batch, seq, vocab] float32 log-softmax (for comparison)
+    # peak); None = the naive full [batch, seq, vocab] float32 log-softmax (for comparison; PPO: all tokens at once)
     temperature: float = 1.0  # the sampling temperature: log-probs are of logits / temperature, as sampled
     max_grad_norm: float = 1.0
 

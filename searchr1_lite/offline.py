@@ -60,16 +60,6 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def small_mode() -> bool:
-    """CPU-sized defaults? $SEARCHR1_LITE_SMALL=1/0 decides; unset, small unless a CUDA GPU is present."""
-    flag = os.environ.get("SEARCHR1_LITE_SMALL")
-    if flag is not None:
-        return flag.strip().lower() not in ("0", "false", "no", "")
-    import torch
-
-    return not torch.cuda.is_available()
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder, then rename: readers never see a half-written file."""
     path = Path(path)

@@ -81,9 +81,9 @@ def load_metrics(run):
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no metrics; is {run} a run folder written by `searchr1-lite train`?")
-    if not path.read_text().strip():
-        return pd.DataFrame()
-    return pd.read_json(path, lines=True, precise_float=True, convert_dates=False)
+    from .checkpoint import read_rows
+
+    return pd.DataFrame(read_rows(path))  # read while the run writes, its last row may be cut short: skipped
 
 
 def smooth(values, alpha: float = 0.3) -> list[float]:

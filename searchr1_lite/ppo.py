@@ -191,6 +191,8 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
                    pcfg: PPOConfig, ref_model=None, gae_mask: str = "response") -> dict[str, torch.Tensor]:
     """Everything the update needs, before it: old log-probs (recomputed, as veRL does), reference log-probs, old
     values, token rewards, advantages and returns, each `[batch, seq]`. `gae_mask="generated"` skips the blocks."""
+    if gae_mask not in ("response", "generated"):
+        raise ValueError(f"gae_mask must be 'response' or 'generated', not {gae_mask!r}")
     device = next(model.parameters()).device
     loss_mask = batch.gen_mask.clone()
     loss_mask[:, 0] = 0
@@ -208,7 +210,7 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
             h, sel = masked_hidden(model, ids, attn, rm)  # one pass: values (shared) and log-probs
             keep = lm[:, 1:][sel].bool()
             lp, _ = project_logprobs(h[keep], ids[:, 1:][sel][keep], model.get_output_embeddings(),
-                                     gcfg.temperature, gcfg.logprob_chunk or 512)
+                                     gcfg.temperature, _chunk(gcfg, h[keep]))
             old_logp[cols] = scatter_tokens(lp, lm[:, 1:].bool()).cpu()
             v = scatter_tokens(critic.head(h), sel) if critic.trunk is None else _values(critic, model, ids, attn, rm)
             old_values[cols] = v.cpu()
@@ -216,7 +218,7 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
                 with nullcontext() if ref_model is not None else _adapter_off(model):
                     h, sel = masked_hidden(ref_model or model, ids, attn, lm)
                     lp, _ = project_logprobs(h, ids[:, 1:][sel], (ref_model or model).get_output_embeddings(),
-                                             gcfg.temperature, gcfg.logprob_chunk or 512)
+                                             gcfg.temperature, _chunk(gcfg, h))
                 ref_logp[cols] = scatter_tokens(lp, sel).cpu()
     rewards = token_rewards(scores, old_logp, ref_logp if pcfg.kl_coef else None, loss_mask, resp, pcfg.kl_coef)
     adv, returns = gae(rewards, old_values, resp if gae_mask == "response" else loss_mask, pcfg.gamma, pcfg.lam)
@@ -224,6 +226,12 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
         adv = masked_whiten(adv, loss_mask)
     return {"old_logp": old_logp, "ref_logp": ref_logp, "old_values": old_values, "rewards": rewards,
             "advantages": adv, "returns": returns, "loss_mask": loss_mask, "response_mask": resp}
+
+
+def _chunk(gcfg: GRPOConfig, h: torch.Tensor) -> int:
+    """Tokens projected at once. The values share the backbone's pass with the log-probs, so PPO has no naive
+    full-sequence path: `logprob_chunk: null` projects every masked token at once, the same memory peak."""
+    return gcfg.logprob_chunk or max(h.shape[0], 1)
 
 
 def ppo_step(model, critic: Critic, batch: TrajectoryBatch, scores: torch.Tensor, optimizer, gcfg: GRPOConfig,
@@ -251,7 +259,7 @@ def ppo_step(model, critic: Critic, batch: TrajectoryBatch, scores: torch.Tensor
         mask = cut["loss_mask"]
         h, sel = masked_hidden(model, ids, attn, mask)
         lp, entropy = project_logprobs(h, ids[:, 1:][sel], model.get_output_embeddings(), gcfg.temperature,
-                                       gcfg.logprob_chunk or 512)
+                                       _chunk(gcfg, h))
         logp = scatter_tokens(lp, sel)
         values = scatter_tokens(critic.head(h), sel) if critic.trunk is None else _values(critic, model, ids, attn,
                                                                                           mask)

@@ -319,7 +319,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
 
     config = load_run_config(runs[0])
     pol, opt, roll = config.policy, config.optim, config.rollout
-    ppo = load_run_config(runs[-1]).ppo
+    ppo = next((load_run_config(r).ppo for r in runs if RUNS[r.name] == "search-r1-lite-ppo"), config.ppo)
     masked = frames["search-r1-lite"]
     steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
     if len(masked) < opt.max_steps:

@@ -27,7 +27,6 @@ from .corpus import Corpus, Passage, load_corpus
 from .offline import atomic_write_bytes, cache_dir, package_file
 
 MANIFEST = "manifest.json"
-INDEX_KINDS = ("flat", "hnsw", "ivf", "bm25")
 
 
 class IndexMismatchError(ValueError):

@@ -96,6 +96,10 @@ OOM_ADVICE = ("lower group_size, prompts_per_step or max_new_tokens, set gradien
               "quantization: 4bit")
 
 
+class OutOfMemory(RuntimeError):
+    """Out of memory even at one trajectory, or micro-batch 1: the message says what to lower (the CLI prints it)."""
+
+
 def _free_memory() -> None:
     import gc
 
@@ -114,7 +118,7 @@ def rollout_fitting_memory(rollout, model, tokenizer, questions, retriever, rcfg
         return rollout(model, tokenizer, questions, retriever, rcfg)
     except torch.OutOfMemoryError as e:
         if len(questions) == 1:
-            raise RuntimeError(f"out of memory rolling out a single trajectory: {OOM_ADVICE}") from e
+            raise OutOfMemory(f"out of memory rolling out a single trajectory: {OOM_ADVICE}") from e
     _free_memory()
     half = len(questions) // 2
     if group_size < len(questions) and half % group_size:
@@ -138,7 +142,7 @@ def step_fitting_memory(step, optimizers, gcfg):
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             if gcfg.micro_batch_size == 1:
-                raise RuntimeError(f"out of memory in the update at micro_batch_size 1: {OOM_ADVICE}") from e
+                raise OutOfMemory(f"out of memory in the update at micro_batch_size 1: {OOM_ADVICE}") from e
             _free_memory()
             gcfg.micro_batch_size = max(1, gcfg.micro_batch_size // 2)
             log.warning("out of memory in the update: micro_batch_size lowered to %d for the rest of the run",

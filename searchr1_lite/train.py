@@ -31,7 +31,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import drop_rows_after, latest_checkpoint, restore_checkpoint, restore_critic, save_checkpoint
+from .checkpoint import (
+    drop_rows_after,
+    latest_checkpoint,
+    read_rows,
+    restore_checkpoint,
+    restore_critic,
+    save_checkpoint,
+)
 from .config import DataConfig, TrainConfig
 from .ppo import make_critic
 from .runtime import StopSignals, Tracker, over_budget, peak_memory_mb, rollout_fitting_memory, step_fitting_memory
@@ -81,7 +88,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if resume:
         drop_rows_after(run, step)
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
-    history = _rows_so_far(run)  # for the collapse checks, over resumes
+    history = read_rows(run / "metrics.jsonl")  # for the collapse checks, over resumes
     spent = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in history]  # the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call, budget_stop = 0, False
@@ -307,11 +314,6 @@ def make_optimizer(model, cfg: TrainConfig):
     return optimizer, get_constant_schedule_with_warmup(optimizer, opt.warmup_steps)
 
 
-def _rows_so_far(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def _warn_on_collapse(run: Path, history: list[dict]) -> None:
     """Run the collapse checks on the rows so far; a check that starts firing at the newest row is logged and named
     in that row's `collapse` field, with the last good checkpoint."""
@@ -333,12 +335,7 @@ def make_retriever(data: DataConfig):
     from .corpus import load_corpus
     from .retrieval import IndexMismatchError, LocalRetriever
 
-    if data.corpus.startswith("world"):
-        from .world import load_world
-
-        corpus = load_world(data.corpus).corpus
-    else:
-        corpus = load_corpus(data.corpus)
+    corpus = load_corpus(data.corpus)
     if not data.index:
         return LocalRetriever.build(corpus, "bm25"), corpus
     try:  # the questions are matched to `corpus`: an index over other passages would answer from elsewhere

@@ -146,7 +146,9 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
                                                          f"written by {author}.")))
     rng.shuffle(passages)
     passages = [Passage(str(i), p.contents) for i, p in enumerate(passages)]
-    corpus = Corpus.from_passages(passages, name=f"world-{seed}", source=f"world:seed={seed},people={people}")
+    # the source names every argument the passages depend on, so that load_corpus(source) rebuilds this corpus
+    source = world_spec(seed=seed, people=people, cities=cities, countries=countries, book_share=book_share)
+    corpus = Corpus.from_passages(passages, name=f"world-{seed}", source=source)
 
     # questions, grouped by the person they are about
     about: dict[str, list[QAExample]] = {p: [] for p in person_names}
@@ -185,13 +187,16 @@ def _a(noun: str) -> str:
 
 
 def _balance(rows: list[QAExample], share: float, rng: random.Random) -> list[QAExample]:
-    """Drop questions of one kind until two-hop questions are `share` of the rest (as near as whole rows allow)."""
+    """Drop questions of one kind until two-hop questions are `share` of the rest (as near as whole rows allow).
+    Where `kinds` left questions of one hop count only, a share between 0 and 1 keeps all of them."""
     one = [q for q in rows if q.meta["hops"] == 1]
     two = [q for q in rows if q.meta["hops"] == 2]
     if share >= 1:
         return two
     if share <= 0:
         return one
+    if not one or not two:
+        return rows
     if len(two) > share / (1 - share) * len(one):
         two = rng.sample(two, int(round(share / (1 - share) * len(one))))
     else:

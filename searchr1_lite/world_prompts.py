@@ -1,7 +1,8 @@
 """The synthetic world's prompts (`searchr1-lite demo`): worked examples in the world's style, for every method.
 
-A deviation from the paper that a 135M model needs (measured in docs/demo.md): the paper's instruction with worked
-examples before the question, each formatted exactly as a rollout writes it (the inserted block byte for byte).
+A deviation from the paper that a 135M model needs (measured: README, "What the 135M model needed"): the paper's
+instruction with worked examples before the question, each formatted exactly as a rollout writes it (the inserted
+block byte for byte).
 Direct and RAG get the same examples in their own formats, so no method is handicapped by the tag format.
 Templates are found by name through `prompt.search_template` and `evaluate.method_templates`.
 """

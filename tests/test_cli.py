@@ -13,6 +13,10 @@ def test_index_then_search_prints_the_mona_lisa_first(tmp_path, capsys):
     out = capsys.readouterr().out
     first_hit = [line for line in out.splitlines() if line.strip().startswith("1.")][0]
     assert "Mona Lisa" in first_hit
+    # a synthetic world's passages by their spec, as `data.corpus` names them; the index reloads them from it
+    assert main(["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "world")]) == 0
+    assert main(["search", "--index", str(tmp_path / "world"), "Where is Drothen?", "--json"]) == 0
+    assert "indexed" in capsys.readouterr().out
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
@@ -242,6 +246,7 @@ def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(caps
         with pytest.raises(SystemExit):
             main([name, "--help"])
         text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert parser.description and " ".join(parser.description.split()) in text, f"{name}: no summary atop"
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):
                 continue

@@ -100,3 +100,22 @@ def test_an_unknown_config_names_the_packaged_ones():
         config_path("world-gpu")
     with pytest.raises(ValueError, match=r"--set: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
         TrainConfig.load("tiny-cpu", ["max_step=3"])
+
+
+def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
+    """save_every 0 used to divide by zero after the first step's work; a group of 0 failed inside the update."""
+    for key, value, says in [("save_every", 0, "save_every must be at least 1, not 0"),
+                             ("group_size", 0, "optim.group_size must be at least 1"),
+                             ("prompts_per_step", -1, "optim.prompts_per_step must be at least 1"),
+                             ("two_hop_group_size", 0, "optim.two_hop_group_size must be at least 1"),
+                             ("topk", 0, "rollout.topk must be at least 1")]:
+        with pytest.raises(ValueError, match=f"^config: {says}"):
+            TrainConfig.load(None, [f"{key}={value}"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("save_every: 0\n")
+    with pytest.raises(ValueError, match=f"^{bad}: save_every must be at least 1"):
+        TrainConfig.load(bad)
+    ok = TrainConfig.load(None, ["eval_every=0", "max_turns=0", "two_hop_group_size=null", "save_every=1"])
+    assert (ok.eval_every, ok.rollout.max_turns, ok.optim.two_hop_group_size) == (0, 0, None)
+    with pytest.raises(ValueError, match="save_every must be at least 1"):
+        TrainConfig(save_every=0)  # built in code, as the lessons do

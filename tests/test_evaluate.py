@@ -80,3 +80,27 @@ def test_hub_sets_use_flashrag_names_and_splits(monkeypatch):
     assert load_eval_set("hotpotqa")[0].answers == ["a"] and load_eval_set("bamboogle")
     assert asked == [("RUC-NLPIR/FlashRAG_datasets", "hotpotqa", "dev"),
                      ("RUC-NLPIR/FlashRAG_datasets", "bamboogle", "test")]
+
+
+def test_question_sets_from_the_hub_offline_name_the_offline_ones_and_a_typo_names_the_test_sets(tmp_path,
+                                                                                                   monkeypatch):
+    """The hub switched off (never a real download from a test): the authors' training set and a FlashRAG test set
+    say what to use offline, not a bare connection error; a misspelt test set lists the test sets."""
+    import datasets
+    import huggingface_hub.constants
+
+    from searchr1_lite.data import load_questions
+    from searchr1_lite.models import ModelUnavailable
+    from searchr1_lite.world import load_world
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailable, match="PeterJinGo/nq_hotpotqa_train.*unreachable.*Offline: fanoutqa"):
+        load_questions("nq_hotpotqa_train")
+    with pytest.raises(ModelUnavailable, match="test set 'nq' comes from the hub .*Offline: --datasets fanoutqa"):
+        load_eval_set("nq", 5)
+    with pytest.raises(ValueError, match="unknown test set 'bamboogel': use nq, triviaqa, .*bamboogle \\(hub\\)"):
+        load_eval_set("bamboogel")
+    world = load_world("world:seed=2,people=30")
+    assert load_questions("world:seed=2,people=30", split="dev") == world.splits["dev"]

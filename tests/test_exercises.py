@@ -51,6 +51,37 @@ def parse_like_the_authors(text):  # their regex: the first <search>/<answer> pa
     return Action(m.group(1), m.group(2).strip()) if m else Action("invalid", reason="no match")
 
 
+def _parse_ignoring(rule):
+    """The exercise's parser with one of its stated rules left out: "think" (a <think> inside an action is text),
+    "information" (so is an <information>), "search after answer" (only an <answer> after a search is refused)."""
+    tag = re.compile(r"<(/?)(search|answer|think|information)>")
+
+    def parse(text):
+        in_think, open_name, start = False, None, 0
+        for m in tag.finditer(text):
+            closing, name = m.group(1) == "/", m.group(2)
+            if name in ("think", "information"):
+                if open_name and name != rule:
+                    return Action("invalid", reason=f"<{name}> inside <{open_name}>")
+                in_think = (not closing) if name == "think" and not open_name else in_think
+                continue
+            if not closing:
+                if open_name or in_think:
+                    return Action("invalid", reason="nested")
+                open_name, start = name, m.end()
+                continue
+            if name != open_name or not text[start : m.start()].strip():
+                return Action("invalid", reason="closes nothing, or empty")
+            other = "answer" if name == "search" else "search"
+            if (name == "search" or rule != "search after answer") and f"<{other}>" in text[m.end() :]:
+                return Action("invalid", reason="both")
+            return Action(name, text[start : m.start()].strip())
+        return Action("invalid", reason="unclosed or none")
+
+    parse.__name__ = f"parse_ignoring_{rule.replace(' ', '_')}"
+    return parse
+
+
 def normalize_keeping_articles(text):
     return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
 
@@ -70,6 +101,13 @@ def loss_over_all_tokens(logp, old_logp, ref_logp, advantages, mask, clip_low=0.
     a = advantages[:, None]
     per_token = -torch.min(ratio * a, ratio.clamp(1 - clip_low, 1 + clip_high) * a) + beta * k3_kl(logp, ref_logp)
     return per_token.mean()  # the mask forgotten: retrieved and padding tokens count too
+
+
+def loss_kl_over_all_tokens(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
+    m = mask.float()  # the clipped term masked right, the KL term averaged over every token, masked ones too
+    ratio, a = torch.exp(logp - old_logp), advantages[:, None]
+    pg = -torch.min(ratio * a, ratio.clamp(1 - clip_low, 1 + clip_high) * a)
+    return ((pg * m).sum(1) / m.sum(1).clamp(min=1)).mean() + beta * k3_kl(logp, ref_logp).mean()
 
 
 def reference_loss(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
@@ -121,6 +159,12 @@ def value_loss_with_min(values, old_values, returns, mask, clip):  # min where P
     return 0.5 * (losses * mask).sum() / mask.sum().clamp(min=1)
 
 
+def value_loss_per_row(values, old_values, returns, mask, clip):  # a mean per row, then over rows
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    losses, m = torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask.float()
+    return 0.5 * ((losses * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+
+
 def reference_value_loss(values, old_values, returns, mask, clip):
     return value_loss(values, old_values, returns, mask, clip)[0]
 
@@ -130,12 +174,17 @@ EXERCISES = [
     (exercises.check_top_k, exact_topk, top_k_ascending, "one query, k=1"),
     (exercises.check_recall_at_k, recall_at_k, recall_case_sensitive, "case and punctuation differ"),
     (exercises.check_parse_action, parse_action, parse_like_the_authors, "a search written inside <think>"),
+    (exercises.check_parse_action, parse_action, _parse_ignoring("information"), "<information> inside an action"),
+    (exercises.check_parse_action, parse_action, _parse_ignoring("think"), "<think> inside an action"),
+    (exercises.check_parse_action, parse_action, _parse_ignoring("search after answer"), "an answer, then a search"),
     (exercises.check_normalize_answer, normalize_answer, normalize_keeping_articles, "a leading article"),
     (exercises.check_group_advantages, group_advantages, advantages_without_std, "one right of four"),
     (exercises.check_k3_kl, k3_kl, kl_sign_flipped, "the reference likes the tokens more"),
     (exercises.check_masked_grpo_loss, reference_loss, loss_over_all_tokens, "masked tokens hold junk"),
+    (exercises.check_masked_grpo_loss, reference_loss, loss_kl_over_all_tokens, "beta = 0.1, masked tokens hold junk"),
     (exercises.check_gae, gae, gae_stepping_through_the_mask, "prompt and padding hold junk values"),
     (exercises.check_value_loss, reference_value_loss, value_loss_with_min, "V moved past the clip toward R"),
+    (exercises.check_value_loss, reference_value_loss, value_loss_per_row, "two rows of 3 and 1 tokens"),
     (exercises.check_pick_questions, pick_questions, pick_wrapping_around, "a new order each epoch"),
     (exercises.check_lr_schedule, exercises.reference_lr, lr_without_warmup, "step 0"),
     (exercises.check_smooth, smooth, smooth_not_skipping_gaps, "a missing value in the middle"),
@@ -168,6 +217,18 @@ def test_a_crash_on_one_case_names_that_case():
 
     with pytest.raises(exercises.ExerciseError, match="no questions at all.*ZeroDivisionError"):
         exercises.check_recall_at_k(crashes_on_empty)
+
+
+def test_paired_p_has_a_case_too_big_to_list_every_flip_and_accepts_any_seed_there():
+    def listing_every_flip(before, after):  # list(itertools.product([1, -1], repeat=m)): ~9 GB and minutes at m = 25
+        m = sum(a != b for a, b in zip(before, after))
+        if m > 20:
+            raise MemoryError(f"2^{m} sign vectors listed")  # where the real one runs out of memory or time
+        return paired_sign_flip_p(before, after)
+
+    with pytest.raises(exercises.ExerciseError, match=r"25 differences.*MemoryError"):
+        exercises.check_paired_p(listing_every_flip)
+    exercises.check_paired_p(lambda before, after: paired_sign_flip_p(before, after, seed=1))  # sampled: a tolerance
 
 
 @pytest.mark.filterwarnings(r"ignore:std\(\)")

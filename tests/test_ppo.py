@@ -3,11 +3,13 @@ value loss, no gradient from retrieved tokens (policy or critic), and a step tha
 
 import copy
 import random
+from unittest import mock
 
 import pytest
 import torch
 from conftest import tiny_batch
 
+import searchr1_lite.ppo as ppo
 from searchr1_lite.grpo import GRPOConfig, TrajectoryBatch
 from searchr1_lite.models import load_model
 from searchr1_lite.ppo import (
@@ -213,6 +215,32 @@ def test_a_shared_trunk_and_a_separate_critic_value_the_same_inputs():
     assert (a["old_values"][resp] != 0).all() and (a["old_values"][~resp] == 0).all()
     adv = a["advantages"]  # whitened over the generated tokens of the batch
     assert abs(adv[gen].mean().item()) < 1e-5 and adv[gen].std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_logprob_chunk_null_projects_all_tokens_at_once_with_the_same_advantages(tiny):
+    """`logprob_chunk: null` under PPO (whose values share the log-probs' backbone pass): every token at once, the
+    same numbers as chunks of 3 (it used to become 512 without a word); an unknown gae_mask is an error."""
+    model, tok = tiny
+    batch, scores = _batch(tok), torch.tensor([1.0, 0.0, 1.0])
+    critic = make_critic(model, PPOConfig())
+    seen = []
+    real = ppo.project_logprobs
+
+    def spy(h, *args):
+        seen.append((h.shape[0], args[-1]))
+        return real(h, *args)
+
+    out = {}
+    for chunk in (3, None):
+        seen.clear()
+        with mock.patch.object(ppo, "project_logprobs", spy):
+            out[chunk] = ppo_advantages(model, critic, batch, scores, GRPOConfig(logprob_chunk=chunk), PPOConfig(),
+                                        ref_model=model)  # a reference, so that its log-probs are projected too
+        assert all(c == (chunk or n) for n, c in seen) and any(n > 3 for n, _ in seen)
+    for key in ("old_logp", "ref_logp", "advantages"):
+        torch.testing.assert_close(out[3][key], out[None][key])
+    with pytest.raises(ValueError, match="gae_mask must be 'response' or 'generated'"):
+        ppo_advantages(model, critic, batch, scores, GRPOConfig(), PPOConfig(), model, gae_mask="generatd")
 
 
 def test_ppo_steps_learn_the_rewarded_tokens_and_the_critic_learns_the_returns(tiny):

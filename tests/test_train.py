@@ -53,6 +53,8 @@ def test_resume_continues_exactly(tmp_path, straight):
     split = _cfg(tmp_path, "split")
     train(split, stop_after=2, reward_fn=even_share)
     assert latest_checkpoint(tmp_path / "split").name == "checkpoint-2"
+    with open(tmp_path / "split" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "reward_me')  # a kill in the middle of writing step 3's row
     with pytest.raises(FileExistsError, match="--resume"):
         train(split, reward_fn=even_share)
     train(split, resume=True, reward_fn=even_share)
@@ -63,6 +65,25 @@ def test_resume_continues_exactly(tmp_path, straight):
     assert any(not torch.equal(a[k], first[k]) for k in a)  # the weights did move
     assert _rows(straight) == _rows(tmp_path / "split") and len(_rows(straight)) == 4
     assert all(r["skipped"] == 0 for r in _rows(straight)) and any(r["grad_norm"] > 0 for r in _rows(straight))
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_skipped_and_a_bad_one_before_it_named(tmp_path, caplog):
+    """A kill (or a reader racing the writer) can cut the last row short: readers skip it, a resume drops it; a bad
+    line with rows after it is not a cut write, so it is an error naming the file and the line."""
+    from searchr1_lite.checkpoint import drop_rows_after, read_rows
+    from searchr1_lite.cli import _finished
+    from searchr1_lite.plots import load_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "reward_mean": s / 10} for s in (1, 2, 3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "rew')
+    assert read_rows(path) == rows and "line (4) is cut short" in caplog.text
+    assert list(load_metrics(tmp_path)["step"]) == [1, 2, 3] and not _finished(tmp_path, 4) and _finished(tmp_path, 3)
+    drop_rows_after(tmp_path, 2)
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:2])
+    path.write_text(json.dumps(rows[0]) + '\n{"step": 2,\n' + json.dumps(rows[2]) + "\n")
+    with pytest.raises(ValueError, match=f"{path}, line 2: not a JSON row"):
+        read_rows(path)
 
 
 @pytest.mark.slow
@@ -190,7 +211,7 @@ def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
     assert f"--set max_new_tokens={2 * cap})" in caplog.text  # a larger cap than the one that cut them
 
 
-def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog):
+def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog, capsys):
     """CUDA out-of-memory, injected (this machine has no GPU): a rollout too big is redone in halves, an update too
     big lowers the micro-batch for the rest of the run; at one trajectory / micro-batch 1 it stops with advice."""
     import searchr1_lite.grpo as grpo_mod
@@ -226,6 +247,10 @@ def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog
     monkeypatch.setattr(rollout_mod, "rollout", never_fits)
     with pytest.raises(RuntimeError, match="out of memory rolling out a single trajectory: lower group_size"):
         train(_cfg(tmp_path, "oom-stop", max_steps=1), reward_fn=even_share)
+    capsys.readouterr()
+    assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'oom-cli'}", "max_steps=1"]) == 2
+    err = capsys.readouterr().err  # the advice, not a traceback
+    assert err.startswith("searchr1-lite train: error: out of memory rolling out a single trajectory: lower group_size")
 
 
 KILLER = """

@@ -143,3 +143,31 @@ def test_kinds_keep_only_those_questions_in_the_same_world():
         assert {(q.question, q.answers[0]) for q in got} <= kept
         assert {q.meta["person"] for q in got} <= {q.meta["person"] for q in rows}
     assert abs(two.describe()["two_hop_share"] - 0.5) < 0.03  # balanced as any world
+
+
+def test_kinds_of_one_hop_count_keep_all_their_questions():
+    """A world of single-hop (or two-hop) kinds only has nothing to balance: every split keeps all its questions
+    (balancing against an empty side used to drop them all, and training then found no questions)."""
+    full = make_world(seed=3, people=120)
+    for kinds, hops in [("birthplace", 1), ("birthplace+author", 1), ("birth_country", 2)]:
+        world = load_world(f"world:seed=3,people=120,kinds={kinds}")
+        for split, rows in world.splits.items():
+            assert rows and {q.meta["hops"] for q in rows} == {hops}
+            people = {q.meta["person"] for q in full.splits[split]}
+            assert len({q.id for q in rows}) == len(rows) and {q.meta["person"] for q in rows} <= people
+        assert len(world.splits["train"]) > 40
+
+
+def test_a_world_corpus_reloads_from_its_source_and_its_index_without_the_corpus(tmp_path):
+    """The corpus names every argument its passages depend on, so `load_corpus(source)` (what `index --corpus` and a
+    saved index's manifest use) gives the same passages, also for a world with fewer cities than the default."""
+    from searchr1_lite.corpus import load_corpus
+
+    world = make_world(seed=4, people=40, cities=12, countries=3)
+    assert load_corpus(world.corpus.source).checksum == world.corpus.checksum
+    assert load_corpus("world:seed=4,people=40").checksum != world.corpus.checksum  # the cities count
+    LocalRetriever.build(world.corpus, "bm25").save(tmp_path / "index")
+    reloaded = LocalRetriever.load(tmp_path / "index")  # no corpus given: rebuilt from the manifest's source
+    question = world.splits["train"][0]
+    assert reloaded.search([question.question]) == LocalRetriever.build(world.corpus, "bm25").search(
+        [question.question])
