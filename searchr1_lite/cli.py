@@ -287,8 +287,8 @@ def _config_keys() -> str:
 
     from .config import TrainConfig
 
-    lines = ["config keys and their defaults (a YAML file's sections; --set takes KEY=VALUE, KEY alone or as "
-             "section.KEY):"]
+    lines = textwrap.wrap("config keys and their defaults, by a YAML file's sections (--set KEY=VALUE names a key "
+                          "alone or with its section: max_turns=3 or rollout.max_turns=3):", 110)
     top = []
     for section, values in TrainConfig().to_dict().items():
         if isinstance(values, dict):
@@ -361,8 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", "--topk", dest="k", type=int, default=None,
                    help=f"passages per search (default {r.topk}, or the run's)")
     s.add_argument("--template", default=None, choices=template_names(),
-                   help="the prompt: paper (the authors'), worked-example (one worked example, for small models), "
-                   "world-examples (the demo's) (default paper, or the run's)")
+                   help="the prompt: paper (the authors'), worked-example (one worked example, for small models); "
+                   "for the synthetic world: world-examples (phase 1 of the demo), world-author-chain (its phase 2), "
+                   "world-two-hop-example (--long's phase 2), world-typed-examples and world-same-searches "
+                   "(docs/multi-hop experiments) (default paper, or the run's)")
     s.add_argument("--response-prefix", default=None,
                    help='e.g. "<think>": the response starts with it (default none, or the run\'s)')
     s.add_argument("--no-chat-template", action="store_true", help="plain text, not the tokenizer's chat template")

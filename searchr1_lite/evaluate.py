@@ -56,16 +56,17 @@ def paper_table(model: str | None = None) -> pd.DataFrame:
 
 
 def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[QAExample]], retriever=None,
-                    config: RolloutConfig | None = None, topk: int = 3, style: str | None = None,
+                    config: RolloutConfig | None = None, topk: int | None = None, style: str | None = None,
                     progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """EM per dataset (and the average over datasets) for one method; also the trajectories, by dataset.
     `style` picks the direct and RAG templates (`paper`, the default, or `world-examples` for the demo); search uses
-    the template of `config`."""
+    the template of `config`. RAG retrieves `topk` passages, by default as many as a search of `config` does."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if method in ("rag", "search") and retriever is None:
         raise ValueError(f"method {method!r} needs a retriever")
     base = dataclasses.replace(config or RolloutConfig(), temperature=0.0)
+    topk = topk or base.topk
     rows, trajectories = {}, {}
     templates = method_templates(style or "paper")
     for name, examples in datasets.items():
@@ -89,7 +90,7 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
 
 
 def evaluate(model, tokenizer, datasets: dict[str, Sequence[QAExample]], retriever=None,
-             methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int = 3,
+             methods: Sequence[str] = METHODS, config: RolloutConfig | None = None, topk: int | None = None,
              style: str | None = None, progress: bool = False) -> pd.DataFrame:
     """One row per method, one column per dataset plus `avg` (EM, 0-1)."""
     return pd.concat([evaluate_method(model, tokenizer, m, datasets, retriever, config, topk, style, progress)[0]

@@ -7,6 +7,7 @@ import pytest
 from searchr1_lite.data import QAExample, load_eval_set, read_qa_jsonl
 from searchr1_lite.evaluate import beside_paper, evaluate, paper_table
 from searchr1_lite.models import qwen25_tokenizer
+from searchr1_lite.rollout import RolloutConfig
 from searchr1_lite.scripted import ScriptedLM
 
 
@@ -17,7 +18,7 @@ class OneRetriever:
     def search(self, queries, k=3):
         from searchr1_lite.corpus import Passage
 
-        self.calls.append(list(queries))
+        self.calls.append((list(queries), k))
         return [[Passage("1", '"Paris"\nParis is the capital of France.')] for _ in queries]
 
 
@@ -36,8 +37,13 @@ def test_em_table_shape_and_values_on_a_scripted_model():
     # direct / rag have one turn: row 3's search is not answered -> no answer; search answers it after one search
     assert table.loc["direct", "toy"] == pytest.approx(1 / 3) and table.loc["search", "toy"] == pytest.approx(2 / 3)
     assert table.loc["direct", "one"] == 1.0 and table.loc["search", "avg"] == pytest.approx((2 / 3 + 1) / 2)
-    assert ["capital of Italy"] in retriever.calls  # the search method searched
-    assert any(q.startswith("Capital of France") for q in retriever.calls[0])  # rag retrieved for the questions
+    assert (["capital of Italy"], 3) in retriever.calls  # the search method searched
+    assert any(q.startswith("Capital of France") for q in retriever.calls[0][0])  # rag retrieved for the questions
+    retriever.calls.clear()  # RAG retrieves as many passages as a search of the config does, unless told otherwise
+    evaluate(ScriptedLM(tok, scripts), tok, {"toy": data["toy"]}, retriever, ["rag", "search"], RolloutConfig(topk=2))
+    assert {k for _, k in retriever.calls} == {2}
+    evaluate(ScriptedLM(tok, scripts), tok, {"toy": data["toy"]}, retriever, ["rag"], RolloutConfig(topk=2), topk=4)
+    assert retriever.calls[-1][1] == 4
 
 
 def test_paper_table_and_side_by_side():
