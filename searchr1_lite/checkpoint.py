@@ -86,12 +86,16 @@ def restore_critic(checkpoint: Path, critic) -> None:
         load_adapter_weights(critic.trunk, checkpoint / "critic-adapter")
 
 
-def drop_rows_after(run: Path, step: int) -> None:
-    """Metrics and sample rows past `step`: the resumed run writes them again (and a last line cut short goes)."""
+def drop_rows_after(run: Path, step: int) -> list[dict[str, Any]]:
+    """Metrics and sample rows past `step`: the resumed run writes them again (and a last line cut short goes).
+    Returns the metrics rows kept (read once for both)."""
+    kept: dict[str, list[dict[str, Any]]] = {}
     for path in (run / "metrics.jsonl", run / "samples.jsonl"):
+        pairs = [(line, row) for line, row in _parsed_lines(path) if row["step"] <= step] if path.exists() else []
         if path.exists():
-            rows = [line for line, row in _parsed_lines(path) if row["step"] <= step]
-            atomic_write_bytes(path, "".join(r + "\n" for r in rows).encode())
+            atomic_write_bytes(path, "".join(line + "\n" for line, _ in pairs).encode())
+        kept[path.name] = [row for _, row in pairs]
+    return kept["metrics.jsonl"]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -301,11 +301,6 @@ def _config_keys() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DataConfig, OptimConfig, packaged_configs
-    from .demo import DemoSettings
-    from .prompt import template_names
-    from .rollout import RolloutConfig
-
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="also show third-party warnings (hidden by default)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -315,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
         return add(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_ShowDefaults, **kw)
 
     sub.add_parser = add_parser
+    for add_commands in (_retrieval_commands, _rollout_command, _training_commands, _demo_command):
+        add_commands(sub)
+    return p
+
+
+def _retrieval_commands(sub) -> None:
+    """index, search, serve."""
+    from .config import DataConfig
+    from .rollout import RolloutConfig
 
     s = sub.add_parser("index", help="build a retrieval index over a corpus")
     s.add_argument("--corpus", default=DataConfig.corpus,
@@ -330,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="query an index (or a running service with --url)")
     s.add_argument("query", nargs="+", help="one or more questions (quote each)")
     _add_retriever_args(s)
-    s.add_argument("-k", "--topk", dest="k", type=int, default=3, help="passages per query")
+    s.add_argument("-k", "--topk", dest="k", type=int, default=RolloutConfig.topk, help="passages per query")
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
 
@@ -340,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.set_defaults(func=cmd_serve)
+
+
+def _rollout_command(sub) -> None:
+    from .config import OptimConfig
+    from .prompt import template_names
+    from .rollout import RolloutConfig
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
     _add_policy_args(s, "its model, adapter, prompt, sampling, turns and token limits, retriever and group size")
@@ -375,6 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--brief", action="store_true", help="one line per trajectory (searches, answer, reward)")
     s.set_defaults(func=cmd_rollout)
 
+
+def _training_commands(sub) -> None:
+    """train, eval, plot."""
+    from .config import packaged_configs
+    from .prompt import template_names
+    from .rollout import RolloutConfig
+
+    r = RolloutConfig()  # the defaults, defined once
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO (or PPO: --set algorithm=ppo)",
                        epilog=_config_keys())
     s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs())
@@ -414,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="where to write: the PNG file (.png added if missing)")
     s.set_defaults(func=cmd_plot)
 
+
+def _demo_command(sub) -> None:
+    from .demo import DemoSettings
+
     s = sub.add_parser("demo", help="the main job: a 135M policy learns to search a synthetic world (CPU, offline)")
     size = s.add_mutually_exclusive_group()  # different demos
     size.add_argument("--quick", action="store_true",
@@ -447,7 +469,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/demo-quick, runs/demo-long or runs/demo-author-chain)")
     s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")
     s.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .grpo import GRPOConfig
+from .models import LORA_ALPHA, LORA_DROPOUT, LORA_R, LORA_TARGETS
 from .ppo import PPOConfig
 from .rollout import RolloutConfig
 
@@ -34,10 +35,10 @@ from .rollout import RolloutConfig
 class PolicyConfig:
     model: str = "smollm2-135m-instruct"  # offline preset, local folder or hub id
     quantization: Literal["4bit"] | None = None  # bitsandbytes NF4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: str | list[str] = "all-linear"
+    lora_r: int = LORA_R
+    lora_alpha: int = LORA_ALPHA
+    lora_dropout: float = LORA_DROPOUT
+    lora_targets: str | list[str] = LORA_TARGETS
     lora_layers: int | None = None  # LoRA on the top n layers only: the backward pass stops there (CPU speed)
     gradient_checkpointing: bool = False
     adapter: str | None = None  # start from this saved adapter (a finished run's `adapter` folder), not a fresh one:

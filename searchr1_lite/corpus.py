@@ -244,9 +244,9 @@ def load_corpus(name_or_path: str | Path) -> Corpus:
     """`wiki-vital` (offline, bundled), `hotpotqa-distractor` (built from the hub once), `wiki-18` (hub), a synthetic
     world's passages (`world` or `world:seed=1,...`, generated), or a path to a jsonl / jsonl.gz file."""
     key = str(name_or_path)
-    if key == "world" or key.startswith("world:"):
-        from .world import load_world
+    from .world import is_world_spec, load_world  # here: world imports this module
 
+    if is_world_spec(key):
         return load_world(key).corpus
     if key in ("wiki-vital", HOTPOTQA_CORPUS):
         corpus = read_jsonl(wiki_vital_path() if key == "wiki-vital" else hotpotqa_path(), name=key)

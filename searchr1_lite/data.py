@@ -133,9 +133,9 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
     """`fanoutqa` (offline; pass wiki-vital as corpus to keep the answerable ones), the authors' `nq_hotpotqa_train`
     (hub), `hotpotqa-distractor` (hub; train or validation, over the corpus of that name), or a path to a
     FlashRAG-style jsonl, or a synthetic world's split (`world` or `world:seed=1,...`; train, dev or test)."""
-    if name == "world" or name.startswith("world:"):
-        from .world import load_world
+    from .world import is_world_spec, load_world  # here: world imports this module
 
+    if is_world_spec(name):
         return load_world(name).splits[split]
     if name == "fanoutqa":
         examples = fanoutqa_subquestions(corpus)

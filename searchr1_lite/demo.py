@@ -180,6 +180,38 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, json.dumps(value, indent=1).encode())
 
 
+def write_world(spec: str, folder: Path):
+    """The world of `spec`, its corpus and question splits written to `folder` (corpus.jsonl, train/dev/test.jsonl):
+    files a reader can open, and that `searchr1-lite train` can take."""
+    from .world import load_world
+
+    world = load_world(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    world.corpus.save(folder / "corpus.jsonl")
+    for split, rows in world.splits.items():
+        lines = [json.dumps({"id": q.id, "question": q.question, "golden_answers": q.answers, **q.meta}) for q in rows]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return world
+
+
+RUN_KINDS = {"search-r1-lite-ppo": "PPO, masked", "search-r1-lite-no-mask": "no mask: inserted tokens trained on",
+             "search-r1-lite-two-hop": "curriculum phase 2: two-hop, from phase 1's adapter"}  # else "masked"
+
+
+def planned_runs(settings: DemoSettings, out: Path, cfg) -> list[tuple[Any, str]]:
+    """(config, name) of each training run the settings ask for, in order; `cfg` is the first (masked GRPO)."""
+    runs = [(cfg, "search-r1-lite")]
+    if settings.two_hop_phase is not None:  # from phase 1's adapter, in the time phase 1 left
+        runs.append((two_hop_config(settings, out), "search-r1-lite-two-hop"))
+    if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
+        runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
+    if settings.ppo:  # the same steps and time budget as GRPO's: which learns more per step, and per minute
+        ppo_cfg = train_config(settings, out, algorithm="ppo")
+        ppo_cfg.optim.time_budget_s = cfg.optim.time_budget_s
+        runs.append((ppo_cfg, "search-r1-lite-ppo"))
+    return runs
+
+
 def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None, fresh: bool = False,
              progress: bool = True, log=print) -> Path:
     """Run (or finish) the demo in `out`; returns the path of report.md."""
@@ -190,8 +222,6 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     from .retrieval import LocalRetriever
     from .rollout import RolloutConfig
     from .train import train
-    from .world import load_world
-
     settings = settings or DemoSettings()
     out = Path(out)
     if fresh and out.exists():
@@ -216,12 +246,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
 
     # 1. the world and its index
     t0 = stage("world")
-    world = load_world(settings.world)
-    (out / "world").mkdir(exist_ok=True)
-    world.corpus.save(out / "world" / "corpus.jsonl")
-    for split, rows in world.splits.items():
-        lines = [json.dumps({"id": q.id, "question": q.question, "golden_answers": q.answers, **q.meta}) for q in rows]
-        (out / "world" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    world = write_world(settings.world, out / "world")
     retriever = LocalRetriever.build(world.corpus, "bm25")
     tests = held_out_set(world, settings.test_per_kind)
     log(f"{world.describe()}; test set: " + ", ".join(f"{len(v)} {k}" for k, v in tests.items()))
@@ -266,23 +291,13 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
         cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals)
         log(f"time budget {settings.budget_minutes:g} min: {cfg.optim.time_budget_s:.0f} s left for training "
             f"(at most {cfg.optim.max_steps} steps)")
-    runs = [(cfg, "search-r1-lite")]
-    if settings.two_hop_phase is not None:  # from phase 1's adapter, in the time phase 1 left
-        runs.append((two_hop_config(settings, out), "search-r1-lite-two-hop"))
-    if settings.ablation:  # the same number of steps as the masked run, whatever time that takes
-        runs.append((train_config(settings, out, mask=False), "search-r1-lite-no-mask"))
-    if settings.ppo:  # the same steps and time budget as GRPO's: which learns more per step, and per minute
-        ppo_cfg = train_config(settings, out, algorithm="ppo")
-        ppo_cfg.optim.time_budget_s = cfg.optim.time_budget_s
-        runs.append((ppo_cfg, "search-r1-lite-ppo"))
+    runs = planned_runs(settings, out, cfg)
     for run_cfg, name in runs:
         if not run_cfg.mask_inserted:
             run_cfg.optim.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
         if name == "search-r1-lite-two-hop" and settings.budget_minutes is not None:
             run_cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals, PHASE_1_STAGES)
-        kind = {"search-r1-lite-ppo": "PPO, masked", "search-r1-lite-no-mask": "no mask: inserted tokens trained on",
-                "search-r1-lite-two-hop": "curriculum phase 2: two-hop, from phase 1's adapter"}.get(name, "masked")
-        t0 = stage(f"train ({kind})")
+        t0 = stage(f"train ({RUN_KINDS.get(name, 'masked')})")
         run = Path(run_cfg.output_dir)
         if not (run / "adapter").exists():
             run_cfg.progress = progress

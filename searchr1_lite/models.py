@@ -21,6 +21,9 @@ from typing import Any
 
 from .offline import cache_dir, package_file
 
+# LoRA's defaults, here and in PolicyConfig: rank 16 on every linear layer, alpha 2 x rank
+LORA_R, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = 16, 32, 0.05, "all-linear"
+
 OFFLINE_PRESETS = ("smollm2-135m-instruct", "tiny-qwen2")
 
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen/Qwen2.5-*-Instruct).
@@ -231,8 +234,9 @@ def compute_dtype(device: str):
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
-def load_policy(name: str, quantization: str | None = None, lora_r: int = 16, lora_alpha: int = 32,
-                lora_dropout: float = 0.05, lora_targets: str | list[str] = "all-linear",
+def load_policy(name: str, quantization: str | None = None, lora_r: int = LORA_R,
+                lora_alpha: int = LORA_ALPHA, lora_dropout: float = LORA_DROPOUT,
+                lora_targets: str | list[str] = LORA_TARGETS,
                 gradient_checkpointing: bool = False, device: str | None = None, adapter: str | None = None,
                 lora_layers: int | None = None, compute=None):
     """(peft model, tokenizer) ready to train: optional 4-bit NF4 base (double quantisation, `compute_dtype`), LoRA.

@@ -208,9 +208,10 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
             ids, attn = batch.input_ids[cols].to(device), batch.attention_mask[cols].to(device)
             lm, rm = loss_mask[cols].to(device), resp[cols].to(device)
             h, sel = masked_hidden(model, ids, attn, rm)  # one pass: values (shared) and log-probs
-            keep = lm[:, 1:][sel].bool()
-            lp, _ = project_logprobs(h[keep], ids[:, 1:][sel][keep], model.get_output_embeddings(),
-                                     gcfg.temperature, _chunk(gcfg, h[keep]))
+            keep = lm[:, 1:][sel].bool()  # the generated tokens among the response's
+            hk = h[keep]  # a copy: made once
+            lp, _ = project_logprobs(hk, ids[:, 1:][sel][keep], model.get_output_embeddings(), gcfg.temperature,
+                                     _chunk(gcfg, hk))
             old_logp[cols] = scatter_tokens(lp, lm[:, 1:].bool()).cpu()
             v = scatter_tokens(critic.head(h), sel) if critic.trunk is None else _values(critic, model, ids, attn, rm)
             old_values[cols] = v.cpu()

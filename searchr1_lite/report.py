@@ -281,6 +281,32 @@ def prompt_deviation(template: str) -> str:
             f"`template: {template}` (searchr1_lite/world_prompts.py)")
 
 
+def _deviations(out: Path, settings, runs: list[Path], frames: dict, with_ppo: bool) -> list[str]:
+    """The report's list of what differs from the paper's recipe, read from the runs' own configs."""
+    from .demo import RUNS
+    from .train import load_run_config
+
+    configs = {RUNS[r.name]: load_run_config(r) for r in runs}
+    config = configs["search-r1-lite"]
+    roll, ppo = config.rollout, configs.get("search-r1-lite-ppo", config).ppo
+    return [
+        f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
+        "- the inserted block's token boundary made as in running text;",
+        f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
+        f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
+        *_reward_deviation(config, configs.get("search-r1-lite-two-hop")),
+        *([f"- loss aggregation `{config.grpo.loss_agg}` (the authors' veRL: `token-mean`, one mean over all "
+           "generated tokens)."] if config.grpo.loss_agg != "token-mean" else []),
+        *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "
+           "model), its head starting at 0; its value loss covers generated tokens only; no entropy bonus; KL "
+           f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
+           f"{config.optim.group_size} samples a question, as GRPO's (authors: 1)."] if with_ppo else []),
+        *([f"- a curriculum (the paper trains one phase): phase 2 goes on from phase 1's adapter with "
+           f"{_phase_settings(settings.two_hop_phase)}, for {len(frames['search-r1-lite-two-hop'])} steps"
+           f"{_kept(out / 'train-two-hop')}."] if "search-r1-lite-two-hop" in frames else []),
+    ]
+
+
 def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     from datetime import datetime, timezone
 
@@ -319,7 +345,6 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
 
     config = load_run_config(runs[0])
     pol, opt, roll = config.policy, config.optim, config.rollout
-    ppo = next((load_run_config(r).ppo for r in runs if RUNS[r.name] == "search-r1-lite-ppo"), config.ppo)
     masked = frames["search-r1-lite"]
     steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
     if len(masked) < opt.max_steps:
@@ -375,21 +400,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         *([advice, ""] if advice else []),
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
-        f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
-        "- the inserted block's token boundary made as in running text;",
-        f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
-        f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",
-        *_reward_deviation(config, next((load_run_config(r) for r in runs if RUNS[r.name] == "search-r1-lite-two-hop"),
-                                        None)),
-        *([f"- loss aggregation `{config.grpo.loss_agg}` (the authors' veRL: `token-mean`, one mean over all "
-           "generated tokens)."] if config.grpo.loss_agg != "token-mean" else []),
-        *([f"- PPO: the critic is {CRITICS[ppo.critic]} (`critic: {ppo.critic}`; the authors': a separate "
-           "model), its head starting at 0; its value loss covers generated tokens only; no entropy bonus; KL "
-           f"coefficient {ppo.kl_coef} in the reward (authors 0.001); critic learning rate {ppo.critic_lr}; "
-           f"{opt.group_size} samples a question, as GRPO's (authors: 1)."] if versus else []),
-        *([f"- a curriculum (the paper trains one phase): phase 2 goes on from phase 1's adapter with "
-           f"{_phase_settings(settings.two_hop_phase)}, for {len(frames['search-r1-lite-two-hop'])} steps"
-           f"{_kept(out / 'train-two-hop')}."] if "search-r1-lite-two-hop" in frames else []),
+        *_deviations(out, settings, runs, frames, with_ppo=bool(versus)),
     ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ from .corpus import Corpus, Passage, load_corpus
 from .offline import atomic_write_bytes, cache_dir, package_file
 
 MANIFEST = "manifest.json"
+TOPK = 3  # passages per search, the paper's: the one default of the retrievers, the service and the rollout
 
 
 class IndexMismatchError(ValueError):
@@ -37,7 +38,7 @@ class IndexMismatchError(ValueError):
 class Retriever(Protocol):
     """What training and evaluation use; a local index and the HTTP client both implement it."""
 
-    def search(self, queries: list[str], k: int = 3) -> list[list[Passage]]: ...
+    def search(self, queries: list[str], k: int = TOPK) -> list[list[Passage]]: ...
 
 
 # ---------------------------------------------------------------- encoders
@@ -300,7 +301,7 @@ class LocalRetriever:
             raise ValueError("a dense index needs the encoder that built it")
         self.corpus, self.index, self.encoder = corpus, index, encoder
 
-    def search(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
+    def search(self, queries: list[str], k: int = TOPK) -> list[list[Passage]]:
         if not queries:
             return []
         if isinstance(self.index, BM25Index):

@@ -37,7 +37,7 @@ from .prompt import (
     parse_action,
     search_template,
 )
-from .retrieval import Retriever
+from .retrieval import TOPK, Retriever
 
 
 @dataclass
@@ -48,7 +48,7 @@ class RolloutConfig:
     max_new_tokens: int = 500  # per turn
     max_obs_tokens: int = 500  # cap on one inserted <information> block
     max_total_tokens: int = 4096  # prompt + everything; a longer trajectory stops, marked truncated
-    topk: int = 3  # passages per search
+    topk: int = TOPK  # passages per search
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 0.95
     seed: int = 0

@@ -35,7 +35,7 @@ import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from .corpus import Passage
-from .retrieval import Retriever
+from .retrieval import TOPK, Retriever
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: this, not a query count, bounds a request (2,560 short queries are ~0.1 MiB)
 CHUNK_QUERIES = 512  # queries per engine call (the authors' dense server also encodes 512 at a time)
@@ -60,7 +60,7 @@ class QueryRequest(BaseModel):
         return queries
 
 
-def create_app(retriever: Retriever, default_topk: int = 3, info: dict[str, Any] | None = None):
+def create_app(retriever: Retriever, default_topk: int = TOPK, info: dict[str, Any] | None = None):
     """A FastAPI app serving `retriever`."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -255,7 +255,7 @@ class RemoteRetriever:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def search(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
+    def search(self, queries: list[str], k: int = TOPK) -> list[list[Passage]]:
         if not queries:
             return []
         body = self._call("POST", "/retrieve", {"queries": list(queries), "topk": k, "return_scores": True})

@@ -85,10 +85,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
     if checkpoint and critic is not None:
         restore_critic(checkpoint, critic)
-    if resume:
-        drop_rows_after(run, step)
+    # the rows so far, for the collapse checks and the time budget over resumes
+    history = drop_rows_after(run, step) if resume else read_rows(run / "metrics.jsonl")
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
-    history = read_rows(run / "metrics.jsonl")  # for the collapse checks, over resumes
     spent = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in history]  # the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call, budget_stop = 0, False
@@ -349,10 +348,9 @@ def make_retriever(data: DataConfig):
 def split_questions(data: DataConfig, corpus, seed: int = 0) -> tuple[list, list]:
     """(train, held-out) questions: a world's own train/dev splits (by entity), else a seeded `eval_fraction` cut."""
     from .data import load_questions
+    from .world import is_world_spec, load_world
 
-    if data.questions.startswith("world"):
-        from .world import load_world
-
+    if is_world_spec(data.questions):
         world = load_world(data.questions)
         return world.splits["train"], world.splits["dev"]
     examples = load_questions(data.questions, corpus if data.questions == "fanoutqa" else None)

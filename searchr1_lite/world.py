@@ -204,6 +204,11 @@ def _balance(rows: list[QAExample], share: float, rng: random.Random) -> list[QA
     return one + two
 
 
+def is_world_spec(name: str) -> bool:
+    """`world` or `world:...` (a file named `world_questions.jsonl` is a path, not a world)."""
+    return name == "world" or name.startswith("world:")
+
+
 def parse_world_spec(spec: str) -> dict[str, float | int]:
     """`world` or `world:seed=1,people=400,two_hop_share=0.6,kinds=birthplace+author_birthplace` -> make_world
     keyword arguments."""

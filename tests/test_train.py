@@ -79,7 +79,7 @@ def test_a_metrics_line_cut_short_by_a_kill_is_skipped_and_a_bad_one_before_it_n
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "rew')
     assert read_rows(path) == rows and "line (4) is cut short" in caplog.text
     assert list(load_metrics(tmp_path)["step"]) == [1, 2, 3] and not _finished(tmp_path, 4) and _finished(tmp_path, 3)
-    drop_rows_after(tmp_path, 2)
+    assert drop_rows_after(tmp_path, 2) == rows[:2]  # the rows a resume goes on from (no samples file: none)
     assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:2])
     path.write_text(json.dumps(rows[0]) + '\n{"step": 2,\n' + json.dumps(rows[2]) + "\n")
     with pytest.raises(ValueError, match=f"{path}, line 2: not a JSON row"):
@@ -117,6 +117,18 @@ def test_a_time_budget_stops_after_the_last_step_that_fits(tmp_path):
     assert not over_budget(100.0, [30.0, 10.0, 20.0], rollout_seconds=8.0, eval_share=0.5)  # 60 + 20 + 4 <= 100
     assert over_budget(100.0, [30.0, 10.0, 20.0], rollout_seconds=50.0, eval_share=0.5)  # 60 + 20 + 25 > 100
     assert not over_budget(None, [1e9], rollout_seconds=1e9, eval_share=1.0)  # no budget: never
+
+
+@pytest.mark.slow
+def test_a_resumed_run_counts_the_time_spent_before_it(tmp_path):
+    """The budget is the run's, not the process's: steps before a resume count (their rows' step_seconds)."""
+    cfg = _cfg(tmp_path, "resumed", time_budget_s=1e5)
+    train(cfg, stop_after=2)
+    path = tmp_path / "resumed" / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "step_seconds": 6e4}) + "\n" for r in rows))  # as if 2 x 60,000 s
+    rows = _rows(train(cfg, resume=True))
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["stopped"].startswith("time budget: 120")
 
 
 @pytest.mark.slow

@@ -131,6 +131,22 @@ def test_world_spec():
         load_world("world:kinds=birthplace+country")
 
 
+def test_a_file_named_like_a_world_is_a_file(tmp_path, monkeypatch):
+    """Only `world` and `world:...` are worlds: a question file called world_trivia.jsonl is read as a file by
+    load_questions and by the trainer's split (which once took any name starting with "world" for a world)."""
+    from searchr1_lite.config import DataConfig
+    from searchr1_lite.data import load_questions
+    from searchr1_lite.train import split_questions
+
+    monkeypatch.chdir(tmp_path)
+    rows = [f'{{"question": "Who wrote book {i}?", "golden_answers": ["Ann {i}"]}}' for i in range(10)]
+    (tmp_path / "world_trivia.jsonl").write_text("\n".join(rows) + "\n")
+    assert [q.answers for q in load_questions("world_trivia.jsonl")][:2] == [["Ann 0"], ["Ann 1"]]
+    train, held_out = split_questions(DataConfig(questions="world_trivia.jsonl", eval_fraction=0.2), None)
+    assert (len(train), len(held_out)) == (8, 2)
+    assert sorted(q.answers[0] for q in train + held_out) == sorted(f"Ann {i}" for i in range(10))
+
+
 def test_kinds_keep_only_those_questions_in_the_same_world():
     """`kinds` drops the other kinds of question; the corpus, the people in each split, and every kept question are
     the full world's (the wording drawn for a dropped question does not shift the others)."""
