@@ -222,6 +222,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     from .retrieval import LocalRetriever
     from .rollout import RolloutConfig
     from .train import train
+
     settings = settings or DemoSettings()
     out = Path(out)
     if fresh and out.exists():
