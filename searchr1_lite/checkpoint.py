@@ -89,12 +89,12 @@ def restore_critic(checkpoint: Path, critic) -> None:
 def drop_rows_after(run: Path, step: int) -> list[dict[str, Any]]:
     """Metrics and sample rows past `step`: the resumed run writes them again (and a last line cut short goes).
     Returns the metrics rows kept (read once for both)."""
-    kept: dict[str, list[dict[str, Any]]] = {}
+    kept: dict[str, list[dict[str, Any]]] = {"metrics.jsonl": []}
     for path in (run / "metrics.jsonl", run / "samples.jsonl"):
-        pairs = [(line, row) for line, row in _parsed_lines(path) if row["step"] <= step] if path.exists() else []
         if path.exists():
+            pairs = [(line, row) for line, row in _parsed_lines(path) if row["step"] <= step]
             atomic_write_bytes(path, "".join(line + "\n" for line, _ in pairs).encode())
-        kept[path.name] = [row for _, row in pairs]
+            kept[path.name] = [row for _, row in pairs]
     return kept["metrics.jsonl"]
 
 

@@ -281,12 +281,8 @@ def prompt_deviation(template: str) -> str:
             f"`template: {template}` (searchr1_lite/world_prompts.py)")
 
 
-def _deviations(out: Path, settings, runs: list[Path], frames: dict, with_ppo: bool) -> list[str]:
-    """The report's list of what differs from the paper's recipe, read from the runs' own configs."""
-    from .demo import RUNS
-    from .train import load_run_config
-
-    configs = {RUNS[r.name]: load_run_config(r) for r in runs}
+def _deviations(out: Path, settings, configs: dict, frames: dict, with_ppo: bool) -> list[str]:
+    """The report's list of what differs from the paper's recipe, read from the runs' own configs (by run key)."""
     config = configs["search-r1-lite"]
     roll, ppo = config.rollout, configs.get("search-r1-lite-ppo", config).ppo
     return [
@@ -343,7 +339,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     from .train import load_run_config
 
-    config = load_run_config(runs[0])
+    configs = {RUNS[r.name]: load_run_config(r) for r in runs}  # read once: the setting line and the deviations
+    config = configs["search-r1-lite"]
     pol, opt, roll = config.policy, config.optim, config.rollout
     masked = frames["search-r1-lite"]
     steps = f"{len(masked)} GRPO step{'s' if len(masked) != 1 else ''}"
@@ -400,7 +397,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         *([advice, ""] if advice else []),
         "## Deviations from the paper (needed by a 135M model on a CPU; see README)", "",
-        *_deviations(out, settings, runs, frames, with_ppo=bool(versus)),
+        *_deviations(out, settings, configs, frames, with_ppo=bool(versus)),
     ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
