@@ -12,9 +12,9 @@ Aggregations (`loss_agg`), as TRL's `loss_type`:
     token-mean               mean over every generated token of the batch             (DAPO; "dapo"/"bnpo")
     seq-mean-token-sum-norm  token sum / (sequences * a fixed max length)             (Dr. GRPO; "dr_grpo")
 
-Simplified relative to the paper: one update per batch of rollouts (on-policy: rho = 1 at the first step, and
-the clip only matters when a batch is reused); the reference is the same network with its LoRA adapter switched
-off (or any model you pass); entropy is a metric, never a bonus.
+Simplified relative to the paper: one update per batch of rollouts (on-policy: rho = 1 at the first step, as LoRA
+has no dropout (models.LORA_DROPOUT), and the clip only matters when a batch is reused); the reference is the same
+network with its LoRA adapter switched off (or any model you pass); entropy is a metric, never a bonus.
 """
 
 from __future__ import annotations
@@ -102,9 +102,10 @@ def mixed_group_chance(solve_rate: float, group_size: int) -> float:
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token KL(pi || ref) estimate, same shape as the inputs: e^(ref - logp) - (ref - logp) - 1 (k3, Schulman
-    2020): unbiased for tokens sampled from pi, never negative, 0 where the two agree."""
+    2020): unbiased for tokens sampled from pi, never negative, 0 where the two agree. Capped at 10, as the authors'
+    `low_var_kl`: a token far from the reference (e^delta overflows) adds a bounded penalty and no gradient."""
     delta = ref_logp - logp
-    return torch.exp(delta) - delta - 1
+    return (torch.exp(delta) - delta - 1).clamp(max=10.0)
 
 
 def _token_logps_entropy(hidden: torch.Tensor, targets: torch.Tensor, lm_head, temperature: float):

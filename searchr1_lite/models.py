@@ -21,8 +21,10 @@ from typing import Any
 
 from .offline import cache_dir, package_file
 
-# LoRA's defaults, here and in PolicyConfig: rank 16 on every linear layer, alpha 2 x rank
-LORA_R, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = 16, 32, 0.05, "all-linear"
+# LoRA's defaults, here and in PolicyConfig: rank 16 on every linear layer, alpha 2 x rank, and no dropout: the
+# update must score the policy that sampled (rho = 1 on a batch's one update; the authors' Qwen2.5 has none either).
+# With dropout the training pass is a random perturbation of it, and the clip cuts tokens at random.
+LORA_R, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = 16, 32, 0.0, "all-linear"
 
 OFFLINE_PRESETS = ("smollm2-135m-instruct", "tiny-qwen2")
 

@@ -200,6 +200,8 @@ def ppo_advantages(model, critic: Critic, batch: TrajectoryBatch, scores: torch.
     n = len(batch)
     old_logp, ref_logp, old_values = (torch.zeros(batch.input_ids.shape) for _ in range(3))
     model.eval()
+    if critic.trunk is not None:  # the baseline's values without dropout, as the old log-probs
+        critic.trunk.eval()
     with torch.no_grad():
         for start in range(0, n, gcfg.micro_batch_size):
             rows = slice(start, start + gcfg.micro_batch_size)

@@ -1,5 +1,6 @@
 """The masked GRPO loss: pinned numbers, the mask, a library oracle (TRL), chunked log-probs, the step."""
 
+import math
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from searchr1_lite.grpo import (
     group_advantages,
     grpo_loss,
     grpo_step,
+    k3_kl,
     mixed_group_chance,
     naive_token_logprobs,
     token_logprobs,
@@ -93,6 +95,18 @@ def test_clipped_objective_and_k3_kl_by_hand():
     seq_kl = (kl_terms[0] + kl_terms[1]) / 2 + sum(kl_terms[2:]) / 3
     assert loss_kl.item() == pytest.approx(loss.item() + 0.5 * seq_kl / 2, abs=1e-6)
     assert float(torch.exp(x) - x - 1) == pytest.approx(kl_terms[0])
+
+
+def test_k3_kl_is_capped_at_10_as_the_authors_low_var_kl():
+    """A token the reference finds e^30 times likelier (or 100 nats less likely) costs 10, not e^30 or 99, and sends
+    no gradient; below the cap the estimate is untouched."""
+    logp = torch.tensor([-30.0, -1.0, 0.0], requires_grad=True)
+    ref = torch.tensor([0.0, -1.5, -100.0])
+    kl = k3_kl(logp, ref)
+    assert kl[0].item() == 10.0 and kl[2].item() == 10.0
+    assert kl[1].item() == pytest.approx(math.exp(-0.5) + 0.5 - 1)
+    kl.sum().backward()
+    assert logp.grad[0].item() == 0.0 and logp.grad[2].item() == 0.0 and logp.grad[1].item() != 0.0
 
 
 @pytest.mark.parametrize("agg, expected", [
@@ -268,6 +282,28 @@ def test_kl_to_the_reference_is_the_model_with_its_adapter_off(tiny):
     fresh = load_model("tiny-qwen2", device="cpu")[0]
     with torch.no_grad():
         torch.testing.assert_close(ref, token_logprobs(fresh, ids, attn, gen)[0])  # adapter off = the base model
+
+
+def test_the_default_adapter_updates_the_policy_that_sampled():
+    """rho = 1 on a batch's one update: the old log-probs come from the sampling pass (eval mode), and the update's
+    pass (train mode) must score the same policy. LoRA dropout (0.05 before) made the two passes differ, and the
+    clip cut tokens at random; the default adapter has none."""
+    from searchr1_lite.models import load_policy
+
+    torch.manual_seed(0)
+    model, tok = load_policy("tiny-qwen2", lora_r=4, lora_alpha=8, device="cpu")  # LoRA's default dropout
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # a trained-looking adapter, so dropping its input would matter
+    ids, attn, gen = tiny_batch(tok, seed=3)
+    model.eval()
+    with torch.no_grad():
+        old, _ = token_logprobs(model, ids, attn, gen)
+    batch = TrajectoryBatch(ids, attn, gen, logprobs=old)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    cfg = GRPOConfig(clip_low=0.01, clip_high=0.01)  # any drift between the passes shows as clipped tokens
+    stats = grpo_step(model, batch, torch.tensor([1.0, -1.0, 1.0]), opt, cfg)
+    assert stats["clip_fraction"] == 0.0 and stats["tokens_trained"] > 0
 
 
 @pytest.mark.slow

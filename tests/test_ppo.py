@@ -217,6 +217,25 @@ def test_a_shared_trunk_and_a_separate_critic_value_the_same_inputs():
     assert abs(adv[gen].mean().item()) < 1e-5 and adv[gen].std().item() == pytest.approx(1.0, abs=1e-4)
 
 
+def test_a_separate_critic_values_without_dropout_after_a_step(tiny):
+    """The baseline's values come from the critic's trunk in eval mode, as the old log-probs from the policy's: a
+    `ppo_step` leaves the trunk training, and with LoRA dropout two passes would value the same tokens apart."""
+    from searchr1_lite.models import load_policy
+
+    model, tok = tiny
+    trunk, _ = load_policy("tiny-qwen2", lora_r=4, lora_alpha=8, lora_dropout=0.5, device="cpu")
+    for name, p in trunk.named_parameters():
+        if "lora_B" in name:  # an adapter that has learned something, so that dropping its input matters
+            torch.nn.init.normal_(p, std=0.5)
+    critic = make_critic(model, PPOConfig(critic="separate"), load_trunk=lambda: trunk)
+    torch.nn.init.constant_(critic.head.score.weight, 0.1)
+    trunk.train()  # as ppo_step leaves it
+    args = (_batch(tok), torch.tensor([1.0, 0.0, 1.0]), GRPOConfig(micro_batch_size=3), PPOConfig(kl_coef=0.0))
+    first, second = (ppo_advantages(model, critic, *args)["old_values"] for _ in range(2))
+    torch.testing.assert_close(first, second)
+    assert first.abs().sum() > 0
+
+
 def test_logprob_chunk_null_projects_all_tokens_at_once_with_the_same_advantages(tiny):
     """`logprob_chunk: null` under PPO (whose values share the log-probs' backbone pass): every token at once, the
     same numbers as chunks of 3 (it used to become 512 without a word); an unknown gae_mask is an error."""
