@@ -70,3 +70,52 @@ def test_notebooks_are_committed_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell["outputs"] and cell["execution_count"] is None, f"{path.name}: strip outputs"
+
+
+# ---------------------------------------------------------------- links
+
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")  # [text](target "title")
+GENERATED = {ROOT / "docs" / "site" / "syllabus.md"}  # tools/build_site.py writes it at each build
+
+
+def _markdown(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return path.read_text()
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading ids (lower case, punctuation dropped, spaces as hyphens, -1, -2 for repeats) and <a id>."""
+    found, seen, fenced = set(re.findall(r'<a (?:name|id)="([^"]+)"', text)), {}, False
+    for line in text.splitlines():
+        fenced ^= line.strip().startswith("```")
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading and not fenced:
+            words = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).replace("`", "").replace("*", "")
+            slug = re.sub(r"[^\w\- ]", "", words.strip().lower()).replace(" ", "-")
+            seen[slug] = seen.get(slug, -1) + 1
+            found.add(f"{slug}-{seen[slug]}" if seen[slug] else slug)
+    return found
+
+
+def test_every_relative_link_in_the_readme_docs_and_lessons_resolves():
+    """A committed report once linked samples that its copy did not keep (43 dead links in 9 reports)."""
+    sources = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+               *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    broken = []
+    for source in sources:
+        text = _markdown(source)
+        for match in LINK.finditer(text):
+            path, _, anchor = match.group(1).partition("#")
+            if re.match(r"^[a-z]+:", path):  # https:, mailto:
+                continue
+            target = (source.parent / path).resolve() if path else source
+            where = f"{source.relative_to(ROOT)}: ({match.group(1)})"
+            if target in GENERATED:
+                continue
+            if not target.exists():
+                broken.append(f"{where} has no file {target.relative_to(ROOT)}")
+            elif anchor and target.suffix in (".md", ".ipynb") and anchor not in _anchors(_markdown(target)):
+                broken.append(f"{where} has no heading #{anchor}")
+    assert not broken, "\n".join(broken)
