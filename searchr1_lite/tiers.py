@@ -95,12 +95,17 @@ class Tier:
     chosen_by: str = ""  # how pick_tier chose it: a parameter, the environment, or the device found
 
     def settings(self, lesson: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The lesson's settings on this tier, with a notebook's `SETTINGS` overrides (only keys the tier has)."""
+        """The lesson's settings on this tier, with a notebook's `SETTINGS` overrides (only keys the tier has). An
+        `overrides` list (`--set` lines) is added after the tier's own, so `["max_steps=10"]` changes the steps and
+        keeps the tier's questions and limits (later lines win)."""
         own = json.loads(json.dumps(self.lessons[_lesson_key(lesson)]))  # a copy
-        unknown = sorted(set(overrides or {}) - set(own))
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(own))
         if unknown:
             raise ValueError(f"SETTINGS: lesson {lesson} has no setting {unknown[0]!r}; its settings: {', '.join(own)}")
-        return {**own, **(overrides or {})}
+        if "overrides" in overrides:
+            overrides["overrides"] = own["overrides"] + list(overrides["overrides"])
+        return {**own, **overrides}
 
     @property
     def gpu(self) -> bool:

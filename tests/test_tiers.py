@@ -65,6 +65,19 @@ def test_settings_overrides_are_checked():
 
 
 @pytest.mark.parametrize("tier", list(TIERS))
+def test_an_overrides_setting_adds_to_the_tiers_own_lines(tier):
+    """Lesson 04's example, {"overrides": ["max_steps=10"]}, used to replace the tier's lines: the CPU tier then
+    trained the config's half two-hop questions instead of the lesson's single-hop ones, and a GPU tier lost its
+    token limit."""
+    own = TIERS[tier].settings("04")
+    changed = TIERS[tier].settings("04", {"overrides": ["max_steps=10"]})
+    assert changed["overrides"] == own["overrides"] + ["max_steps=10"]
+    cfg, base = (TrainConfig.load(s["config"], s["overrides"]) for s in (changed, own))
+    assert cfg.optim.max_steps == 10 and base.optim.max_steps != 10
+    assert (cfg.data, cfg.rollout) == (base.data, base.rollout)
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
 def test_every_lessons_training_settings_load(tier):
     for lesson in ("04", "05"):
         s = TIERS[tier].settings(lesson)
