@@ -54,11 +54,22 @@ def cmd_search(args) -> None:
             print(f"  {rank}. [{p.score:.3f}] {p.title} (id {p.id})\n     {text}")
 
 
-def cmd_serve(args) -> None:
+def serve_retriever(args):
+    """The retriever `serve` holds: an index folder, or a bare faiss file with the corpus its vectors stand for."""
     from .retrieval import LocalRetriever
+
+    if args.faiss is None:
+        return LocalRetriever.load(args.index)
+    if args.corpus is None:
+        raise ValueError(f"--faiss {args.faiss} needs --corpus: the passages its vectors stand for, in their order "
+                         "(a corpus name such as wiki-18, or a .jsonl file)")
+    return LocalRetriever.from_faiss(args.faiss, args.corpus, args.encoder)
+
+
+def cmd_serve(args) -> None:
     from .server import serve
 
-    retriever = LocalRetriever.load(args.index)
+    retriever = serve_retriever(args)
     m = retriever.manifest
     info = {"passages": len(retriever.corpus), "index": m.kind, "corpus": retriever.corpus.name}
     serve(retriever, host=args.host, port=args.port, allow_remote=args.allow_remote, info=info)
@@ -339,7 +350,12 @@ def _retrieval_commands(sub) -> None:
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("serve", help="serve an index over HTTP in the paper's /retrieve format")
-    s.add_argument("--index", required=True, help="index folder built by `searchr1-lite index`")
+    held = s.add_mutually_exclusive_group(required=True)
+    held.add_argument("--index", help="index folder built by `searchr1-lite index`")
+    held.add_argument("--faiss", metavar="FILE", help="a prebuilt faiss index without a folder, such as the authors' "
+                      "e5_Flat.index (with --corpus)")
+    s.add_argument("--corpus", help="with --faiss: its passages in order, a corpus name (wiki-18) or a .jsonl file")
+    s.add_argument("--encoder", default="e5-base-v2", help="with --faiss: the encoder that built it")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")

@@ -121,14 +121,6 @@ class TrainConfig:
             value = getattr(getattr(self, section) if section else self, name)
             if value is not None and value < least:
                 raise ValueError(f"{path} must be at least {least}, not {value!r}")
-        if self.rollout.temperature <= 0:
-            raise ValueError(f"rollout.temperature must be above 0 for training, not {self.rollout.temperature!r}: the "
-                             "update divides the logits by it (evaluations decode greedily on their own)")
-        ones = [p for p in ("group_size", "two_hop_group_size") if getattr(self.optim, p) == 1]
-        if self.algorithm == "grpo" and ones:
-            raise ValueError(f"optim.{ones[0]} 1 gives GRPO nothing to learn: a group's one sample is its own "
-                             "baseline, so its advantage is 0. Use 2 or more (the paper: 5), or algorithm=ppo, whose "
-                             "critic is the baseline (the authors' PPO samples each question once)")
         self.grpo = self.grpo_config()
         self.rollout = dataclasses.replace(self.rollout, seed=self.seed)
 

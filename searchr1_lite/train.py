@@ -61,6 +61,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     `policy.adapter`), so a notebook holds one copy of the model however many runs it trains."""
     from tqdm.auto import tqdm
 
+    _refuse_what_learns_nothing(cfg)
     run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
     checkpoint = latest_checkpoint(run) if resume else None
     tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
@@ -163,6 +164,19 @@ def _save_final_adapter(run: Path, model, history: list[dict], cfg: TrainConfig)
         (run / "best.json").write_text(json.dumps(kept, indent=1) + "\n")
         log.info("keep_best: the adapter is step %d's (%s %.3f); the last step, %d, scored %s", kept["step"],
                  kept["by"], kept["score"], kept["last_step"], kept["last_score"])
+
+
+def _refuse_what_learns_nothing(cfg: TrainConfig) -> None:
+    """Settings that a run would spend every step on and learn nothing from, refused before its folder is made. (A
+    rollout or an evaluation may use them: `searchr1-lite rollout --temperature 0` decodes greedily.)"""
+    if cfg.rollout.temperature <= 0:
+        raise ValueError(f"rollout.temperature must be above 0 for training, not {cfg.rollout.temperature!r}: the "
+                         "update divides the logits by it (evaluations decode greedily on their own)")
+    ones = [p for p in ("group_size", "two_hop_group_size") if getattr(cfg.optim, p) == 1]
+    if cfg.algorithm == "grpo" and ones:
+        raise ValueError(f"optim.{ones[0]} 1 gives GRPO nothing to learn: a group's one sample is its own baseline, "
+                         "so its advantage is 0. Use 2 or more (the paper: 5), or algorithm=ppo, whose critic is the "
+                         "baseline (the authors' PPO samples each question once)")
 
 
 def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, gcfg, step: int,

@@ -110,6 +110,15 @@ def test_a_prebuilt_faiss_flat_index_loads_like_the_authors(tmp_path, minilm, sm
     write_jsonl(list(small_corpus)[:10], tmp_path / "short.jsonl")
     with pytest.raises(IndexMismatchError, match="vectors but the corpus has 10"):
         LocalRetriever.from_faiss(tmp_path / "e5_Flat.index", str(tmp_path / "short.jsonl"), encoder="minilm")
+    # `searchr1-lite serve --faiss FILE --corpus C` holds the same retriever (it used to need a manifest folder)
+    from searchr1_lite.cli import build_parser, serve_retriever
+
+    argv = ["serve", "--faiss", str(tmp_path / "e5_Flat.index"), "--corpus", str(tmp_path / "corpus.jsonl"),
+            "--encoder", "minilm"]
+    served = serve_retriever(build_parser().parse_args(argv))
+    assert served.search(["Who painted the Mona Lisa?"], 3) == minilm.search(["Who painted the Mona Lisa?"], 3)
+    with pytest.raises(ValueError, match="needs --corpus: the passages its vectors stand for"):
+        serve_retriever(build_parser().parse_args(argv[:3]))
 
 
 def test_fanoutqa_recall_on_wiki_vital(bm25_retriever, wiki_vital):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -40,6 +41,20 @@ def test_config_errors_name_the_key(tmp_path):
         TrainConfig.load(None, ["max_steps"])
     cfg = TrainConfig.load("qwen2.5-3b-qlora", ["learning_rate=2e-5", "quantization=null"])
     assert cfg.optim.learning_rate == 2e-5 and cfg.policy.quantization is None and cfg.optim.group_size == 5
+
+
+def test_settings_that_would_learn_nothing_are_refused_before_the_run_folder(tmp_path):
+    """Temperature 0 made every log-prob NaN and every step a skip; a GRPO group of one has advantage 0 everywhere
+    (its sample is its own baseline). PPO, whose critic is the baseline, may sample each question once, and a
+    rollout may decode greedily (`searchr1-lite rollout --temperature 0`)."""
+    for sets, says in [({"temperature": 0}, "rollout.temperature must be above 0 for training, not 0"),
+                       ({"group_size": 1}, "optim.group_size 1 gives GRPO nothing to learn"),
+                       ({"two_hop_group_size": 1}, "optim.two_hop_group_size 1 gives GRPO nothing to learn")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(says)}"):
+            train(_cfg(tmp_path, "refused", **sets))
+        assert not (tmp_path / "refused").exists()
+    ppo = _cfg(tmp_path, "ppo", algorithm="ppo", group_size=1, max_steps=1, save_every=1, eval_size=1)
+    assert (train(ppo) / "adapter").is_dir()
 
 
 @pytest.fixture(scope="module")
