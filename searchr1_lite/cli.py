@@ -15,6 +15,25 @@ import time
 from pathlib import Path
 
 
+def _at_least(least: float, kind=int):
+    """An argparse type: a number of `kind` no smaller than `least` (a count of 0 or -1 would fail later, or loop)."""
+    def parse(text: str):
+        value = kind(text)  # argparse turns a ValueError into "invalid int value"
+        if not value >= least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text}")
+    return port
+
+
 def _retriever_from_args(args):
     if getattr(args, "url", None):
         from .server import RemoteRetriever
@@ -30,6 +49,9 @@ def cmd_index(args) -> None:
     from .retrieval import LocalRetriever
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file: an index is a folder (manifest.json beside the index); "
+                              "pick another --out")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise FileExistsError(f"{out} is not empty (an index is there?): pass --force to overwrite it, "
                               "or another --out")
@@ -175,8 +197,13 @@ def _resume_hint(args, run: Path) -> str:
 def cmd_eval(args) -> None:
     from .corpus import load_corpus
     from .data import QAExample, load_eval_set
-    from .evaluate import evaluate
+    from .evaluate import METHODS, evaluate
 
+    methods = [m.strip() for m in args.method.split(",")]  # checked before the slow part, as --out
+    if unknown := [m for m in methods if m not in METHODS]:
+        raise ValueError(f"--method {unknown[0]!r}: choose from {', '.join(METHODS)}, comma-separated")
+    if args.out and (Path(args.out).is_dir() or not Path(args.out).resolve().parent.is_dir()):
+        raise ValueError(f"--out {args.out}: name a CSV file in a folder that exists, e.g. eval.csv")
     cfg = _run_config(args, {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
                              "template": args.template})
     retriever = _run_retriever(args, cfg)
@@ -186,14 +213,16 @@ def cmd_eval(args) -> None:
 
         held_out = split_questions(cfg.data, getattr(retriever, "corpus", None), cfg.seed)[1]
         data["held-out"] = held_out[: args.limit] if args.limit else held_out
-    if retriever is None and args.method != "direct":
+    if retriever is None and methods != ["direct"]:
         raise ValueError("--method rag/search needs --index DIR, --url URL or --run RUN")
     names = args.datasets or ("" if data else "fanoutqa")
     corpus = getattr(retriever, "corpus", None) or (load_corpus("wiki-vital") if "fanoutqa" in names else None)
     data.update({name: load_eval_set(name, args.limit, args.seed, corpus) for name in names.split(",") if name})
+    if empty := [name for name, examples in data.items() if not examples]:
+        raise ValueError(f"no questions to evaluate in {empty[0]!r}")
     model, tok = _policy_from_args(args, cfg)
     style = "world-examples" if cfg.rollout.template.startswith("world") else "paper"
-    table = evaluate(model.eval(), tok, data, retriever, methods=args.method.split(","), config=cfg.rollout,
+    table = evaluate(model.eval(), tok, data, retriever, methods=methods, config=cfg.rollout,
                      topk=cfg.rollout.topk, style=style, progress=sys.stderr.isatty())
     print(table.round(3).to_string())
     if args.out:
@@ -259,7 +288,7 @@ def cmd_demo(args) -> None:
     try:
         run_demo(out, settings, fresh=args.fresh)
     except KeyboardInterrupt as e:
-        print(f"\ninterrupted: {e or 'run the same command again to resume'}", file=sys.stderr)
+        print(f"\ninterrupted: {str(e) or 'run the same command again to resume'}", file=sys.stderr)
         raise
 
 
@@ -345,7 +374,7 @@ def _retrieval_commands(sub) -> None:
     s = sub.add_parser("search", help="query an index (or a running service with --url)")
     s.add_argument("query", nargs="+", help="one or more questions (quote each)")
     _add_retriever_args(s)
-    s.add_argument("-k", "--topk", dest="k", type=int, default=RolloutConfig.topk, help="passages per query")
+    s.add_argument("-k", "--topk", dest="k", type=_at_least(1), default=RolloutConfig.topk, help="passages per query")
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
 
@@ -357,7 +386,7 @@ def _retrieval_commands(sub) -> None:
     s.add_argument("--corpus", help="with --faiss: its passages in order, a corpus name (wiki-18) or a .jsonl file")
     s.add_argument("--encoder", default="e5-base-v2", help="with --faiss: the encoder that built it")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
-    s.add_argument("--port", type=int, default=8000, help="port to listen on")
+    s.add_argument("--port", type=_port, default=8000, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.set_defaults(func=cmd_serve)
 
@@ -372,9 +401,9 @@ def _rollout_command(sub) -> None:
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (or --url, or --run)")
     s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
     s.add_argument("--question", required=True, help="the question to answer")
-    s.add_argument("--gold", nargs="*", default=None, help="gold answers, to print the reward (and, with --n > 1, "
-                   "how often it was right)")
-    s.add_argument("--n", type=int, default=1, help="trajectories to sample")
+    s.add_argument("--gold", nargs="+", action="extend", default=None, help="gold answers, to print the reward "
+                   "(and, with --n > 1, how often it was right)")
+    s.add_argument("--n", type=_at_least(1), default=1, help="trajectories to sample")
     r = RolloutConfig()  # the defaults, defined once
     s.add_argument("--max-turns", type=int, default=None, help=f"turns that may search (default {r.max_turns}, "
                    "or the run's)")
@@ -414,9 +443,11 @@ def _training_commands(sub) -> None:
     s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs())
                    + " (default: none, the paper's settings: 4 turns of 500 tokens, slow on a CPU, where "
                    "smollm2-cpu or world-cpu fit)")
-    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config keys (repeat it or list several)")
     s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    s.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this call")
+    s.add_argument("--stop-after", type=_at_least(1), default=None,
+                   help="stop (with a checkpoint) after N steps of this call")
     s.add_argument("--merge", action="store_true", help="also save the base model with the adapter merged in")
     s.set_defaults(func=cmd_train)
 
@@ -427,7 +458,7 @@ def _training_commands(sub) -> None:
     s.add_argument("--datasets", default=None, help="comma-separated: nq,triviaqa,popqa,hotpotqa,"
                    "2wikimultihopqa,musique,bamboogle (hub), hotpotqa-distractor (hub, validation split), fanoutqa "
                    "(offline, the default) or jsonl paths")
-    s.add_argument("--limit", type=int, default=None,
+    s.add_argument("--limit", type=_at_least(1), default=None,
                    help="questions per dataset: a random subset, seeded (default: all)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
@@ -475,10 +506,10 @@ def _demo_command(sub) -> None:
     steps = ", ".join(f"{name} {make().train['max_steps']}" for name, make in (
         ("default", DemoSettings), ("--long", DemoSettings.long), ("--author-chain", DemoSettings.author_chain),
         ("--quick", DemoSettings.quick)))
-    s.add_argument("--steps", type=int, default=None, help=f"phase 1's training steps at most ({steps})")
+    s.add_argument("--steps", type=_at_least(1), default=None, help=f"phase 1's training steps at most ({steps})")
     budgets = ", ".join(f"{name} {make().budget_minutes:g}" for name, make in (
         ("default", DemoSettings), ("--long and --author-chain", DemoSettings.long)))
-    s.add_argument("--budget-minutes", type=float, default=None,
+    s.add_argument("--budget-minutes", type=_at_least(0, float), default=None,
                    help=f"the whole demo's time budget: training stops after the last step that fits ({budgets}; "
                         "0 = no budget, train every step; --quick has none)")
     s.add_argument("--out", default=None, help="where to write: the demo's folder (default runs/demo, "

@@ -179,12 +179,15 @@ class TrainConfig:
             if not isinstance(values, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys")
         values = {_resolve(k, where): v for k, v in _flatten(values)}  # full paths: an override replaces its key
+        overridden = {}
         for item in overrides or []:
             if "=" not in item:
                 raise ValueError(f"--set {item!r}: expected key=value")
             key, raw = item.split("=", 1)
-            values[_resolve(key.strip(), "--set")] = yaml.safe_load(raw)
-        return cls.from_dict(values, where)
+            overridden[_resolve(key.strip(), "--set")] = yaml.safe_load(raw)
+        if overridden:
+            cls.from_dict(overridden, "--set")  # checked alone first: a wrong value is blamed on --set, not the file
+        return cls.from_dict({**values, **overridden}, where)
 
 
 _SECTIONS = {"policy": PolicyConfig, "data": DataConfig, "rollout": RolloutConfig, "grpo": GRPOConfig,

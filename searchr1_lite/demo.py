@@ -212,6 +212,16 @@ def planned_runs(settings: DemoSettings, out: Path, cfg) -> list[tuple[Any, str]
     return runs
 
 
+def _check_deletable(out: Path) -> None:
+    """`--fresh` deletes only a demo's folder (one with its settings.json), never the folder it is run from."""
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise FileExistsError(f"--fresh would delete {out}, which holds the current folder; pick another --out")
+    if any(out.iterdir()) and not (out / "settings.json").exists():
+        n = sum(1 for _ in out.rglob("*"))
+        raise FileExistsError(f"--fresh would delete {out}, which holds no demo (no settings.json) but {n} files and "
+                              "folders; pick another --out, or delete it yourself")
+
+
 def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None, fresh: bool = False,
              progress: bool = True, log=print) -> Path:
     """Run (or finish) the demo in `out`; returns the path of report.md."""
@@ -226,6 +236,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     settings = settings or DemoSettings()
     out = Path(out)
     if fresh and out.exists():
+        _check_deletable(out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "settings.json"

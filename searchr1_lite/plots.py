@@ -107,6 +107,8 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
         runs = {str(r): r for r in (runs if isinstance(runs, (list, tuple)) else [runs])}
     frames = {label: (r if hasattr(r, "columns") else load_metrics(r)) for label, r in runs.items()}
     metrics = [m for m in metrics if any(m in f.columns for f in frames.values())]
+    if not metrics:
+        raise ValueError(f"nothing to plot: no metric rows in {', '.join(frames)} (has a step finished yet?)")
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)

@@ -195,6 +195,38 @@ def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys)
     assert usage.value.code == 2 and "argument --author-chain: not allowed with argument --long" in err
 
 
+def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
+    """Each of these used to end in a traceback, a late failure or a silent loss (a CLI review, 2026-12-06)."""
+    from searchr1_lite.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--set", "max_steps=1", "--set", "output_dir=x", "lr_typo=1"])
+    assert args.set == ["max_steps=1", "output_dir=x", "lr_typo=1"]  # a second --set used to replace the first
+    assert parser.parse_args(["rollout", "--question", "q", "--gold", "a", "--gold", "b"]).gold == ["a", "b"]
+    for argv, says in [(["search", "--index", "i", "-k", "0", "q"], "argument -k/--topk: must be at least 1, not 0"),
+                       (["serve", "--index", "i", "--port", "70000"], "a port is 1 to 65535, not 70000"),
+                       (["rollout", "--question", "q", "--n", "0"], "argument --n: must be at least 1, not 0"),
+                       (["eval", "--limit", "-1"], "argument --limit: must be at least 1, not -1"),
+                       (["demo", "--steps", "-1"], "argument --steps: must be at least 1, not -1"),
+                       (["demo", "--budget-minutes", "-5"], "must be at least 0, not -5")]:
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2 and says in capsys.readouterr().err, argv
+    (tmp_path / "file.jsonl").write_text("{}\n")
+    (tmp_path / "empty-run").mkdir()
+    (tmp_path / "empty-run" / "metrics.jsonl").write_text("")
+    for argv, says in [(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "file.jsonl"), "--force"],
+                        "is a file: an index is a folder"),
+                       (["eval", "--method", "direct, dirct"], "--method 'dirct': choose from direct, rag, search"),
+                       (["eval", "--method", "direct", "--out", str(tmp_path)], "name a CSV file in a folder that"),
+                       (["eval", "--out", str(tmp_path / "no" / "t.csv")], "name a CSV file in a folder that"),
+                       (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "p.png")], "nothing to plot")]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, (argv, err)
+    assert (tmp_path / "file.jsonl").read_text() == "{}\n"
+
+
 def test_data_mistakes_are_named_where_they_are_made(tmp_path, capsys):
     """A corpus row's JSON error at its column; an unknown --set key blamed on --set, not on the YAML file; a
     train config whose index and corpus disagree stopped before the model loads (the corpus is not ignored)."""

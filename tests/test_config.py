@@ -109,8 +109,10 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
                              ("prompts_per_step", -1, "optim.prompts_per_step must be at least 1"),
                              ("two_hop_group_size", 0, "optim.two_hop_group_size must be at least 1"),
                              ("topk", 0, "rollout.topk must be at least 1")]:
-        with pytest.raises(ValueError, match=f"^config: {says}"):
+        with pytest.raises(ValueError, match=f"^--set: {says}"):
             TrainConfig.load(None, [f"{key}={value}"])
+    with pytest.raises(ValueError, match="^--set: optim.learning_rate must be float"):  # not "tiny-cpu: ..."
+        TrainConfig.load("tiny-cpu", ["max_steps=2", "learning_rate=abc"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("save_every: 0\n")
     with pytest.raises(ValueError, match=f"^{bad}: save_every must be at least 1"):

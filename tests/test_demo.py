@@ -414,6 +414,21 @@ def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
         run_demo(quick_run, other)
 
 
+def test_fresh_deletes_only_a_demos_folder(tmp_path, monkeypatch):
+    """`demo --fresh --out DIR` used to delete whatever DIR held; now only a demo's (its settings.json), and never
+    the folder it runs from."""
+    thesis = tmp_path / "mine" / "important" / "thesis.txt"
+    thesis.parent.mkdir(parents=True)
+    thesis.write_text("three years")
+    with pytest.raises(FileExistsError, match=r"mine, which holds no demo \(no settings.json\) but 2 files"):
+        run_demo(tmp_path / "mine", DemoSettings.quick(), fresh=True)
+    monkeypatch.chdir(tmp_path / "mine" / "important")
+    (tmp_path / "mine" / "settings.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="which holds the current folder"):
+        run_demo(tmp_path / "mine", DemoSettings.quick(), fresh=True)
+    assert thesis.read_text() == "three years"
+
+
 def test_training_budget_is_what_the_other_stages_leave(tmp_path):
     from searchr1_lite.demo import PHASE_1_STAGES, training_budget
 
