@@ -83,7 +83,14 @@ DERIVED = {"rollout.seed": "seed (each step samples with its own seed from it)",
 
 # Counts a run divides by or samples that many of: below these it would fail later, after a step's work is done.
 AT_LEAST = {"optim.prompts_per_step": 1, "optim.group_size": 1, "optim.two_hop_group_size": 1, "save_every": 1,
-            "eval_every": 0, "eval_size": 1, "rollout.max_new_tokens": 1, "rollout.topk": 1, "rollout.max_turns": 0}
+            "eval_every": 0, "eval_size": 1, "rollout.max_new_tokens": 1, "rollout.topk": 1, "rollout.max_turns": 0,
+            "optim.max_steps": 1, "optim.warmup_steps": 0, "grpo.micro_batch_size": 1, "policy.lora_r": 1}
+# Values outside these ranges were taken and then sampled, split or stepped nonsense (NaN fails every comparison).
+WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+          "rollout.temperature": (lambda v: v >= 0, "0 (greedy) or more"),
+          "data.eval_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "optim.learning_rate": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),  # 0: replay a step
+          "optim.time_budget_s": (lambda v: v > 0, "above 0 (or null: no budget)")}
 
 
 @dataclass
@@ -117,12 +124,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for path, least in AT_LEAST.items():
-            section, _, name = path.rpartition(".")
-            value = getattr(getattr(self, section) if section else self, name)
+            value = self._value(path)
             if value is not None and value < least:
                 raise ValueError(f"{path} must be at least {least}, not {value!r}")
+        for path, (ok, says) in WITHIN.items():
+            value = self._value(path)
+            if value is not None and not ok(value):
+                raise ValueError(f"{path} must be {says}, not {value!r}")
         self.grpo = self.grpo_config()
         self.rollout = dataclasses.replace(self.rollout, seed=self.seed)
+
+    def _value(self, path: str) -> Any:
+        section, _, name = path.rpartition(".")
+        return getattr(getattr(self, section) if section else self, name)
 
     def grpo_config(self) -> GRPOConfig:
         """The update's settings with the values derived from the rollout filled in. `train()` calls this when it
@@ -223,6 +237,8 @@ def packaged_configs() -> list[str]:
 def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     out = []
     for key, value in values.items():
+        if key in _SECTIONS and not prefix and value is None:  # a section whose lines are all commented out
+            continue
         if key in _SECTIONS and not prefix and isinstance(value, dict):
             out += _flatten(value, key + ".")
         else:

@@ -267,11 +267,30 @@ def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> Path:
                                 "it, or set output_dir to the run's folder")
     if not resume and (run / "metrics.jsonl").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
+    if resume and (run / "config.json").exists():
+        _check_same_run(run, cfg)
     run.mkdir(parents=True, exist_ok=True)
     for partial in run.glob(".checkpoint-*.tmp*"):  # left by a process killed while saving: never complete
         shutil.rmtree(partial, ignore_errors=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     return run
+
+
+# What a resume may change: how long the run goes and how it reports. The rest is what it learns and from what; a
+# resumed run with another LoRA rank, data or learning rate would not be the run its config.json describes.
+RESUMABLE = {"optim.max_steps", "optim.time_budget_s", "save_every", "progress", "report_to", "output_dir"}
+
+
+def _check_same_run(run: Path, cfg: TrainConfig) -> None:
+    from .config import _flatten
+
+    saved, now = (dict(_flatten(c.to_dict())) for c in (load_run_config(run), cfg))
+    changed = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+               if k not in RESUMABLE and saved.get(k) != now.get(k)]
+    if changed:
+        raise ValueError(f"--resume continues {run} as its config.json set it up, and these settings differ: "
+                         f"{'; '.join(changed)}. Resume with the run's own settings (a resume may change only "
+                         f"{', '.join(sorted(RESUMABLE - {'output_dir'}))}), or start a new run in another output_dir")
 
 
 def policy_for(cfg: TrainConfig, checkpoint: Path | None = None):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import typing
 
 import pytest
@@ -63,6 +64,13 @@ def test_no_name_is_in_two_sections():
     assert len(names) == len(set(names))
 
 
+def test_a_section_with_every_line_commented_out_is_empty_not_unknown(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("rollout:\n  # temperature: 0.7\noptim:\n  max_steps: 2\n")
+    cfg = TrainConfig.load(config)
+    assert cfg.optim.max_steps == 2 and cfg.rollout.temperature == TrainConfig().rollout.temperature
+
+
 def test_nested_and_flat_keys_mean_the_same(tmp_path):
     nested, flat = tmp_path / "nested.yaml", tmp_path / "flat.yaml"
     nested.write_text("rollout:\n  max_turns: 2\noptim:\n  schedule: cosine\nseed: 3\n")
@@ -110,6 +118,16 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
                              ("two_hop_group_size", 0, "optim.two_hop_group_size must be at least 1"),
                              ("topk", 0, "rollout.topk must be at least 1")]:
         with pytest.raises(ValueError, match=f"^--set: {says}"):
+            TrainConfig.load(None, [f"{key}={value}"])
+    for key, value, says in [("top_p", 5, "rollout.top_p must be in (0, 1], not 5"),
+                             ("temperature", -1, "rollout.temperature must be 0 (greedy) or more"),
+                             ("eval_fraction", -0.5, "data.eval_fraction must be in [0, 1)"),
+                             ("learning_rate", ".nan", "optim.learning_rate must be 0 or more, and finite, not nan"),
+                             ("time_budget_s", -5, "optim.time_budget_s must be above 0"),
+                             ("micro_batch_size", 0, "grpo.micro_batch_size must be at least 1"),
+                             ("lora_r", 0, "policy.lora_r must be at least 1"),
+                             ("max_steps", 0, "optim.max_steps must be at least 1")]:
+        with pytest.raises(ValueError, match=f"^--set: {re.escape(says)}"):
             TrainConfig.load(None, [f"{key}={value}"])
     with pytest.raises(ValueError, match="^--set: optim.learning_rate must be float"):  # not "tiny-cpu: ..."
         TrainConfig.load("tiny-cpu", ["max_steps=2", "learning_rate=abc"])

@@ -72,6 +72,11 @@ def test_resume_continues_exactly(tmp_path, straight):
         f.write('{"step": 3, "reward_me')  # a kill in the middle of writing step 3's row
     with pytest.raises(FileExistsError, match="--resume"):
         train(split, reward_fn=even_share)
+    saved = (tmp_path / "split" / "config.json").read_text()
+    other = _cfg(tmp_path, "split", lora_r=8, learning_rate=0.5)  # a resume used to take these and rewrite the file
+    with pytest.raises(ValueError, match=r"these settings differ: optim.learning_rate .* -> 0.5; policy.lora_r 4 -> 8"):
+        train(other, resume=True, reward_fn=even_share)
+    assert (tmp_path / "split" / "config.json").read_text() == saved
     train(split, resume=True, reward_fn=even_share)
     a = load_file(straight / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "split" / "adapter" / "adapter_model.safetensors")
@@ -545,7 +550,7 @@ def test_a_run_can_start_from_another_runs_adapter(tmp_path, straight):
     assert all(torch.equal(saved[k], v) for k, v in load_file(reused / "adapter" / "adapter_model.safetensors").items())
     sampled = ("reward_mean", "reward_std", "response_length_mean", "total_length_mean", "searches_mean")
     assert [{k: r[k] for k in sampled} for r in _rows(reused)] == [{k: r[k] for k in sampled} for r in _rows(run)]
-    # the same weights sampled the same step (the update's LoRA dropout draws differ: the RNG was used differently)
+    # the same weights sampled the same step
     with pytest.raises(FileNotFoundError, match=r"policy.adapter .*nowhere: no saved adapter there"):
         train(_cfg(tmp_path, "bad", adapter=str(tmp_path / "nowhere"), max_steps=1))
 
