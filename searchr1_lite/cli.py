@@ -514,7 +514,8 @@ def _demo_command(sub) -> None:
                         "0 = no budget, train every step; --quick has none)")
     s.add_argument("--out", default=None, help="where to write: the demo's folder (default runs/demo, "
                    "runs/demo-quick, runs/demo-long or runs/demo-author-chain)")
-    s.add_argument("--fresh", action="store_true", help="delete the output folder first (default: resume)")
+    s.add_argument("--fresh", action="store_true", help="delete the output folder first, if it holds a demo "
+                   "(default: resume)")
     s.set_defaults(func=cmd_demo)
 
 

@@ -90,7 +90,7 @@ WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
           "rollout.temperature": (lambda v: v >= 0, "0 (greedy) or more"),
           "data.eval_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
           "optim.learning_rate": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),  # 0: replay a step
-          "optim.time_budget_s": (lambda v: v > 0, "above 0 (or null: no budget)")}
+          "optim.time_budget_s": (lambda v: v >= 0, "0 or more (or null: no budget)")}  # 0: the demo's, spent
 
 
 @dataclass

@@ -123,12 +123,14 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
                              ("temperature", -1, "rollout.temperature must be 0 (greedy) or more"),
                              ("eval_fraction", -0.5, "data.eval_fraction must be in [0, 1)"),
                              ("learning_rate", ".nan", "optim.learning_rate must be 0 or more, and finite, not nan"),
-                             ("time_budget_s", -5, "optim.time_budget_s must be above 0"),
+                             ("time_budget_s", -5, "optim.time_budget_s must be 0 or more"),
                              ("micro_batch_size", 0, "grpo.micro_batch_size must be at least 1"),
                              ("lora_r", 0, "policy.lora_r must be at least 1"),
                              ("max_steps", 0, "optim.max_steps must be at least 1")]:
         with pytest.raises(ValueError, match=f"^--set: {re.escape(says)}"):
             TrainConfig.load(None, [f"{key}={value}"])
+    edges = TrainConfig.load(None, ["time_budget_s=0", "learning_rate=0", "temperature=0", "top_p=1"])  # all meant
+    assert (edges.optim.time_budget_s, edges.optim.learning_rate, edges.rollout.temperature) == (0, 0, 0)
     with pytest.raises(ValueError, match="^--set: optim.learning_rate must be float"):  # not "tiny-cpu: ..."
         TrainConfig.load("tiny-cpu", ["max_steps=2", "learning_rate=abc"])
     bad = tmp_path / "bad.yaml"
