@@ -287,13 +287,13 @@ def _grad_of(fn: Callable, logp: torch.Tensor, *rest) -> tuple[Any, torch.Tensor
 
 
 def check_k3_kl(fn: Callable) -> None:
-    """`fn(logp, ref_logp) -> per-token KL [same shape]` as `grpo.k3_kl`, values and gradient."""
+    """`fn(logp, ref_logp) -> per-token KL [same shape]` as `grpo.k3_kl` (capped at 10), values and gradient."""
     logp = torch.log(torch.tensor([[0.5, 0.2, 0.9], [0.1, 0.7, 0.3]]))  # [2, 3]
     cases = [
         ("the same policy: 0", logp, logp.clone()),
         ("the reference likes the tokens more", logp, logp + 0.5),
         ("the reference likes the tokens less", logp, logp - 0.5),
-        ("a large gap (ref - logp = 5)", logp[:1], logp[:1] + 5.0),
+        ("a large gap (ref - logp = 5): capped at 10", logp[:1], logp[:1] + 5.0),
         ("a [2, 3] batch of mixed gaps", logp, logp + torch.tensor([[0.3, -1.0, 0.0], [2.0, -0.2, 0.7]])),
     ]
     failures = []

@@ -96,6 +96,11 @@ def kl_sign_flipped(logp, ref_logp):  # k3 with the log-ratio the wrong way roun
     return torch.exp(delta) - delta - 1
 
 
+def kl_uncapped(logp, ref_logp):  # k3 without the authors' cap at 10
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
 def loss_over_all_tokens(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
@@ -184,6 +189,7 @@ EXERCISES = [
     (exercises.check_normalize_answer, normalize_answer, normalize_keeping_articles, "a leading article"),
     (exercises.check_group_advantages, group_advantages, advantages_without_std, "one right of four"),
     (exercises.check_k3_kl, k3_kl, kl_sign_flipped, "the reference likes the tokens more"),
+    (exercises.check_k3_kl, k3_kl, kl_uncapped, "a large gap (ref - logp = 5): capped at 10"),
     (exercises.check_masked_grpo_loss, reference_loss, loss_over_all_tokens, "masked tokens hold junk"),
     (exercises.check_masked_grpo_loss, reference_loss, loss_kl_over_all_tokens, "beta = 0.1, masked tokens hold junk"),
     (exercises.check_gae, gae, gae_stepping_through_the_mask, "prompt and padding hold junk values"),
