@@ -288,9 +288,14 @@ class Manifest:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no manifest; build an index with `searchr1-lite index --out {folder}`")
         try:
-            return cls(**json.loads(path.read_text()))
+            m = cls(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise IndexMismatchError(f"{path}: unreadable manifest ({e}); rebuild the index") from None
+        built = m.corpus if isinstance(m.corpus, dict) else {}
+        if missing := [k for k in ("name", "source", "count", "checksum") if k not in built]:
+            raise IndexMismatchError(f"{path}: unreadable manifest (its corpus has no {missing[0]!r}); "
+                                     "rebuild the index")
+        return m
 
 
 class LocalRetriever:

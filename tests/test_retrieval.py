@@ -95,6 +95,9 @@ def test_index_named_corpus_reloads_by_itself(tmp_path, bm25_retriever):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no manifest"):
         LocalRetriever.load(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"kind": "bm25", "corpus": {}}')  # edited by hand: a KeyError before
+    with pytest.raises(IndexMismatchError, match=r"manifest.json: unreadable manifest \(its corpus has no 'name'\)"):
+        LocalRetriever.load(tmp_path)
 
 
 def test_a_prebuilt_faiss_flat_index_loads_like_the_authors(tmp_path, minilm, small_corpus):
