@@ -211,7 +211,7 @@ def cmd_eval(args) -> None:
     if args.run and not args.datasets:  # the run's own held-out questions
         from .train import split_questions
 
-        held_out = split_questions(cfg.data, getattr(retriever, "corpus", None), cfg.seed)[1]
+        held_out = _from_run_data(args.run, split_questions, cfg.data, getattr(retriever, "corpus", None), cfg.seed)[1]
         data["held-out"] = held_out[: args.limit] if args.limit else held_out
     if retriever is None and methods != ["direct"]:
         raise ValueError("--method rag/search needs --index DIR, --url URL or --run RUN")
@@ -245,8 +245,19 @@ def _run_retriever(args, cfg):
     if args.run:
         from .train import make_retriever
 
-        return make_retriever(cfg.data)[0]
+        return _from_run_data(args.run, make_retriever, cfg.data)[0]
     return None
+
+
+def _from_run_data(run: str, fn, *fn_args):
+    """fn(*fn_args) on a run's data settings; a file they name that is not here says where the name came from."""
+    from .corpus import CorpusError
+
+    try:
+        return fn(*fn_args)
+    except (CorpusError, FileNotFoundError) as e:
+        raise type(e)(f"{e} (the name comes from {Path(run) / 'config.json'}; a relative path there is read from "
+                      "the current folder, so run this where the run was trained)") from None
 
 
 def _policy_from_args(args, cfg):

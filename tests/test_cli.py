@@ -70,6 +70,21 @@ def test_eval_run_uses_the_runs_own_prompt_turns_and_limits(tmp_path, monkeypatc
     assert seen[-1][1].max_turns == 1 and seen[-1][1].template == "world-examples"  # a flag overrides the run's
 
 
+def test_a_runs_relative_data_path_missing_here_says_where_it_came_from(tmp_path, monkeypatch, capsys):
+    import json
+
+    from searchr1_lite.train import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = TrainConfig.load("tiny-cpu", ["corpus=data/c.jsonl", "questions=data/q.jsonl"])
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    monkeypatch.chdir(tmp_path)  # the run was trained where data/ is; this folder has none
+    assert main(["eval", "--run", str(run), "--method", "direct"]) == 2
+    err = capsys.readouterr().err
+    assert "data/c.jsonl: not a bundled corpus" in err and f"the name comes from {run / 'config.json'}" in err
+
+
 @pytest.mark.slow
 def test_rollout_run_samples_the_runs_own_policy_and_says_what_grpo_could_learn(tmp_path, monkeypatch, capsys):
     """`rollout --run` loads the run's adapter (or --adapter, e.g. a checkpoint's) and samples with the run's own
