@@ -353,12 +353,17 @@ def _config_keys() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="also show third-party warnings (hidden by default)")
+    verbose = dict(action="store_true", help="also show third-party warnings (hidden by default)")
+    p.add_argument("-v", "--verbose", **verbose)
+    # -v after the subcommand too; SUPPRESS keeps a subcommand without it from resetting a -v given before it
+    either_side = argparse.ArgumentParser(add_help=False)
+    either_side.add_argument("-v", "--verbose", default=argparse.SUPPRESS, **verbose)
     sub = p.add_subparsers(dest="command", required=True)
     add = sub.add_parser
 
     def add_parser(name: str, help: str, **kw) -> argparse.ArgumentParser:  # every subcommand: its summary atop
-        return add(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_ShowDefaults, **kw)
+        return add(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_ShowDefaults,
+                   parents=[either_side], **kw)
 
     sub.add_parser = add_parser
     for add_commands in (_retrieval_commands, _rollout_command, _training_commands, _demo_command):

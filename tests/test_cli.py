@@ -299,7 +299,7 @@ def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(caps
                 continue
             assert action.help, f"{name} {action.option_strings or action.dest}: no help text"
             default = action.default
-            if default is not None and default is not False and default not in ("", []):
+            if default is not None and default is not False and default not in ("", [], argparse.SUPPRESS):
                 assert f"(default: {default})" in text, f"{name} {action.option_strings}: default not shown"
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -328,15 +328,17 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
 
     monkeypatch.setattr(cli, "cmd_index", command)
     shown = {}
-    for verbose in (True, False):
+    command_line = ["index", "--corpus", "c.jsonl", "--out", "idx"]
+    for where, argv in {"before": ["--verbose"] + command_line, "after": command_line + ["-v"],
+                        "none": command_line}.items():
         monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            assert main(["--verbose"] * verbose + ["index", "--corpus", "c.jsonl", "--out", "idx"]) == 0
-        shown[verbose] = sorted(str(w.message) for w in caught)
-        assert os.environ.get("TRANSFORMERS_VERBOSITY") == (None if verbose else "error")
-    assert shown[True] == ["`x` is deprecated", "ours, about to change"]
-    assert shown[False] == ["ours, about to change"]
+            assert main(argv) == 0
+        shown[where] = sorted(str(w.message) for w in caught)
+        assert os.environ.get("TRANSFORMERS_VERBOSITY") == (None if where != "none" else "error")
+    assert shown["before"] == shown["after"] == ["`x` is deprecated", "ours, about to change"]
+    assert shown["none"] == ["ours, about to change"]
 
 
 def test_an_empty_corpus_and_an_unreachable_test_set_are_named(tmp_path, capsys, monkeypatch):
