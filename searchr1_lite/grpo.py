@@ -61,6 +61,11 @@ class TrajectoryBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def to(self, device) -> TrajectoryBatch:
+        """The same batch on `device` (where the model is: a lesson's loss by hand needs both in one place)."""
+        lp = None if self.logprobs is None else self.logprobs.to(device)
+        return TrajectoryBatch(self.input_ids.to(device), self.attention_mask.to(device), self.gen_mask.to(device), lp)
+
     def rows(self, idx: slice | torch.Tensor) -> TrajectoryBatch:
         """These rows, cut to the longest one's length (the rest of the width is padding for all of them)."""
         attn = self.attention_mask[idx]

@@ -31,15 +31,18 @@ _NB02_POLICY = "PeterJinGo/SearchR1-nq_hotpotqa_train-qwen2.5-3b-it-em-grpo"  # 
 _GPU_CORPUS = "hotpotqa-distractor"  # HotpotQA's own paragraphs: the answers are in the corpus (data.py)
 
 
-def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int) -> dict[str, dict[str, Any]]:
-    """The GPU tiers differ only in how much they run: steps, tokens a turn, questions evaluated."""
+def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int,
+                 loss_model: str = "Qwen/Qwen2.5-0.5B-Instruct") -> dict[str, dict[str, Any]]:
+    """The GPU tiers differ in how much they run (steps, tokens a turn, questions evaluated) and in lessons 03 and
+    03b's model, which they train whole in float32: Qwen2.5-0.5B needs about 14 GB there (`estimate_full_memory`),
+    more than a T4 leaves, so the T4 tier uses SmolLM2-135M (about 5 GB, and no download)."""
     return {
         "01": {"corpus": _GPU_CORPUS, "questions": _GPU_CORPUS, "dense_encoder": "e5-base-v2", "topk": 3,
                "recall_limit": 1000},
         "02": {"model": _NB02_POLICY, "quantization": "4bit", "corpus": _GPU_CORPUS, "questions": _GPU_CORPUS,
                "n_questions": 16, "max_turns": 2, "max_new_tokens": tokens},
-        "03": {"model": "Qwen/Qwen2.5-0.5B-Instruct"},
-        "03b": {"model": "Qwen/Qwen2.5-0.5B-Instruct"},
+        "03": {"model": loss_model},
+        "03b": {"model": loss_model},
         "04": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps04}", f"max_new_tokens={tokens}"],
                "resume_at": steps04 // 2},
         "05": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps05}", f"max_new_tokens={tokens}"],
@@ -118,7 +121,7 @@ TIERS = {
     # mostly the host's time (DECODE_HOST_S), so a bigger GPU runs one barely faster: the A100 tier's 200 steps of 300
     # tokens, sized when decoding was thought bandwidth-bound, would take about 6 hours.
     "t4": Tier("t4", "a GPU up to 16 GB without bf16 (Colab's free T4)", "float16",
-               _gpu_lessons(steps04=36, steps05=7, tokens=160, eval_limit=50)),
+               _gpu_lessons(steps04=36, steps05=7, tokens=160, eval_limit=50, loss_model="smollm2-135m-instruct")),
     "l4": Tier("l4", "an Ampere+ GPU under 40 GB (L4, A10G, RTX 4090)", "bfloat16",
                _gpu_lessons(steps04=38, steps05=8, tokens=200, eval_limit=100)),
     "a100": Tier("a100", "an Ampere+ GPU with 40 GB or more (A100, H100)", "bfloat16",
@@ -207,6 +210,8 @@ class ModelShape:
 
 QWEN25_3B = ModelShape(3.09e9, 36, 2048, 2, 128, 151936)
 QWEN25_05B = ModelShape(0.49e9, 24, 896, 2, 64, 151936)
+SMOLLM2_135M = ModelShape(0.135e9, 30, 576, 3, 64, 49152)
+_SHAPES = {"Qwen/Qwen2.5-0.5B-Instruct": QWEN25_05B, "smollm2-135m-instruct": SMOLLM2_135M}
 
 
 def estimate_memory(shape: ModelShape, trajectories: int, seq_tokens: int, micro_batch: int, lora_r: int = 16,
@@ -227,6 +232,19 @@ def estimate_memory(shape: ModelShape, trajectories: int, seq_tokens: int, micro
     total = sum(parts.values())
     how = " + ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v) + " GB"
     return Figure(total / GB, "GB", False, how)
+
+
+def estimate_full_memory(shape: ModelShape, rows: int, seq_tokens: int, logit_tokens: int,
+                         frozen_copies: int = 0) -> Figure:
+    """Peak GPU memory of a lesson that trains every weight in float32 with AdamW (03, 03b): weights, gradients and
+    Adam's two moments (16 B a param), frozen copies (lesson 03's reference policy, 4 B a param), the activations
+    the backward keeps for `rows` x `seq_tokens` (14 floats a token, a layer and a hidden unit: fitted to lesson
+    03's peak RAM with SmolLM2-135M on a CPU, 5.8 GB), and float32 logits, log-softmax and gradient."""
+    parts = {"weights+grads+Adam": shape.params * 16, "frozen copy": shape.params * 4 * frozen_copies,
+             "activations": rows * seq_tokens * shape.layers * shape.hidden * 14 * 4,
+             "logits": logit_tokens * shape.vocab * 4 * 3, "CUDA context": 0.8 * GB}
+    how = " + ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v) + " GB"
+    return Figure(sum(parts.values()) / GB, "GB", False, how)
 
 
 def decode_step_s(speed: GPUSpeed, shape: ModelShape) -> float:
@@ -275,9 +293,12 @@ def estimate(tier: Tier, lesson: str) -> dict[str, Figure]:
         n, turns, tokens = 2 * s["n_questions"], s["max_turns"] + 1, s["max_new_tokens"]
         return {"time": estimate_seconds(tier.name, QWEN25_3B, 2 * turns * tokens, 0, load, "load"),
                 "memory": estimate_memory(QWEN25_3B, n // 2, 400 + turns * (tokens + 400), 1, train=False)}
-    if key in ("03", "03b"):
-        return {"time": Figure(2, "min", False, "download 1 GB, a few forward/backward passes of 4 x 300 tokens"),
-                "memory": estimate_memory(QWEN25_05B, 4, 300, 4)}
+    if key in ("03", "03b"):  # 03: the whole batch's logits at once (its gradient figure) and a reference copy
+        shape, offline = _SHAPES[s["model"]], s["model"] == "smollm2-135m-instruct"
+        memory = (estimate_full_memory(shape, 4, 300, 4 * 300, frozen_copies=1) if key == "03"
+                  else estimate_full_memory(shape, 2, 240, 512))  # 03b: micro-batches of 2, logits 512 at a time
+        return {"time": Figure(1 if offline else 2, "min", False, ("" if offline else "download 1 GB, ")
+                               + "a few forward/backward passes of 4 x 300 tokens"), "memory": memory}
     w, runs = _train_work(s), 2 if key == "05" else 1  # lesson 05 trains two runs (mask on, off), then evaluates
     extra = load + (4 * 60 if runs == 2 else 0)
     time = estimate_seconds(tier.name, QWEN25_3B, runs * w["decode"], runs * w["tokens"], extra,

@@ -97,6 +97,17 @@ def test_the_t4_tier_fits_a_free_colab_session_by_its_own_estimate():
     assert cfg.policy.quantization == "4bit" and cfg.data.corpus == cfg.data.questions == "hotpotqa-distractor"
 
 
+def test_lessons_03_train_the_whole_model_so_their_estimate_counts_adam_and_the_reference():
+    """16 B a parameter (float32 weights, gradients, Adam's two moments) and lesson 03's frozen reference: for
+    Qwen2.5-0.5B that is more than a T4 leaves (14.2 GB), so the T4 tier trains SmolLM2-135M there."""
+    l4_03, l4_03b = estimate(TIERS["l4"], "03")["memory"], estimate(TIERS["l4"], "03b")["memory"]
+    assert "weights+grads+Adam 7.8" in l4_03.how and "frozen copy 2.0" in l4_03.how
+    assert "frozen copy" not in l4_03b.how and l4_03.value > 14 > l4_03b.value
+    parts = [float(x.split()[-1]) for x in l4_03.how.removesuffix(" GB").split(" + ")]
+    assert abs(sum(parts) - l4_03.value) < 0.1 * len(parts)
+    assert TIERS["t4"].settings("03")["model"] == TIERS["t4"].settings("03b")["model"] == "smollm2-135m-instruct"
+
+
 def test_an_estimate_shows_its_arithmetic():
     mem = tiers.estimate_memory(tiers.QWEN25_3B, trajectories=16, seq_tokens=1000, micro_batch=2)
     parts = [float(x.split()[-1]) for x in mem.how.removesuffix(" GB").split(" + ")]
