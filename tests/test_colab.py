@@ -80,6 +80,19 @@ def test_the_install_cell_with_an_unreachable_repo_url_names_it(monkeypatch, tmp
         _run_install_cell_here(monkeypatch, tmp_path, "file:///nowhere/repo")
 
 
+def test_a_failed_pip_install_in_the_install_cell_shows_pips_own_message(monkeypatch, tmp_path):
+    """In Colab a child process's output never reaches the cell: the error must carry pip's reason."""
+    repo = tmp_path / "broken"
+    repo.mkdir()
+    (repo / "pyproject.toml").write_text("[project\nname = 'broken'\n")  # not TOML: pip refuses it, naming it
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "broken"]):
+        subprocess.run(git + args, cwd=repo, check=True)
+    (tmp_path / "content").mkdir()
+    with pytest.raises(RuntimeError, match=r"(?s)`python -m pip install -q .*searchr1_lite-src` failed:.*pyproject"):
+        _run_install_cell_here(monkeypatch, tmp_path / "content", repo.as_uri())
+
+
 def test_outside_colab_the_install_cell_does_nothing(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.chdir(tmp_path)

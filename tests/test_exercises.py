@@ -222,6 +222,33 @@ def test_an_unwritten_exercise_says_so_and_names_its_stand_in():
         exercises.check_k3_kl(k3_kl)
 
 
+def test_an_unwritten_function_called_by_a_written_one_is_the_one_named():
+    """Lesson 03's masked_grpo_loss calls the student's k3_kl: while k3_kl is a stub, the message names k3_kl."""
+    def k3_kl(logp, ref_logp):
+        raise NotImplementedError()
+
+    def masked_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_low=0.2, clip_high=0.2, beta=0.0):
+        return exercises.stand_in("masked_grpo_loss")(logp, old_logp, ref_logp, advantages, mask, clip_low,
+                                                       clip_high, beta) + beta * k3_kl(logp, ref_logp).mean()
+
+    with pytest.raises(exercises.ExerciseError, match=r"^k3_kl, which masked_grpo_loss calls, is not written yet.*"
+                                                      r"k3_kl = stand_in\('k3_kl'\)"):
+        exercises.check_masked_grpo_loss(masked_grpo_loss)
+
+
+@pytest.mark.parametrize("check", [exercises.check_group_advantages, exercises.check_k3_kl,
+                                   exercises.check_masked_grpo_loss, exercises.check_value_loss])
+def test_a_function_that_returns_nothing_is_told_so(check):
+    """A forgotten `return` is a student's commonest slip: the checker says so for every case, not a TypeError from
+    inside the checker."""
+    def forgot_return(*args, **kwargs):
+        pass
+
+    with pytest.raises(exercises.ExerciseError, match="expected a tensor, got None") as err:
+        check(forgot_return)
+    assert "cases differ from the reference" in str(err.value)
+
+
 def _lesson_exercises():
     """(lesson, function name, checker name) for every exercise cell and the checker call after it, from the lessons."""
     found = []
@@ -240,7 +267,7 @@ def test_every_exercise_has_a_stand_in_its_checker_passes(lesson, name, checker,
     passes the exercise's own checker."""
     getattr(exercises, checker)(exercises.stand_in(name))
     out = capsys.readouterr().out  # passing, and saying that it is the stand-in, not the student's work
-    assert out.startswith("✓ ") and f"the stand-in (the package's own function) passes; write `{name}`" in out
+    assert out.startswith(f"✓ {name}: ") and f"the stand-in (the package's own function) passes; write `{name}`" in out
 
 
 def test_a_crash_on_one_case_names_that_case():

@@ -23,8 +23,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LINK_TAG, INSTALL_TAG = "colab-link", "install"
 
 INSTALL_CELL = '''\
-# Colab: install this repository into this kernel (no restart needed). Elsewhere this cell does nothing:
-# `make lab` (or `pip install .`) has installed it already.
+# Colab: install this repository into this kernel (no restart needed). Elsewhere this cell does nothing: run
+# `make install` first (torch's CPU build, the package, the offline stack), or `make lab`, which does it too.
 import os
 import subprocess
 import sys
@@ -41,9 +41,12 @@ if "google.colab" in sys.modules:
         clone = subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, SRC], capture_output=True, text=True)
         if clone.returncode:
             raise RuntimeError(f"could not clone REPO_URL={{REPO_URL!r}}: {{clone.stderr.strip()}}")
-    # a regular install, not -e: an editable install's .pth file is read only when Python starts
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SRC], check=True)
-    subprocess.run([sys.executable, "-m", "searchr1_lite.offline"], check=True)  # offline models and data
+    # a regular install, not -e: an editable install's .pth file is read only when Python starts; then the offline
+    # models and data. A child's output does not reach the notebook, so a failure shows it in the error.
+    for step in (["pip", "install", "-q", SRC], ["searchr1_lite.offline"]):
+        done = subprocess.run([sys.executable, "-m", *step], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"`python -m {{' '.join(step)}}` failed:\\n{{(done.stdout + done.stderr)[-3000:]}}")
     importlib.invalidate_caches()  # let this running kernel see the package pip just wrote
 '''
 
