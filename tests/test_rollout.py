@@ -71,6 +71,12 @@ def test_turn_limit_then_one_last_turn_without_search(qwen_tok):
     t = res.trajectories[0]
     assert len(t.turns) == 3 and len(retriever.calls) == 2 and t.answer is None
     assert trajectory_reward(t.answer, ["x"]) == 0.0
+    # the last turn may not search, but it may answer: that answer is the trajectory's (and earns the reward)
+    script = ["<search> first </search>", "<search> second </search>", "<answer> Vinci </answer>"]
+    t = rollout(ScriptedLM(qwen_tok, [script]), qwen_tok, ["q"], RecordingRetriever(),
+                RolloutConfig(max_turns=2)).trajectories[0]
+    assert [x.action.kind for x in t.turns] == ["search", "search", "answer"] and t.queries == ["first", "second"]
+    assert t.answer == "Vinci" and t.well_formed and trajectory_reward(t.answer, ["Vinci"]) == 1.0
 
 
 def test_caps_on_inserted_and_total_tokens(qwen_tok):
@@ -100,6 +106,45 @@ def test_a_turn_that_runs_out_of_tokens_is_marked_cut(qwen_tok):
                     RolloutConfig(max_new_tokens=exact - 1, max_turns=1)).trajectories[0]
     assert short.turns[0].cut and short.turns[0].generated == exact - 1 and short.turns[0].action.kind == "invalid"
     assert short.queries == [] and not any(x.cut for x in short.turns[1:])
+
+
+def test_eos_ends_the_turn_and_is_kept_once(qwen_tok):
+    """A sampled EOS ends the turn at once, like a stop tag (the scripted model writes EOS after a text without a
+    tag): the turn holds the text's tokens and that one EOS, well before max_new_tokens, and is not marked cut."""
+    text = "I think the answer is Paris."
+    n = len(qwen_tok(text, add_special_tokens=False).input_ids)
+    t = rollout(ScriptedLM(qwen_tok, [[text, "<answer> Paris </answer>"]]), qwen_tok, ["Capital of France?"],
+                RecordingRetriever(), RolloutConfig(max_new_tokens=40, max_turns=1)).trajectories[0]
+    first = t.ids[t.prompt_len : t.prompt_len + t.turns[0].generated]
+    assert t.turns[0].generated == n + 1 and not t.turns[0].cut
+    assert first[-1] == qwen_tok.eos_token_id and first.count(qwen_tok.eos_token_id) == 1
+    assert t.turns[0].text == text and t.turns[0].action.kind == "invalid" and t.answer == "Paris"
+
+
+def test_a_trajectory_ends_exactly_at_max_total_tokens_marked_truncated(qwen_tok):
+    """max_total_tokens counts the prompt and every token after it: a turn still writing when the trajectory reaches
+    it stops there, not one token later, and the trajectory ends truncated (no answer, no further turn)."""
+    prompt_len = len(qwen_tok(build_prompt("q", qwen_tok), add_special_tokens=False).input_ids)
+    script = ["I think the answer is Paris, the capital and largest city of France."]
+    cfg = RolloutConfig(max_new_tokens=40, max_total_tokens=prompt_len + 5)
+    t = rollout(ScriptedLM(qwen_tok, [script]), qwen_tok, ["q"], RecordingRetriever(), cfg).trajectories[0]
+    assert t.prompt_len == prompt_len and len(t.ids) == prompt_len + 5 == cfg.max_total_tokens
+    assert t.truncated and len(t.turns) == 1 and t.turns[0].generated == 5 and t.answer is None
+
+
+def test_identical_prompts_share_a_prefix_that_leaves_each_row_a_token_to_feed(bm25_retriever):
+    """Every GRPO group repeats one question, so its rows' prompts are identical: the shared prefix must stop one
+    token short of them, since the first token's logits come from feeding a row's own last prompt token. The
+    recorded log-probs then equal a forward over the exact ids with no prefix sharing."""
+    from searchr1_lite.rollout import _common_prefix
+
+    assert _common_prefix([[1, 2, 3], [1, 2, 3]]) == 2 and _common_prefix([[1, 2, 3], [1, 2, 4]]) == 2
+    assert _common_prefix([[1, 2, 3], [1, 5, 3]]) == 1 and _common_prefix([[7], [7]]) == 0
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    cfg = RolloutConfig(max_turns=1, max_new_tokens=8, temperature=1.0, seed=0)
+    res = rollout(model, tok, ["Who painted the Mona Lisa?"] * 3, bm25_retriever, cfg)
+    assert len({tuple(t.ids[: t.prompt_len]) for t in res.trajectories}) == 1
+    _check_masks(res, tok, cfg.temperature, model)
 
 
 def _check_masks(res, tokenizer, temperature, model=None):

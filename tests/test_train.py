@@ -459,6 +459,51 @@ def test_checkpoints_keep_the_cuda_generators(monkeypatch, tmp_path):
     assert [g.tolist() for g in restored] == [[99, 2], [3, 4]]  # the states as they were at the save
 
 
+@pytest.mark.parametrize("mask_inserted", [True, False])
+def test_inserted_passages_get_a_loss_only_in_the_no_mask_ablation(tmp_path, monkeypatch, mask_inserted):
+    """The update trains what the policy sampled: its gen_mask is the rollout's, 0 on the inserted <information>
+    block, with the sampling log-probs. The paper's no-mask ablation (mask_inserted: false) puts a loss on every
+    response token, the block included, and trains on-policy (inserted tokens have no sampling log-prob). A scripted
+    policy searches the run's real retriever, so every trajectory holds a block; the prompt and padding never count."""
+    import searchr1_lite.grpo as grpo_mod
+    import searchr1_lite.rollout as rollout_mod
+    from searchr1_lite.models import qwen25_tokenizer
+    from searchr1_lite.scripted import ScriptedLM
+
+    script = ["<search> Mona Lisa </search>", "<answer> Leonardo </answer>"]
+    results, batches, real_rollout, real_step = [], [], rollout_mod.rollout, grpo_mod.grpo_step
+
+    def scripted(model, tokenizer, questions, *a, **k):
+        results.append(real_rollout(ScriptedLM(tokenizer, [script]), tokenizer, questions, *a, **k))
+        return results[-1]
+
+    def spy(model, batch, *a, **k):
+        batches.append(batch)
+        return real_step(model, batch, *a, **k)
+
+    monkeypatch.setattr(rollout_mod, "rollout", scripted)
+    monkeypatch.setattr(grpo_mod, "grpo_step", spy)
+    cfg = _cfg(tmp_path, "mask", max_steps=1, max_new_tokens=16, mask_inserted=str(mask_inserted).lower())
+    train(cfg, reward_fn=even_share)
+    (res, *_), (batch,) = results, batches  # (after the step's rollout: the final evaluation's)
+    tok = qwen25_tokenizer()
+    for i, t in enumerate(res.trajectories):
+        assert t.searches == 1 and t.answer == "Leonardo" and batch.input_ids[i, : len(t.ids)].tolist() == t.ids
+        mask = batch.gen_mask[i].tolist()
+        start = t.prompt_len + t.turns[0].generated
+        block = range(start, start + t.turns[0].inserted)
+        assert tok.decode(t.ids[block.start : block.stop]).startswith("\n\n<information>Doc 1(Title: ")
+        assert not any(mask[: t.prompt_len]) and not any(mask[len(t.ids) :])  # the prompt, the padding
+        if mask_inserted:
+            assert mask[: len(t.ids)] == t.gen_mask and not any(mask[j] for j in block)
+        else:
+            assert all(mask[t.prompt_len : len(t.ids)]) and all(mask[j] for j in block)
+    if mask_inserted:
+        assert torch.equal(batch.logprobs, res.tensors(tok.pad_token_id)["logprobs"])
+    else:
+        assert batch.logprobs is None
+
+
 @pytest.mark.parametrize("adv_scale", ["group", "none"])
 def test_adv_scale_reaches_the_update(tmp_path, monkeypatch, adv_scale):
     """adv_scale: none (Dr. GRPO) trains on rewards minus the group mean, unscaled; group divides by the group std."""
