@@ -267,6 +267,10 @@ def _policy_from_args(args, cfg):
 
     if args.run:
         p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
+        if not args.adapter and not (Path(adapter) / "adapter_config.json").exists():  # else peft asks the hub
+            raise FileNotFoundError(f"{args.run}: no final adapter ({adapter}): the run has not finished. Resume "
+                                    f"it (searchr1-lite train --config {Path(args.run) / 'config.json'} --resume), "
+                                    f"or give a checkpoint's: --adapter {Path(args.run) / 'checkpoint-N' / 'adapter'}")
         return load_policy(p.model, quantization=p.quantization, adapter=adapter, lora_layers=p.lora_layers)
     if args.adapter:
         return load_policy(args.model, adapter=args.adapter)

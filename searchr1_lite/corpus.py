@@ -77,8 +77,18 @@ def format_docs(passages: Sequence[Passage]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def numbered_lines(path: Path, error: type[ValueError] = ValueError) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (gzipped if .gz); a folder or bytes that are not UTF-8 raise `error`
+    naming the file (and the line), instead of an IsADirectoryError or a decode error that names neither."""
+    if path.is_dir():
+        raise error(f"{path}: a folder, not a file")
+    with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:  # bytes: a bad line is found exactly
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(f"{path}:{lineno}: not UTF-8 text ({e.reason} at column {e.start + 1}); save it as "
+                            "UTF-8") from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[Passage]:
@@ -87,15 +97,14 @@ def iter_jsonl(path: str | Path) -> Iterator[Passage]:
     if not path.exists():
         raise CorpusError(f"{path}: no such corpus file (expected jsonl rows {{\"id\": ..., \"contents\": ...}})")
     seen: set[str] = set()
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # a blank line (often the last) carries no row
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            yield _row_to_passage(row, f"{path}:{lineno}", seen)
+    for lineno, line in numbered_lines(path, CorpusError):
+        if not line.strip():
+            continue  # a blank line (often the last) carries no row
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        yield _row_to_passage(row, f"{path}:{lineno}", seen)
 
 
 def _row_to_passage(row: Any, where: str, seen: set[str]) -> Passage:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .corpus import Corpus
+from .corpus import Corpus, numbered_lines
 from .offline import package_file
 from .reward import contains_answer
 
@@ -66,24 +66,25 @@ AUTHORS_TRAIN = "PeterJinGo/nq_hotpotqa_train"  # the authors' NQ + HotpotQA tra
 def read_qa_jsonl(path: str | Path) -> list[QAExample]:
     """FlashRAG-style jsonl: {"id"?, "question": str, "golden_answers": [str, ...]}; bad rows name file:line."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such question file")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            q = row.get("question") if isinstance(row, dict) else None
-            golds = row.get("golden_answers") if isinstance(row, dict) else None
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError(f"{path}:{lineno}: 'question' must be a non-empty string")
-            if isinstance(golds, str):
-                golds = [golds]
-            if not isinstance(golds, list) or not golds or not all(isinstance(g, (str, int, float)) for g in golds):
-                raise ValueError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
-            out.append(QAExample(str(row.get("id", lineno)), q, [str(g) for g in golds]))
+    for lineno, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        q = row.get("question") if isinstance(row, dict) else None
+        golds = row.get("golden_answers") if isinstance(row, dict) else None
+        if not isinstance(q, str) or not q.strip():
+            raise ValueError(f"{path}:{lineno}: 'question' must be a non-empty string")
+        if isinstance(golds, str):
+            golds = [golds]
+        if not isinstance(golds, list) or not golds or not all(isinstance(g, (str, int, float)) for g in golds):
+            raise ValueError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
+        out.append(QAExample(str(row.get("id", lineno)), q, [str(g) for g in golds]))
     return out
 
 
@@ -158,8 +159,8 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
         return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
     if name == HOTPOTQA_SET:
         return hotpotqa_questions(split)
-    if Path(name).exists():
-        return read_qa_jsonl(name)
+    if Path(name).expanduser().exists():  # as load_corpus: `~/q.jsonl` is a path
+        return read_qa_jsonl(Path(name).expanduser())
     raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train, {HOTPOTQA_SET}, a world "
                      "(world:seed=0,...) or a jsonl path")
 
@@ -189,7 +190,7 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
                     for i, r in enumerate(ds)]
     elif name == HOTPOTQA_SET:
         examples = hotpotqa_questions("validation")  # never the train questions a run learns from
-    elif name == "fanoutqa" or Path(name).exists():
+    elif name == "fanoutqa" or Path(name).expanduser().exists():
         examples = load_questions(name, corpus)
     else:
         raise ValueError(f"unknown test set {name!r}: use {', '.join(EVAL_SETS)} (hub), {HOTPOTQA_SET} (hub), "

@@ -211,7 +211,13 @@ class DenseIndex:
         """Any faiss index file, e.g. the authors' `e5_Flat.index` (wiki-18, e5-base-v2: ~65 GB of RAM)."""
         import faiss
 
-        index = faiss.read_index(str(path))
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such faiss index file")
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as e:  # faiss's own message is a C++ trace; its first line says what went wrong
+            raise IndexMismatchError(f"{path}: not a faiss index faiss can read ({str(e).splitlines()[0][:200]}); "
+                                     "rebuild it (searchr1-lite index) or fetch it again") from None
         kind = {"IndexFlatIP": "flat", "IndexHNSWFlat": "hnsw", "IndexIVFFlat": "ivf"}.get(
             type(index).__name__, "faiss"
         )

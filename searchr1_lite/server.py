@@ -262,7 +262,7 @@ class RemoteRetriever:
         try:
             rows = body["result"]
             out = [[_hit_to_passage(hit) for hit in row] for row in rows]
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:  # AttributeError: a hit that is not an object
             raise RetrieverUnavailable(f"{self.url}/retrieve: unexpected response shape ({e!r})") from None
         if len(out) != len(queries):
             raise RetrieverUnavailable(f"{self.url}/retrieve: {len(out)} results for {len(queries)} queries")

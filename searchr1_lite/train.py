@@ -477,7 +477,14 @@ def load_run_config(run: str | Path) -> TrainConfig:
     path = Path(run) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; --run takes a folder that `searchr1-lite train` wrote")
-    return TrainConfig.from_dict(json.loads(path.read_text()), str(path))
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON config ({e}); `searchr1-lite train` wrote it, so a hand edit broke "
+                         "it") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of config sections, got a {type(values).__name__}")
+    return TrainConfig.from_dict(values, str(path))
 
 
 def merge_adapter(run: str | Path, out: str | Path) -> Path:

@@ -85,6 +85,23 @@ def test_a_runs_relative_data_path_missing_here_says_where_it_came_from(tmp_path
     assert "data/c.jsonl: not a bundled corpus" in err and f"the name comes from {run / 'config.json'}" in err
 
 
+def test_a_run_without_its_final_adapter_says_so_at_once(tmp_path, capsys):
+    """A run stopped before its end has checkpoints and no adapter/: peft used to ask the hub for a repo named like
+    the folder, five times over about 30 s, before it failed. Now it is named, with the resume command."""
+    import json
+
+    from searchr1_lite.train import TrainConfig
+
+    run = tmp_path / "run"
+    (run / "checkpoint-2" / "adapter").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(TrainConfig.load("tiny-cpu").to_dict()))
+    for argv in (["eval", "--run", str(run), "--method", "search", "--limit", "1"],
+                 ["rollout", "--run", str(run), "--question", "Who?"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{run}: no final adapter" in err and f"--config {run / 'config.json'} --resume" in err, err
+
+
 @pytest.mark.slow
 def test_rollout_run_samples_the_runs_own_policy_and_says_what_grpo_could_learn(tmp_path, monkeypatch, capsys):
     """`rollout --run` loads the run's adapter (or --adapter, e.g. a checkpoint's) and samples with the run's own

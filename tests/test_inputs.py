@@ -82,3 +82,51 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tmp_path):
         train(cfg, resume=True)
     assert not marker.exists()
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1  # kept
+
+
+def test_a_folder_or_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    """A corpus or question path that is a folder, or a file saved in another encoding (Latin-1), raised an
+    IsADirectoryError traceback or a decode error that named neither the file nor the line."""
+    from searchr1_lite.corpus import CorpusError, iter_jsonl
+
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"id": "1", "contents": "\\"A\\"\\nok"}\n{"id": "2", "contents": "caf\xe9"}\n')
+    with pytest.raises(CorpusError, match=f"^{latin1}:2: not UTF-8 text.*save it as UTF-8"):
+        list(iter_jsonl(latin1))
+    with pytest.raises(CorpusError, match=f"^{tmp_path}: a folder, not a file"):
+        list(iter_jsonl(tmp_path))
+    questions = tmp_path / "qa.jsonl"
+    questions.write_bytes(b'{"question": "Who?", "golden_answers": ["Jos\xe9"]}\n')
+    with pytest.raises(ValueError, match=f"^{questions}:1: not UTF-8 text"):
+        read_qa_jsonl(questions)
+    with pytest.raises(ValueError, match=f"^{tmp_path}: a folder, not a file"):
+        read_qa_jsonl(tmp_path)
+
+
+def test_a_question_path_with_a_tilde_is_a_path(tmp_path, monkeypatch):
+    from searchr1_lite.data import load_eval_set, load_questions
+
+    (tmp_path / "qa.jsonl").write_text('{"question": "Who wrote it?", "golden_answers": ["Ann"]}\n')
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert [e.answers for e in load_questions("~/qa.jsonl")] == [["Ann"]]
+    assert [e.question for e in load_eval_set("~/qa.jsonl")] == ["Who wrote it?"]
+
+
+def test_a_faiss_file_missing_or_damaged_is_named(tmp_path):
+    from searchr1_lite.retrieval import DenseIndex, IndexMismatchError
+
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'e5_Flat.index'}: no such faiss index file"):
+        DenseIndex.load_faiss(tmp_path / "e5_Flat.index")
+    (tmp_path / "cut.index").write_bytes(b"IxFI" + b"\0" * 10)  # a download cut short
+    with pytest.raises(IndexMismatchError, match=f"^{tmp_path / 'cut.index'}: not a faiss index faiss can read"):
+        DenseIndex.load_faiss(tmp_path / "cut.index")
+
+
+@pytest.mark.parametrize("text, says", [("[1, 2]", "expected a JSON object of config sections, got a list"),
+                                        ('{"optim": ', "not a JSON config")])
+def test_a_run_whose_config_json_was_broken_by_hand_is_named(tmp_path, text, says):
+    from searchr1_lite.train import load_run_config
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'config.json'}: {says}"):
+        load_run_config(tmp_path)

@@ -119,6 +119,16 @@ def test_an_engine_failing_mid_stream_never_yields_a_well_formed_answer():
         assert httpx.get(s.url + "/health").status_code == 200
 
 
+@pytest.mark.parametrize("result", [[["a bare string"]], [[42]], [None], {"not": "rows"}])
+def test_a_foreign_service_replying_another_shape_is_named_not_a_crash(result):
+    """Another team's retriever (outside this machine: a mocked transport) answering hits that are not objects."""
+    client = RemoteRetriever("http://elsewhere:8000", retries=0)
+    client.client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={
+        "result": result})))
+    with pytest.raises(RetrieverUnavailable, match="http://elsewhere:8000/retrieve: unexpected response shape"):
+        client.search(["x"], 3)
+
+
 def test_client_reads_their_bm25_servers_documents_without_an_id():
     doc = {"title": "Mona Lisa", "text": "A portrait.", "contents": '"Mona Lisa"\nA portrait.'}  # their lines 179-186
     hit = {"document": doc, "score": 7.5}
