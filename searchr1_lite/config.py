@@ -11,7 +11,8 @@ train, eval, the demo and the CLI all read it from there.
       and for the run: output_dir, seed, the loss mask, the format bonus, checkpoints, evaluation, trackers
 
 A YAML file (`searchr1_lite/configs/`, or any path) nests keys by section; a key may also stand alone
-(`max_turns: 3`, `--set max_turns=3`), since no name is used in two sections. Every value is checked against its
+(`max_turns: 3`, `--set max_turns=3`), since no name is used in two sections (`temperature` and `seed` are copied into
+`grpo` and `rollout` from one place, and cannot be set there). Every value is checked against its
 type, and every key with choices against them: a typo is an error that names the key and the valid choices.
 A run saves its config as `config.json`; `searchr1-lite eval --run` rebuilds the run's exact prompt from it.
 """
@@ -84,13 +85,26 @@ DERIVED = {"rollout.seed": "seed (each step samples with its own seed from it)",
 # Counts a run divides by or samples that many of: below these it would fail later, after a step's work is done.
 AT_LEAST = {"optim.prompts_per_step": 1, "optim.group_size": 1, "optim.two_hop_group_size": 1, "save_every": 1,
             "eval_every": 0, "eval_size": 1, "rollout.max_new_tokens": 1, "rollout.topk": 1, "rollout.max_turns": 0,
-            "optim.max_steps": 1, "optim.warmup_steps": 0, "grpo.micro_batch_size": 1, "policy.lora_r": 1}
+            "optim.max_steps": 1, "optim.warmup_steps": 0, "grpo.micro_batch_size": 1, "policy.lora_r": 1,
+            "grpo.logprob_chunk": 1, "policy.lora_layers": 1, "samples_per_eval": 0}  # (null: no chunks, all layers)
+_INF = float("inf")
 # Values outside these ranges were taken and then sampled, split or stepped nonsense (NaN fails every comparison).
 WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
           "rollout.temperature": (lambda v: v >= 0, "0 (greedy) or more"),
           "data.eval_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
           "optim.learning_rate": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),  # 0: replay a step
-          "optim.time_budget_s": (lambda v: v >= 0, "0 or more (or null: no budget)")}  # 0: the demo's, spent
+          "optim.time_budget_s": (lambda v: v >= 0, "0 or more (or null: no budget)"),  # 0: the demo's, spent
+          # a negative norm flips the gradient; an eps of 0 makes a group of equal rewards 0/0
+          "grpo.max_grad_norm": (lambda v: 0 < v < _INF, "more than 0, and finite"),
+          "grpo.adv_eps": (lambda v: 0 < v < _INF, "more than 0, and finite"),
+          "grpo.clip_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "grpo.clip_high": (lambda v: v >= 0, "0 or more"),
+          "grpo.beta": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
+          "ppo.kl_coef": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
+          "ppo.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"), "ppo.lam": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+          "ppo.value_clip": (lambda v: v > 0, "more than 0"),
+          "ppo.critic_lr": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
+          "policy.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "extra_search_cost": (lambda v: 0 <= v < _INF, "0 or more, and finite")}
 
 
 @dataclass
@@ -251,6 +265,10 @@ def _resolve(key: str, where: str) -> str:
         return _RENAMED[key]
     if key in _PATHS:
         return _PATHS[key]
+    if key in _SECTIONS:  # `optim: 5`, or `--set optim=5`
+        example = next(f.name for f in dataclasses.fields(_SECTIONS[key]))
+        raise ValueError(f"{where}: {key!r} is a section: it takes keys (`{key}:` then `  {example}: ...` on the "
+                         f"next line, or --set {key}.{example}=...), not one value")
     import difflib
 
     names = [k for k in _PATHS if ("." in k) == ("." in key)]  # suggest in the form given: `lr` or `optim.lr`

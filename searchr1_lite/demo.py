@@ -19,7 +19,8 @@ takes what phase 1 left. On 2 cores that is 10 steps and then about 22; the repo
 when the budget cut a phase short, which `--budget-minutes` would give it all its steps (one core: about 64 minutes).
 
 Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
-two single-hop worked examples in every method's prompt, "<think>" as the start of the response, a clean
+worked examples in every method's prompt (phase 1: two single-hop ones; phase 2, `world-author-chain`: one
+single-hop and one two-hop), "<think>" as the start of the response, a clean
 token boundary after inserted blocks (rollout._ids_before_tag), temperature 0.7, no KL term, LoRA on the top 15 of
 30 layers.
 """

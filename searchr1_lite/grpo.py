@@ -13,8 +13,10 @@ Aggregations (`loss_agg`), as TRL's `loss_type`:
     seq-mean-token-sum-norm  token sum / (sequences * a fixed max length)             (Dr. GRPO; "dr_grpo")
 
 Simplified relative to the paper: one update per batch of rollouts (on-policy: rho = 1 at the first step, as LoRA
-has no dropout (models.LORA_DROPOUT), and the clip only matters when a batch is reused); the reference is the same
-network with its LoRA adapter switched off (or any model you pass); entropy is a metric, never a bonus.
+has no dropout (models.LORA_DROPOUT); the clip only cuts where the rollout's log-probs and the update's differ:
+numerics, or a policy that moved between micro-batches, which it does not: one optimizer step a batch); the
+reference is the same network with its LoRA adapter switched off (or any model you pass); entropy is a metric,
+never a bonus.
 """
 
 from __future__ import annotations

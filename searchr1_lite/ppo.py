@@ -51,7 +51,9 @@ from .grpo import (
 
 @dataclass
 class PPOConfig:
-    """PPO's own settings (the authors' values); clip, micro-batch, chunk and gradient norm are the `grpo` section's."""
+    """PPO's own settings, the authors' where a comment says so; `vf_coef`, `critic` (theirs: a separate model) and
+    `critic_lr` (theirs 1e-5, for a whole critic; ours trains a head, and a LoRA adapter when separate) are ours.
+    Clip, micro-batch, chunk and gradient norm are the `grpo` section's."""
 
     gamma: float = 1.0  # GAE discount (authors: 1.0)
     lam: float = 1.0  # GAE lambda (authors: 1.0)

@@ -362,7 +362,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "# Search-R1-lite demo report", "",
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `searchr1-lite demo`. Every number below is "
         "computed from this run's files (`eval/*.json`, one row per question; `train*/metrics.jsonl`).", "",
-        f"Setting: {pol.model}, LoRA r={pol.lora_r} on the top {pol.lora_layers} layers, "
+        f"Setting: {pol.model}, LoRA r={pol.lora_r} on "
+        + (f"the top {pol.lora_layers} layers, " if pol.lora_layers else "every layer, ") +
         f"{steps} × {opt.prompts_per_step} questions × group {opt.group_size}, "
         f"lr {opt.learning_rate}, temperature {roll.temperature}, up to {roll.max_turns} searches, "
         f"BM25 top {roll.topk} over the synthetic world `{settings.world}`"

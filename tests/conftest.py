@@ -66,10 +66,22 @@ def bm25_retriever(wiki_vital):
 
 
 @pytest.fixture(scope="session")
-def minilm(small_corpus):
+def embedding_cache(tmp_path_factory):
+    """This session's own $SEARCHR1_LITE_CACHE for passage embeddings. `encode_corpus` keys its cache by encoder and
+    corpus checksum, not by code: with ~/.cache's copy a passage-encoding bug would be read back from an older run and
+    never seen. Encoding small_corpus afresh costs ~7 s once a session (400 passages, MiniLM, 2 CPU cores)."""
+    return tmp_path_factory.mktemp("searchr1-lite-cache")
+
+
+@pytest.fixture(scope="session")
+def minilm(small_corpus, embedding_cache):
+    """A MiniLM flat index over small_corpus, its passages encoded by this session's code (`embedding_cache`). A test
+    that calls `encode_corpus` itself sets $SEARCHR1_LITE_CACHE to `embedding_cache` to read these vectors."""
     from searchr1_lite.retrieval import LocalRetriever
 
-    return LocalRetriever.build(small_corpus, "minilm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEARCHR1_LITE_CACHE", str(embedding_cache))
+        return LocalRetriever.build(small_corpus, "minilm")
 
 
 def readme_shell_lines() -> list[tuple[str, list[str]]]:

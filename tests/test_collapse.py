@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from searchr1_lite.collapse import CHECKS, Finding, find_collapse, last_good_checkpoint, warning
+from searchr1_lite.collapse import CHECKS, Finding, find_collapse, fired_at, last_good_checkpoint, warning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +111,15 @@ def test_the_last_good_checkpoint_is_the_newest_saved_before_the_bad_weights(tmp
     assert last_good_checkpoint(tmp_path, Finding("non_finite", 2, 1, "")).startswith("none: the base model")
     line = warning(tmp_path, Finding("reward_fell", 9, 7, "reward fell"))
     assert line.startswith("reward_fell at step 9 (" + CHECKS["reward_fell"]) and line.endswith("checkpoint-6")
+
+
+def test_fired_at_after_each_step_fires_once_where_a_check_starts_as_find_collapse():
+    """What train() asks after every step: a check fires at the row where it first holds, not again on the rows after
+    while it keeps holding (one warning an episode), and again only once it has stopped and started anew."""
+    nan = float("nan")
+    rows = _rows(entropy=[0.2] * 6 + [0.9, 0.9] + [0.2] * 5,  # a spike held 2 rows
+                 loss=[0.1] * 9 + [nan, nan, 0.1, nan])  # two non-finite episodes, the first held 2 rows
+    fired = [(f.check, f.step, f.good_step) for i in range(1, len(rows) + 1) for f in fired_at(rows[:i])]
+    assert fired == [("entropy_spike", 7, 6), ("non_finite", 10, 9), ("non_finite", 13, 12)]
+    assert fired == [(f.check, f.step, f.good_step) for f in find_collapse(rows)]
+    assert fired_at(rows[:8]) == [] and fired_at(rows[:11]) == []  # still holding: no second warning

@@ -120,16 +120,31 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=f"^--set: {says}"):
             TrainConfig.load(None, [f"{key}={value}"])
     for key, value, says in [("top_p", 5, "rollout.top_p must be in (0, 1], not 5"),
+                             ("top_p", 0, "rollout.top_p must be in (0, 1], not 0"),  # keeps no token at all
                              ("temperature", -1, "rollout.temperature must be 0 (greedy) or more"),
                              ("eval_fraction", -0.5, "data.eval_fraction must be in [0, 1)"),
                              ("learning_rate", ".nan", "optim.learning_rate must be 0 or more, and finite, not nan"),
                              ("time_budget_s", -5, "optim.time_budget_s must be 0 or more"),
                              ("micro_batch_size", 0, "grpo.micro_batch_size must be at least 1"),
                              ("lora_r", 0, "policy.lora_r must be at least 1"),
-                             ("max_steps", 0, "optim.max_steps must be at least 1")]:
+                             ("max_steps", 0, "optim.max_steps must be at least 1"),
+                             # taken before, and then trained backwards (a negative norm flips the gradient), every
+                             # update skipped (0/0 advantages), or silently unchunked (0 read as "no chunks")
+                             ("max_grad_norm", -1, "grpo.max_grad_norm must be more than 0, and finite"),
+                             ("adv_eps", 0, "grpo.adv_eps must be more than 0, and finite"),
+                             ("logprob_chunk", 0, "grpo.logprob_chunk must be at least 1"),
+                             ("clip_low", 1, "grpo.clip_low must be in [0, 1)"),
+                             ("beta", -0.1, "grpo.beta must be 0 or more"),
+                             ("kl_coef", -1, "ppo.kl_coef must be 0 or more"),
+                             ("gamma", 2, "ppo.gamma must be in [0, 1]"),
+                             ("lora_dropout", 2, "policy.lora_dropout must be in [0, 1)"),
+                             ("lora_layers", 0, "policy.lora_layers must be at least 1"),
+                             ("samples_per_eval", -1, "samples_per_eval must be at least 0"),
+                             ("extra_search_cost", -1, "extra_search_cost must be 0 or more")]:
         with pytest.raises(ValueError, match=f"^--set: {re.escape(says)}"):
             TrainConfig.load(None, [f"{key}={value}"])
-    edges = TrainConfig.load(None, ["time_budget_s=0", "learning_rate=0", "temperature=0", "top_p=1"])  # all meant
+    edges = TrainConfig.load(None, ["time_budget_s=0", "learning_rate=0", "temperature=0", "top_p=1",  # all meant
+                                    "logprob_chunk=null", "lora_layers=null", "beta=0", "clip_low=0", "lam=0"])
     assert (edges.optim.time_budget_s, edges.optim.learning_rate, edges.rollout.temperature) == (0, 0, 0)
     with pytest.raises(ValueError, match="^--set: optim.learning_rate must be float"):  # not "tiny-cpu: ..."
         TrainConfig.load("tiny-cpu", ["max_steps=2", "learning_rate=abc"])
@@ -141,4 +156,9 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
     assert (ok.eval_every, ok.rollout.max_turns, ok.optim.two_hop_group_size) == (0, 0, None)
     with pytest.raises(ValueError, match="save_every must be at least 1"):
         TrainConfig(save_every=0)  # built in code, as the lessons do
+    section = tmp_path / "section.yaml"
+    section.write_text("optim: 5\n")  # a section given one value: named as a section, not an unknown key
+    for args in ((section,), (None, ["optim=5"])):
+        with pytest.raises(ValueError, match=r"'optim' is a section: it takes keys .*--set optim\.max_steps="):
+            TrainConfig.load(*args)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from searchr1_lite.data import QAExample, load_eval_set, read_qa_jsonl
-from searchr1_lite.evaluate import beside_paper, evaluate, paper_table
+from searchr1_lite.evaluate import beside_paper, evaluate, evaluate_method, paired_sign_flip_p, paper_table
 from searchr1_lite.models import qwen25_tokenizer
 from searchr1_lite.rollout import RolloutConfig
 from searchr1_lite.scripted import ScriptedLM
@@ -110,3 +110,59 @@ def test_question_sets_from_the_hub_offline_name_the_offline_ones_and_a_typo_nam
         load_eval_set("bamboogel")
     world = load_world("world:seed=2,people=30")
     assert load_questions("world:seed=2,people=30", split="dev") == world.splits["dev"]
+
+
+def test_evaluation_decodes_greedily_whatever_the_config_samples_at():
+    """A trained run's config samples at temperature 1 (its rollouts); evaluating with it must still decode greedily,
+    so a table does not depend on the seed. On tiny-qwen2 (random weights: a sampled token is almost never the
+    argmax), two seeds at temperature 1 give the same trajectories, those of an explicitly greedy config."""
+    from searchr1_lite.models import load_model
+
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    data = {"toy": [QAExample("1", "Capital of France?", ["Paris"]),
+                    QAExample("2", "Who wrote Hamlet?", ["Shakespeare"])]}
+    configs = [RolloutConfig(temperature=t, top_p=1.0, seed=seed, max_new_tokens=6)
+               for t, seed in ((1.0, 0), (1.0, 1), (0.0, 2))]
+    runs = [evaluate_method(model, tok, "direct", data, config=c)[1]["toy"] for c in configs]
+    ids = [[t.ids for t in run] for run in runs]
+    assert ids[0] == ids[1] == ids[2] and all(sum(t.gen_mask) == 6 for t in runs[0])
+
+
+def _sign_flip_oracle(before, after):
+    """The two-sided paired sign-flip p-value by listing every sign vector with itertools: the share of the 2^m sign
+    flips of the m non-zero differences whose total is at least as far from 0 as the observed total."""
+    import itertools
+
+    d = [a - b for a, b in zip(after, before) if a != b]
+    observed = abs(sum(d))
+    flips = list(itertools.product((1, -1), repeat=len(d)))
+    return sum(abs(sum(s * x for s, x in zip(signs, d))) >= observed - 1e-9 for signs in flips) / len(flips)
+
+
+@pytest.mark.parametrize("before, after, by_hand", [
+    ([0] * 16, [1] * 5 + [0] * 11, 2 / 32),  # 5 gains, no loss: all + or all - of 5 signs
+    ([0, 1], [1, 0], 1.0),  # a gain and a loss: total 0, every flip is as far
+    ([0] * 12, [1] * 12, 2 / 4096),
+    ([0, 0, 0, 1, 1], [1, 1, 1, 0, 1], 10 / 16),  # 3 gains, 1 loss: |total| >= 2 unless two of each: 1 - 6/16
+    ([1, 1, 0], [0, 1, 0], 1.0),  # a loss only: both flips of one sign are as far
+    ([0.2, 0.5, 0.6, 1.0], [0.6, 0.4, 0.8, 1.0], 4 / 8),  # F1: +0.4, -0.1, +0.2, total 0.5: only the flips
+    # with totals +-0.5 (as observed) and +-0.7 (every sign alike) are as far; +-0.1 and +-0.3 are not
+    ([1, 0, 1], [1, 0, 1], 1.0),  # nothing differs
+])
+def test_paired_sign_flip_p_by_hand_and_by_listing_every_flip(before, after, by_hand):
+    """Exact p-values pinned by hand and by an independent oracle (itertools, not the bit tricks of the code)."""
+    assert _sign_flip_oracle(before, after) == pytest.approx(by_hand, abs=1e-12)
+    assert paired_sign_flip_p(before, after) == pytest.approx(by_hand, abs=1e-12)
+    assert paired_sign_flip_p(after, before) == pytest.approx(by_hand, abs=1e-12)  # two-sided: symmetric
+
+
+def test_paired_sign_flip_p_sampled_past_the_exact_limit_agrees_with_the_binomial():
+    """Past `exact_up_to` differences the flips are sampled; with EM the exact answer is the two-sided binomial sign
+    test, P(|2X - m| >= |gains - losses|) for X ~ Bin(m, 1/2): 16 gains and 6 losses of 22."""
+    from math import comb
+
+    before, after = [0] * 16 + [1] * 6 + [1] * 3, [1] * 16 + [0] * 6 + [1] * 3
+    m, observed = 22, 10
+    exact = sum(comb(m, x) for x in range(m + 1) if abs(2 * x - m) >= observed) / 2**m  # 0.0525
+    assert paired_sign_flip_p(before, after) == pytest.approx(exact, abs=0.005)
+    assert paired_sign_flip_p(before, after, exact_up_to=22) == pytest.approx(exact, abs=1e-12)

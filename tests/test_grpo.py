@@ -367,3 +367,69 @@ def test_gradient_checkpointing_gives_the_same_step(quantization):
         got[checkpointing] = logp.detach(), torch.cat([g.flatten() for g in captured[0]])
     torch.testing.assert_close(got[True][0], got[False][0], atol=5e-5, rtol=0)
     torch.testing.assert_close(got[True][1], got[False][1], atol=1e-4 * got[False][1].abs().max().item(), rtol=0)
+
+
+def test_the_update_scores_tokens_at_the_sampling_temperature(tiny):
+    """The old log-probs come from sampling at `temperature` (0.7 here); the update must score the same
+    distribution, logits / temperature, or rho != 1 on the batch's one update and a tight clip cuts tokens. A batch
+    whose log-probs were taken at temperature 1 is clipped: what a wrong temperature in the update looks like."""
+    model, tok = tiny
+    ids, attn, gen = tiny_batch(tok, seed=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: measure, do not move
+    cfg = GRPOConfig(temperature=0.7, clip_low=0.01, clip_high=0.01, beta=0.0)
+    adv = torch.tensor([1.0, -1.0, 1.0])
+    model.eval()
+    clipped = {}
+    for sampled_at in (0.7, 1.0):
+        with torch.no_grad():
+            old, _ = token_logprobs(model, ids, attn, gen, temperature=sampled_at)
+        stats = grpo_step(model, TrajectoryBatch(ids, attn, gen, logprobs=old), adv, opt, cfg)
+        assert stats["tokens_trained"] > 0 and stats["skipped"] == 0.0
+        clipped[sampled_at] = stats["clip_fraction"]
+    assert clipped[0.7] == 0.0
+    assert clipped[1.0] > 0.1  # the check can fail: tiny-qwen2's log-probs differ by temperature past the clip
+
+
+def test_a_nonfinite_gradient_norm_from_a_finite_loss_skips_the_step(tiny):
+    """A finite loss can still give an infinite or NaN gradient (an overflow in the backward): the step must then be
+    skipped and reported so, the weights untouched, not a clipped NaN update written into every weight."""
+    _, tok = tiny
+    model = load_model("tiny-qwen2", device="cpu")[0]  # a private copy: a wrong step writes NaN into it
+    ids, attn, gen = tiny_batch(tok, seed=5)
+    weights = [p.detach().clone() for p in model.parameters()]
+    victim = next(p for p in model.parameters() if p.requires_grad)
+    hook = victim.register_hook(lambda g: g * float("inf"))
+    try:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        m = grpo_step(model, TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5]), opt,
+                      GRPOConfig(beta=0.0))
+    finally:
+        hook.remove()
+    assert m["skipped"] == 1.0 and not math.isfinite(m["grad_norm"]) and m["tokens_trained"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())  # the bad gradients are dropped, not left for the next step
+
+
+def test_kl_to_a_different_reference_model_is_positive_on_the_first_step(tiny):
+    """`ref_model=` is the reference when given: a policy that differs from it pays a KL from the first step (the
+    adapter-off path would give 0 here, as the policy has no adapter; a dropped ref_model an error)."""
+    model, tok = tiny
+    ref = load_model("tiny-qwen2", device="cpu", seed=1)[0]  # other random weights
+    ids, attn, gen = tiny_batch(tok, seed=6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    m = grpo_step(model, TrajectoryBatch(ids, attn, gen), torch.tensor([1.0, -1.0, 0.5]), opt,
+                  GRPOConfig(beta=0.1), ref_model=ref)
+    mask = gen.clone()
+    mask[:, 0] = 0
+    with torch.no_grad():
+        logp, ref_logp = (token_logprobs(x, ids, attn, mask)[0] for x in (model, ref))
+    want = (k3_kl(logp, ref_logp) * mask).sum() / mask.sum()
+    assert m["kl"] > 1e-3 and m["kl"] == pytest.approx(want.item(), rel=1e-4)
+
+
+def test_grpo_defaults_are_the_papers():
+    """The paper's GRPO: clip 0.2 both sides, k3 KL at beta 0.001, each sequence's token mean, group-scaled
+    advantages, log-probs at temperature 1."""
+    cfg = GRPOConfig()
+    assert (cfg.clip_low, cfg.clip_high, cfg.beta, cfg.loss_agg, cfg.adv_scale, cfg.temperature) == \
+        (0.2, 0.2, 0.001, "seq-mean-token-mean", "group", 1.0)

@@ -293,3 +293,56 @@ def test_value_head_starts_at_zero_in_float32():
     head = ValueHead(8)
     out = head(torch.randn(2, 5, 8, dtype=torch.bfloat16))
     assert out.dtype == torch.float32 and out.shape == (2, 5) and (out == 0).all()
+
+
+def test_the_update_scores_tokens_at_the_sampling_temperature(tiny):
+    """The old log-probs (recomputed before the update, at `grpo.temperature`, as sampled) and the update's must be
+    of one distribution, logits / temperature: on the batch's one update rho = 1, and a tight clip cuts nothing."""
+    model, tok = tiny
+    critic = make_critic(model, PPOConfig(kl_coef=0.0))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: measure, do not move
+    gcfg = GRPOConfig(temperature=0.7, clip_low=0.01, clip_high=0.01, micro_batch_size=2)
+    stats = ppo_step(model, critic, _batch(tok, seed=4), torch.tensor([1.0, 0.0, 1.0]), opt, gcfg,
+                     PPOConfig(kl_coef=0.0))
+    assert stats["clip_fraction"] == 0.0 and stats["tokens_trained"] > 0 and stats["skipped"] == 0.0
+
+
+def test_the_policy_loss_is_the_token_mean_over_the_whole_batch(tiny):
+    """veRL's policy loss: one token mean over every generated token of the batch, whatever `grpo.loss_agg` says and
+    however the batch is cut into micro-batches. On-policy (rho = 1) with advantages whitened over those tokens, the
+    loss is -mean(A) = 0, and its gradient that of -sum_t A_t log p_t / N (the oracle: the textbook full-batch
+    log-softmax). A sequence mean of token means, or a token mean per micro-batch, gives neither."""
+    from searchr1_lite.grpo import naive_token_logprobs
+
+    model, tok = tiny
+    batch, scores = _batch(tok, seed=2), torch.tensor([1.0, 0.0, 1.0])
+    batch.gen_mask[2, 25:] = 0  # rows of 13, 13 and 8 generated tokens: a sequence mean weighs row 2's more
+    pcfg = PPOConfig(kl_coef=0.0, vf_coef=0.0)  # the policy's loss alone reaches the trunk
+    grads, losses = [], []
+    for mb in (1, 3):
+        critic = make_critic(model, pcfg)
+        torch.manual_seed(0)
+        torch.nn.init.normal_(critic.head.score.weight, std=0.5)  # values that vary: advantages vary along a row
+        gcfg = GRPOConfig(micro_batch_size=mb, max_grad_norm=1e9)  # loss_agg: the default, seq-mean-token-mean
+        pre = ppo_advantages(model, critic, batch, scores, gcfg, pcfg)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        captured = []
+        orig_step = opt.step
+        opt.step = lambda *a, **k: (captured.append([p.grad.clone() for p in model.parameters()]),
+                                    orig_step(*a, **k))[1]
+        m = ppo_step(model, critic, batch, scores, opt, gcfg, pcfg)
+        assert m["skipped"] == 0.0
+        grads.append(captured[0])
+        losses.append(m["loss"])
+    mask, adv = pre["loss_mask"], pre["advantages"]
+    seq_mean = ((-adv * mask).sum(1) / mask.sum(1)).mean().item()
+    assert abs(seq_mean) > 1e-2  # a sequence mean of token means would not be 0: the check can fail
+    assert losses == pytest.approx([0.0, 0.0], abs=1e-5)
+    model.zero_grad(set_to_none=True)
+    logp, _ = naive_token_logprobs(model, batch.input_ids, batch.attention_mask)
+    (-(adv * logp * mask).sum() / mask.sum()).backward()
+    oracle = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    for got in grads:
+        for a, b in zip(got, oracle):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)

@@ -14,7 +14,14 @@ from searchr1_lite.prompt import (
     normalize_question,
     parse_action,
 )
-from searchr1_lite.reward import exact_match, extract_answer, f1_score, normalize_answer, trajectory_reward
+from searchr1_lite.reward import (
+    contains_answer,
+    exact_match,
+    extract_answer,
+    f1_score,
+    normalize_answer,
+    trajectory_reward,
+)
 
 TAGS = ["<search>", "</search>", "<answer>", "</answer>", "<think>", "</think>", "<information>", "</information>"]
 fragments = st.one_of(st.sampled_from(TAGS), st.text(max_size=12), st.sampled_from([" ", "\n", "Paris", "<", ">", "/"]))
@@ -90,6 +97,8 @@ def test_extract_answer_matches_the_regex_oracle(text):
         ("</search> stray", ("invalid", "</search> without <search>")),
         ("<search> q </answer>", ("invalid", "nested tags: </answer> closes <search>")),
         ("<Search> q </Search>", ("invalid", "no <search> or <answer>")),
+        ("<search> q <information> d </information> </search>", ("invalid", "<information> inside <search>")),
+        ("<answer> a <information> d </information> </answer>", ("invalid", "<information> inside <answer>")),
     ],
 )
 def test_pinned_actions(text, expected):
@@ -133,3 +142,15 @@ def test_information_block_and_reward_read_generated_text_only():
     assert trajectory_reward("Beijing", ["Beijing"], searches=3) == 1.0
     assert normalize_answer("  The  Eiffel-Tower! ") == "eiffeltower"
     assert f1_score("Leonardo da Vinci", ["da Vinci"]) == pytest.approx(0.8)
+
+
+def test_any_gold_answer_counts_and_an_empty_gold_matches_nothing():
+    """A question has several gold answers (aliases): matching any one is right, the first or a later one. A gold that
+    normalises to nothing ("the", "!") is no answer: it is not a substring of every passage (answer recall)."""
+    golds = ["Paris", "Lutetia"]
+    assert exact_match("Lutetia", golds) == exact_match("paris.", golds) == 1.0
+    assert exact_match("Lyon", golds) == 0.0
+    assert trajectory_reward("Lutetia", golds) == trajectory_reward("Paris", golds) == 1.0
+    assert contains_answer("The city was called Lutetia by the Romans.", golds)
+    assert not contains_answer("anything at all", ["the"]) and not contains_answer("anything", ["!", "An"])
+    assert contains_answer("Lutetia, the Roman city", ["the", "Lutetia"])  # an empty gold beside a real one

