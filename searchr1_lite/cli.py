@@ -319,9 +319,11 @@ def _add_policy_args(parser: argparse.ArgumentParser, what_a_run_gives: str) -> 
 
 
 def _add_retriever_args(parser: argparse.ArgumentParser) -> None:
+    from .server import URL
+
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", help="index folder built by `searchr1-lite index`")
-    src.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    src.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
 
 
 class _ShowDefaults(argparse.RawDescriptionHelpFormatter):
@@ -379,6 +381,7 @@ def _retrieval_commands(sub) -> None:
     """index, search, serve."""
     from .config import DataConfig
     from .rollout import RolloutConfig
+    from .server import HOST, PORT
 
     s = sub.add_parser("index", help="build a retrieval index over a corpus")
     s.add_argument("--corpus", default=DataConfig.corpus,
@@ -405,8 +408,8 @@ def _retrieval_commands(sub) -> None:
                       "e5_Flat.index (with --corpus)")
     s.add_argument("--corpus", help="with --faiss: its passages in order, a corpus name (wiki-18) or a .jsonl file")
     s.add_argument("--encoder", default="e5-base-v2", help="with --faiss: the encoder that built it")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
-    s.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    s.add_argument("--host", default=HOST, help="address to bind (loopback unless --allow-remote)")
+    s.add_argument("--port", type=_port, default=PORT, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.set_defaults(func=cmd_serve)
 
@@ -415,11 +418,12 @@ def _rollout_command(sub) -> None:
     from .config import OptimConfig
     from .prompt import template_names
     from .rollout import RolloutConfig
+    from .server import URL
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
     _add_policy_args(s, "its model, adapter, prompt, sampling, turns and token limits, retriever and group size")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (or --url, or --run)")
-    s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
     s.add_argument("--question", required=True, help="the question to answer")
     s.add_argument("--gold", nargs="+", action="extend", default=None, help="gold answers, to print the reward "
                    "(and, with --n > 1, how often it was right)")
@@ -456,6 +460,7 @@ def _training_commands(sub) -> None:
     from .config import packaged_configs
     from .prompt import template_names
     from .rollout import RolloutConfig
+    from .server import URL
 
     r = RolloutConfig()  # the defaults, defined once
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO (or PPO: --set algorithm=ppo)",
@@ -482,7 +487,7 @@ def _training_commands(sub) -> None:
                    help="questions per dataset: a random subset, seeded (default: all)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
-    s.add_argument("--url", help="a retrieval service, e.g. http://127.0.0.1:8000")
+    s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
     s.add_argument("-k", "--topk", dest="k", type=int, default=None,
                    help=f"passages per search and for RAG (default {r.topk})")
     s.add_argument("--max-turns", type=int, default=None,

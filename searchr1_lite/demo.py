@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import read_rows
 from .data import QAExample
 from .train import TrainConfig
 from .world import parse_world_spec, world_spec
@@ -307,7 +308,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     runs = planned_runs(settings, out, cfg)
     for run_cfg, name in runs:
         if not run_cfg.mask_inserted:
-            run_cfg.optim.max_steps = len((Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines())
+            run_cfg.optim.max_steps = len(read_rows(Path(cfg.output_dir) / "metrics.jsonl"))
         if name == "search-r1-lite-two-hop" and settings.budget_minutes is not None:
             run_cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals, PHASE_1_STAGES)
         t0 = stage(f"train ({RUN_KINDS.get(name, 'masked')})")

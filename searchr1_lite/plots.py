@@ -137,11 +137,11 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
 def browse_samples(run, min_reward: float | None = None, step: int | None = None, tokenizer=None) -> str:
     """HTML of a run's saved sample trajectories (samples.jsonl), filtered by EM and step."""
     import html
-    import json
     from pathlib import Path
 
-    path = Path(run) / "samples.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    from .checkpoint import read_rows
+
+    rows = read_rows(Path(run) / "samples.jsonl")  # [] before the first; a line cut by a running writer: skipped
     rows = [r for r in rows if (min_reward is None or r["em"] >= min_reward) and (step is None or r["step"] == step)]
     parts = []
     for r in rows:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import read_rows
 from .collapse import CHECKS, find_collapse, warning
 from .world import QUESTION_TEMPLATES
 
@@ -113,8 +114,7 @@ def goals(summary: dict[str, dict[str, float]], frames: dict,
 def collapse_lines(runs: dict[str, Path]) -> tuple[list[str], dict[str, list]]:
     """The report's collapse section (each check, and for each run whether and where it fired, with the last good
     checkpoint), and the findings by run; recomputed from each run's metrics.jsonl."""
-    found = {name: find_collapse([json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()])
-             for name, run in runs.items()}
+    found = {name: find_collapse(read_rows(run / "metrics.jsonl")) for name, run in runs.items()}
     lines = ["Checked after every training step (searchr1_lite/collapse.py); a check that fires logs a warning and "
              "writes the row's `collapse` field.", "",
              *[f"- `{name}`: {rule}" for name, rule in CHECKS.items()], ""]
@@ -212,8 +212,8 @@ def _kept(run: Path) -> str:
     """What `keep_best` kept (the run's best.json), as the end of a sentence; empty without it."""
     if not (run / "best.json").exists():
         return ""
-    kept, rows = json.loads((run / "best.json").read_text()), (run / "metrics.jsonl").read_text().splitlines()
-    evals = sum("eval_em" in json.loads(r) for r in rows)
+    kept, rows = json.loads((run / "best.json").read_text()), read_rows(run / "metrics.jsonl")
+    evals = sum("eval_em" in r for r in rows)
     score = {"eval_em": "held-out EM", "worst_hop": "lower of single-hop and two-hop EM"}[kept["by"]]
     return (f"; its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best {score} on the world's dev "
             f"questions, {kept['score']:.3f}, of {evals} evaluations; the last step, {kept['last_step']}, scored "
@@ -233,7 +233,7 @@ def budget_advice(runs: list[Path], timings: dict[str, float], budget_minutes: f
     names = {"train": "phase 1", "train-two-hop": "phase 2"}
     cut, more_s = [], 0.0
     for run in (r for r in runs if r.name in names):
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        rows = read_rows(run / "metrics.jsonl")
         planned = load_run_config(run).optim.max_steps
         if not rows or "time budget" not in str(rows[-1].get("stopped", "")):
             continue

@@ -37,6 +37,8 @@ from pydantic import BaseModel, Field, field_validator
 from .corpus import Passage
 from .retrieval import TOPK, Retriever
 
+HOST, PORT = "127.0.0.1", 8000  # where `serve` listens and a client looks, unless told otherwise
+URL = f"http://{HOST}:{PORT}"
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: this, not a query count, bounds a request (2,560 short queries are ~0.1 MiB)
 CHUNK_QUERIES = 512  # queries per engine call (the authors' dense server also encodes 512 at a time)
 MAX_QUERIES = 65_536  # a turn of their trainer is batch x n (512 x 5 = 2,560); this bounds the work one request
@@ -172,7 +174,7 @@ def check_host(host: str, allow_remote: bool) -> None:
         )
 
 
-def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
+def serve(retriever: Retriever, host: str = HOST, port: int = PORT, allow_remote: bool = False,
           info: dict[str, Any] | None = None, log_level: str = "info") -> None:
     """Run the service in the foreground (Ctrl-C to stop)."""
     import uvicorn
@@ -188,7 +190,7 @@ class BackgroundServer:
             RemoteRetriever(server.url).search(["..."], 3)
     """
 
-    def __init__(self, retriever: Retriever, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False,
+    def __init__(self, retriever: Retriever, host: str = HOST, port: int = 0, allow_remote: bool = False,
                  info: dict[str, Any] | None = None):
         import socket
 
@@ -240,7 +242,7 @@ class RemoteRetriever:
     It never returns an empty result in place of a failure: the policy must not be trained on silence.
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 30.0, retries: int = 4,
+    def __init__(self, url: str = URL, timeout: float = 30.0, retries: int = 4,
                  backoff: float = 0.5):
         import httpx
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from .retrieval import TOPK
+
 GB = 1e9
 
 # --------------------------------------------------------------------------- what the lessons run, per tier
@@ -37,7 +39,7 @@ def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int,
     03b's model, which they train whole in float32: Qwen2.5-0.5B needs about 14 GB there (`estimate_full_memory`),
     more than a T4 leaves, so the T4 tier uses SmolLM2-135M (about 5 GB, and no download)."""
     return {
-        "01": {"corpus": _GPU_CORPUS, "questions": _GPU_CORPUS, "dense_encoder": "e5-base-v2", "topk": 3,
+        "01": {"corpus": _GPU_CORPUS, "questions": _GPU_CORPUS, "dense_encoder": "e5-base-v2", "topk": TOPK,
                "recall_limit": 1000},
         "02": {"model": _NB02_POLICY, "quantization": "4bit", "corpus": _GPU_CORPUS, "questions": _GPU_CORPUS,
                "n_questions": 16, "max_turns": 2, "max_new_tokens": tokens},
@@ -56,7 +58,8 @@ _CPU_SHORT_RUN = ["max_steps=2", "prompts_per_step=2", "group_size=2", "max_new_
 _WORLD_SINGLE_HOP = "world:seed=0,people=240,two_hop_share=0"
 _CPU_TRAIN = ["questions=" + _WORLD_SINGLE_HOP, "corpus=" + _WORLD_SINGLE_HOP, "max_steps=6", "eval_size=16"]
 _CPU_LESSONS = {
-    "01": {"corpus": "wiki-vital", "questions": "fanoutqa", "dense_encoder": "minilm", "topk": 3, "recall_limit": None},
+    "01": {"corpus": "wiki-vital", "questions": "fanoutqa", "dense_encoder": "minilm", "topk": TOPK,
+           "recall_limit": None},
     "02": {"model": "smollm2-135m-instruct", "quantization": None, "corpus": "wiki-vital", "questions": "fanoutqa",
            "n_questions": 6, "max_turns": 2, "max_new_tokens": 48},
     "03": {"model": "tiny-qwen2"},

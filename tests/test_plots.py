@@ -55,6 +55,20 @@ def test_sample_browser_filters_and_escapes(tmp_path):
     assert browse_samples(run, step=5) == "<p>no samples match</p>"
 
 
+def test_a_run_still_writing_is_read_without_its_cut_last_line(tmp_path):
+    """Lesson 05 browses a run while lesson 04's trains it; the demo's report reads its runs: a last line cut by the
+    writer (or a kill) is skipped, as checkpoint.read_rows does, not a JSONDecodeError."""
+    from searchr1_lite.report import collapse_lines
+
+    run = _run(tmp_path, "live", [0.0, 0.5], [10, 12])
+    for name in ("samples.jsonl", "metrics.jsonl"):
+        with open(run / name, "a") as f:
+            f.write('{"step": 3, "question": "Q<')
+    assert "Q&lt;1&gt;" in browse_samples(run)
+    lines, found = collapse_lines({"live": run})
+    assert found == {"live": []} and any("none fired in live/metrics.jsonl" in line for line in lines)
+
+
 def test_cli_eval_direct_on_the_offline_set(capsys):
     assert main(["eval", "--model", "tiny-qwen2", "--method", "direct", "--datasets", "fanoutqa", "--limit", "2",
                  "--max-new-tokens", "4"]) == 0
