@@ -41,7 +41,7 @@ class GRPOConfig:
     clip_high: float = 0.2  # eps_high; > clip_low is DAPO's "clip higher"
     beta: float = 0.001  # KL coefficient (paper: 0.001, k3 estimator)
     loss_agg: LossAgg = "seq-mean-token-mean"
-    max_response_tokens: int = 1024  # the constant of seq-mean-token-sum-norm
+    max_response_tokens: int = 1024  # the constant of seq-mean-token-sum-norm (a run sets it: TrainConfig.grpo_config)
     adv_scale: Literal["group", "batch", "none"] = "group"  # std used to scale advantages; "none" = Dr. GRPO
     adv_eps: float = 1e-6
     micro_batch_size: int = 4  # trajectories per forward/backward; gradients accumulate over the batch

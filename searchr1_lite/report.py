@@ -66,10 +66,21 @@ def _types_table(types: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return lines + [""]
 
 
+def _window(frame, metric: str, k: int = 5) -> int:
+    """How many steps `_trend` averages at each end: k, or fewer in a short run (half its steps, at least 1)."""
+    n = int(frame[metric].count())
+    return max(1, min(k, n // 2)) if n > 1 else 1
+
+
 def _trend(frame, metric: str, k: int = 5) -> tuple[float, float]:
-    values = frame[metric].dropna().tolist()
-    k = max(1, min(k, len(values) // 2)) if len(values) > 1 else 1
+    values, k = frame[metric].dropna().tolist(), _window(frame, metric, k)
     return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def _fewer(frame, metric: str) -> str:
+    """What the claims' "first 5 steps vs last 5" really compared, where the run was too short for 5."""
+    k = _window(frame, metric)
+    return "" if k == 5 else f" (a run of {int(frame[metric].count())} steps: the first {k} vs the last {k})"
 
 
 def goals(summary: dict[str, dict[str, float]], frames: dict,
@@ -94,7 +105,7 @@ def goals(summary: dict[str, dict[str, float]], frames: dict,
         first, last = _trend(run, "searches_2hop")
         if final == "search-r1-lite":
             out.append(("searches per two-hop question rise during training (sampled; first 5 steps vs last 5)",
-                        last > first, f"{first:.2f} -> {last:.2f}"))
+                        last > first, f"{first:.2f} -> {last:.2f}" + _fewer(run, "searches_2hop")))
         else:  # a curriculum trains in two phases: from phase 1's start to phase 2's end, and phase 2's own trend
             sampled = start is not None and "searches_2hop" in start and start["searches_2hop"].count() > 0
             first_all = _trend(start, "searches_2hop")[0] if sampled else float("nan")  # nan: not met, shown

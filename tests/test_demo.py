@@ -304,6 +304,20 @@ def test_a_curriculums_claims_judge_phase_2_and_its_searches_from_phase_1s_start
     assert rise[1:] == (False, "nan -> 1.80; phase 2 alone (its prompt shows two searches) 2.00 -> 1.80")
 
 
+def test_a_short_runs_search_trend_says_what_it_compared():
+    """The claim reads "first 5 steps vs last 5"; `demo --quick` trains 3: its figures say it compared 1 with 1."""
+    import pandas as pd
+
+    from searchr1_lite.report import goals
+
+    summary = {"rag": {"em_all": 0.3}, "search-r1-lite": {"em_all": 0.5}}
+    for values, says in [([1.0, 1.2, 1.5], "1.00 -> 1.50 (a run of 3 steps: the first 1 vs the last 1)"),
+                         ([1.0] * 5 + [2.0] * 5, "1.00 -> 2.00")]:
+        said = goals(summary, {"search-r1-lite": pd.DataFrame({"searches_2hop": values})})
+        rise = next(g for g in said if g[0].startswith("searches per two-hop question rise"))
+        assert rise[1:] == (True, says)
+
+
 def test_report_numbers_are_the_runs_own(quick_run):
     table = parse_table((quick_run / "report.md").read_text())
     recomputed = _recomputed(quick_run)
