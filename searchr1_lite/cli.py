@@ -263,11 +263,11 @@ def _from_run_data(run: str, fn, *fn_args):
 def _policy_from_args(args, cfg):
     """(model, tokenizer): a trained run's base model and adapter as trained (4-bit if it was), or --model with
     --adapter if given."""
-    from .models import load_model, load_policy
+    from .models import is_saved_adapter, load_model, load_policy
 
     if args.run:
         p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
-        if not args.adapter and not (Path(adapter) / "adapter_config.json").exists():  # else peft asks the hub
+        if not args.adapter and not is_saved_adapter(adapter):  # else peft asks the hub for it
             raise FileNotFoundError(f"{args.run}: no final adapter ({adapter}): the run has not finished. Resume "
                                     f"it (searchr1-lite train --config {Path(args.run) / 'config.json'} --resume), "
                                     f"or give a checkpoint's: --adapter {Path(args.run) / 'checkpoint-N' / 'adapter'}")

@@ -88,23 +88,24 @@ AT_LEAST = {"optim.prompts_per_step": 1, "optim.group_size": 1, "optim.two_hop_g
             "optim.max_steps": 1, "optim.warmup_steps": 0, "grpo.micro_batch_size": 1, "policy.lora_r": 1,
             "grpo.logprob_chunk": 1, "policy.lora_layers": 1, "samples_per_eval": 0}  # (null: no chunks, all layers)
 _INF = float("inf")
+_NON_NEGATIVE = (lambda v: 0 <= v < _INF, "0 or more, and finite")
 # Values outside these ranges were taken and then sampled, split or stepped nonsense (NaN fails every comparison).
 WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
           "rollout.temperature": (lambda v: v >= 0, "0 (greedy) or more"),
           "data.eval_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
-          "optim.learning_rate": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),  # 0: replay a step
+          "optim.learning_rate": _NON_NEGATIVE,  # 0: replay a step
           "optim.time_budget_s": (lambda v: v >= 0, "0 or more (or null: no budget)"),  # 0: the demo's, spent
           # a negative norm flips the gradient; an eps of 0 makes a group of equal rewards 0/0
           "grpo.max_grad_norm": (lambda v: 0 < v < _INF, "more than 0, and finite"),
           "grpo.adv_eps": (lambda v: 0 < v < _INF, "more than 0, and finite"),
           "grpo.clip_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "grpo.clip_high": (lambda v: v >= 0, "0 or more"),
-          "grpo.beta": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
-          "ppo.kl_coef": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
+          "grpo.beta": _NON_NEGATIVE,
+          "ppo.kl_coef": _NON_NEGATIVE,
           "ppo.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"), "ppo.lam": (lambda v: 0 <= v <= 1, "in [0, 1]"),
           "ppo.value_clip": (lambda v: v > 0, "more than 0"),
-          "ppo.critic_lr": (lambda v: 0 <= v < _INF, "0 or more, and finite"),
+          "ppo.critic_lr": _NON_NEGATIVE,
           "policy.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-          "extra_search_cost": (lambda v: 0 <= v < _INF, "0 or more, and finite")}
+          "extra_search_cost": _NON_NEGATIVE}
 
 
 @dataclass

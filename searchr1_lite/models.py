@@ -236,6 +236,11 @@ def compute_dtype(device: str):
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
+def is_saved_adapter(folder: str | Path) -> bool:
+    """Whether `folder` holds a saved peft adapter; peft reads any other name as a hub id and asks the hub."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
 def load_policy(name: str, quantization: str | None = None, lora_r: int = LORA_R,
                 lora_alpha: int = LORA_ALPHA, lora_dropout: float = LORA_DROPOUT,
                 lora_targets: str | list[str] = LORA_TARGETS,

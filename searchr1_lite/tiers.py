@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from .models import OFFLINE_PRESETS
 from .retrieval import TOPK
 
 GB = 1e9
@@ -230,11 +231,14 @@ def estimate_memory(shape: ModelShape, trajectories: int, seq_tokens: int, micro
     # the last position's only
     logits = min(rows, 512) * shape.vocab * 4 * 3 if train else trajectories * shape.vocab * 4
     context = 0.8 * GB  # CUDA context, cuBLAS workspace, allocator slack
-    parts = {"weights": weights, "LoRA+Adam": lora, "KV cache": kv, "activations": acts, "logits": logits,
-             "CUDA context": context}
-    total = sum(parts.values())
+    return _memory_figure({"weights": weights, "LoRA+Adam": lora, "KV cache": kv, "activations": acts,
+                           "logits": logits, "CUDA context": context})
+
+
+def _memory_figure(parts: dict[str, float]) -> Figure:
+    """An estimate in GB that shows its arithmetic: the parts (bytes) that are not 0, and their sum."""
     how = " + ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v) + " GB"
-    return Figure(total / GB, "GB", False, how)
+    return Figure(sum(parts.values()) / GB, "GB", False, how)
 
 
 def estimate_full_memory(shape: ModelShape, rows: int, seq_tokens: int, logit_tokens: int,
@@ -243,11 +247,9 @@ def estimate_full_memory(shape: ModelShape, rows: int, seq_tokens: int, logit_to
     Adam's two moments (16 B a param), frozen copies (lesson 03's reference policy, 4 B a param), the activations
     the backward keeps for `rows` x `seq_tokens` (14 floats a token, a layer and a hidden unit: fitted to lesson
     03's peak RAM with SmolLM2-135M on a CPU, 5.8 GB), and float32 logits, log-softmax and gradient."""
-    parts = {"weights+grads+Adam": shape.params * 16, "frozen copy": shape.params * 4 * frozen_copies,
-             "activations": rows * seq_tokens * shape.layers * shape.hidden * 14 * 4,
-             "logits": logit_tokens * shape.vocab * 4 * 3, "CUDA context": 0.8 * GB}
-    how = " + ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v) + " GB"
-    return Figure(sum(parts.values()) / GB, "GB", False, how)
+    return _memory_figure({"weights+grads+Adam": shape.params * 16, "frozen copy": shape.params * 4 * frozen_copies,
+                           "activations": rows * seq_tokens * shape.layers * shape.hidden * 14 * 4,
+                           "logits": logit_tokens * shape.vocab * 4 * 3, "CUDA context": 0.8 * GB})
 
 
 def decode_step_s(speed: GPUSpeed, shape: ModelShape) -> float:
@@ -297,7 +299,7 @@ def estimate(tier: Tier, lesson: str) -> dict[str, Figure]:
         return {"time": estimate_seconds(tier.name, QWEN25_3B, 2 * turns * tokens, 0, load, "load"),
                 "memory": estimate_memory(QWEN25_3B, n // 2, 400 + turns * (tokens + 400), 1, train=False)}
     if key in ("03", "03b"):  # 03: the whole batch's logits at once (its gradient figure) and a reference copy
-        shape, offline = _SHAPES[s["model"]], s["model"] == "smollm2-135m-instruct"
+        shape, offline = _SHAPES[s["model"]], s["model"] in OFFLINE_PRESETS  # shipped by pip: no download
         memory = (estimate_full_memory(shape, 4, 300, 4 * 300, frozen_copies=1) if key == "03"
                   else estimate_full_memory(shape, 2, 240, 512))  # 03b: micro-batches of 2, logits 512 at a time
         return {"time": Figure(1 if offline else 2, "min", False, ("" if offline else "download 1 GB, ")

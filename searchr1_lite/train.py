@@ -310,8 +310,10 @@ def _starting_adapter(cfg: TrainConfig, checkpoint: Path | None) -> Path | None:
         return checkpoint / "adapter"
     if cfg.policy.adapter is None:
         return None
+    from .models import is_saved_adapter
+
     start = Path(cfg.policy.adapter)
-    if not (start / "adapter_config.json").exists():
+    if not is_saved_adapter(start):
         raise FileNotFoundError(f"policy.adapter {start}: no saved adapter there (no adapter_config.json); give a "
                                 "finished run's adapter folder, e.g. runs/demo/train/adapter")
     return start
