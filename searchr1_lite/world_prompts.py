@@ -1,6 +1,6 @@
 """The synthetic world's prompts (`searchr1-lite demo`): worked examples in the world's style, for every method.
 
-A deviation from the paper that a 135M model needs (measured: README, "What the 135M model needed"): the paper's
+A deviation from the paper that a 135M model needs (measured: docs/demo.md, "What the 135M model needed"): the paper's
 instruction with worked examples before the question, each formatted exactly as a rollout writes it (the inserted
 block byte for byte).
 Direct and RAG get the same examples in their own formats, so no method is handicapped by the tag format.
@@ -57,9 +57,10 @@ _ANNA = _passages([("Anna Lind", "Anna Lind is a singer who was born in Kalmar."
 _KALMAR = _passages([("Kalmar", "Kalmar is a city in Sweden."), ("Turku", "Turku is a city in Finland."),
                      ("Anna Lind", "Anna Lind is a singer who was born in Kalmar.")])
 
-# An experiment, not the demo's recipe (README, "The demo"): one worked example of each kind about the same person,
-# the single-hop birthplace one above and a two-hop one that searches twice. Untrained, it separates the kinds
-# (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU step ~1.7x slower.
+# An experiment, not the demo's recipe (docs/demo.md, "How the curriculum was found"): one worked example of each
+# kind about the same person, the single-hop birthplace one above and a two-hop one that searches twice. Untrained,
+# it separates the kinds (two searches pay on two-hop questions only) but halves well-formed answers and makes a CPU
+# step ~1.7x slower.
 _TWO_SEARCHES = [("I need to find Anna Lind.", "Anna Lind", _ANNA),  # Anna Lind, then her city
                  ("Anna Lind was born in Kalmar. I need to find Kalmar.", "Kalmar", _KALMAR)]
 WORLD_TWO_HOP_EXAMPLE = _worked_example("In which country was Anna Lind born?", _TWO_SEARCHES,

@@ -85,8 +85,10 @@ def minilm(small_corpus, embedding_cache):
 
 
 def readme_shell_lines() -> list[tuple[str, list[str]]]:
-    """Every command line of the README's ```bash blocks, continuation lines joined: (the line, its argv)."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+    """Every command line of the ```bash blocks in the README, then in docs/guide.md (the commands it links to),
+    continuation lines joined: (the line, its argv)."""
+    text = "\n".join(path.read_text() for path in (README, README.parent / "docs" / "guide.md"))
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     parsed = [(line, shlex.split(line, comments=True)) for line in lines]
     return [(line, argv) for line, argv in parsed if argv]  # a comment-only line has no argv

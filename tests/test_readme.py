@@ -1,4 +1,5 @@
-"""The README's shell examples, typed as a newcomer would: every line of its ```bash blocks is accounted for.
+"""The README's shell examples and docs/guide.md's, typed as a newcomer would: every line of their ```bash blocks is
+accounted for.
 
 Each line is run here in a shell that has sourced .venv/bin/activate, in README order, in the folder where the quick
 demo ran (tests/conftest.py runs that line, shared with tests/test_demo.py), with the changes to small settings
