@@ -22,7 +22,7 @@ never a bonus.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -273,12 +273,35 @@ def _adapter_off(model):
                      "reference) or `ref_model=`")
 
 
+def longest_first(batch: TrajectoryBatch, size: int) -> Iterator[torch.Tensor]:
+    """The batch's row indices in micro-batches of `size`, longest rows first, so that rows of like length are padded
+    together (the loss is a sum over rows: the order changes nothing but rounding)."""
+    by_length = torch.argsort(batch.attention_mask.sum(1), descending=True, stable=True)  # [batch]
+    for start in range(0, len(batch), size):
+        yield by_length[start : start + size]
+
+
+def step_if_finite(updates: list[tuple[torch.optim.Optimizer, Iterable]], max_grad_norm: float,
+                   finite: bool = True) -> tuple[bool, list[float]]:
+    """Clip each (optimizer, parameters) pair's gradient to `max_grad_norm` and step every optimizer, only if the
+    loss was finite (`finite`) and every gradient norm is: one NaN would otherwise be written into every weight.
+    The gradients are dropped either way. Returns (stepped, the norms: NaN where none was measured)."""
+    norms = [float("nan")] * len(updates)
+    if finite:
+        norms = [float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm)) for _, params in updates]
+        finite = all(map(math.isfinite, norms))
+    for optimizer, _ in updates:
+        if finite:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return finite, norms
+
+
 def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer, cfg: GRPOConfig,
               ref_model=None) -> dict[str, float]:
     """One optimizer step over the batch in micro-batches (gradient accumulation). Returns metrics.
 
-    Micro-batches take the rows longest first, so that rows of like length are padded together (the loss is a sum
-    over rows: the order changes nothing but rounding). A non-finite loss or gradient norm skips the update
+    Micro-batches take the rows longest first (`longest_first`). A non-finite loss or gradient norm skips the update
     (gradients are dropped) and says so: `skipped = 1`.
     """
     device = next(model.parameters()).device
@@ -287,9 +310,7 @@ def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer
     total = {"loss": 0.0, "kl_sum": 0.0, "clipped": 0.0, "tokens": 0.0, "entropy_sum": 0.0}
     finite = True
     model.train()
-    by_length = torch.argsort(batch.attention_mask.sum(1), descending=True, stable=True)  # [batch]
-    for start in range(0, n_seqs, cfg.micro_batch_size):
-        picked = by_length[start : start + cfg.micro_batch_size]
+    for picked in longest_first(batch, cfg.micro_batch_size):
         mb = batch.rows(picked)
         ids, attn = mb.input_ids.to(device), mb.attention_mask.to(device)
         mask = mb.gen_mask.to(device).clone()
@@ -310,13 +331,7 @@ def grpo_step(model, batch: TrajectoryBatch, advantages: torch.Tensor, optimizer
         total["entropy_sum"] += float((entropy * mask).sum())
         for k in ("kl_sum", "clipped", "tokens"):
             total[k] += float(stats[k])
-    grad_norm = float("nan")
-    if finite:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
-        finite = math.isfinite(grad_norm)
-    if finite:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    finite, (grad_norm,) = step_if_finite([(optimizer, model.parameters())], cfg.max_grad_norm, finite)
     tokens = max(total["tokens"], 1.0)
     return {"loss": total["loss"] if finite else float("nan"), "kl": total["kl_sum"] / tokens,
             "entropy": total["entropy_sum"] / tokens, "clip_fraction": total["clipped"] / tokens,

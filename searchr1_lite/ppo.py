@@ -30,7 +30,6 @@ second copy of the base weights); see `benchmarks/bench_ppo.py` for what each co
 from __future__ import annotations
 
 import dataclasses
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,9 +42,11 @@ from .grpo import (
     _adapter_off,
     grpo_loss,
     k3_kl,
+    longest_first,
     masked_hidden,
     project_logprobs,
     scatter_tokens,
+    step_if_finite,
 )
 
 
@@ -255,9 +256,7 @@ def ppo_step(model, critic: Critic, batch: TrajectoryBatch, scores: torch.Tensor
     model.train()
     if critic.trunk is not None:
         critic.trunk.train()
-    by_length = torch.argsort(batch.attention_mask.sum(1), descending=True, stable=True)
-    for start in range(0, len(batch), gcfg.micro_batch_size):
-        picked = by_length[start : start + gcfg.micro_batch_size]
+    for picked in longest_first(batch, gcfg.micro_batch_size):
         width = int(batch.attention_mask[picked].sum(1).max())
         cut = {k: v[picked][:, :width].to(device) for k, v in pre.items() if v.dim() == 2}
         ids, attn = batch.input_ids[picked][:, :width].to(device), batch.attention_mask[picked][:, :width].to(device)
@@ -280,17 +279,9 @@ def ppo_step(model, critic: Critic, batch: TrajectoryBatch, scores: torch.Tensor
         total["clipped"] += float(stats["clipped"])
         total["value_clipped"] += float(bound)
         total["entropy_sum"] += float(entropy.sum())
-    norms = [float("nan"), float("nan")]
-    if finite:
-        norms = [float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                      gcfg.max_grad_norm)),
-                 float(torch.nn.utils.clip_grad_norm_(critic.parameters(), gcfg.max_grad_norm))]
-        finite = all(map(math.isfinite, norms))
-    if finite:
-        optimizer.step()
-        critic.optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    critic.optimizer.zero_grad(set_to_none=True)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    finite, norms = step_if_finite([(optimizer, trained), (critic.optimizer, critic.parameters())],
+                                   gcfg.max_grad_norm, finite)
     gen = pre["loss_mask"].bool()
     # reported as k3, as grpo_step does (the reward's k1 can be negative on any one batch)
     kl = k3_kl(pre["old_logp"], pre["ref_logp"])[gen].mean().item() if pcfg.kl_coef and gen.any() else 0.0

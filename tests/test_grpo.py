@@ -210,6 +210,19 @@ def test_gradient_is_exactly_zero_at_masked_positions(tiny):
     del logits_out
 
 
+def test_a_batch_moves_whole_to_the_models_device():
+    """Lesson 03 moves the batch to `model.device` before its loss by hand (on a GPU the rollout's tensors stay on
+    the CPU): every tensor moves, the sampling log-probs too, and no value changes. "meta" stands in for a GPU."""
+    ids, gen = torch.tensor([[5, 6, 7, 0]]), torch.tensor([[0, 1, 1, 0]])
+    batch = TrajectoryBatch(ids, (ids > 0).long(), gen, logprobs=torch.tensor([[0.0, -0.5, -1.5, 0.0]]))
+    moved = batch.to("meta")
+    assert {t.device.type for t in (moved.input_ids, moved.attention_mask, moved.gen_mask, moved.logprobs)} == {"meta"}
+    back = batch.to("cpu")
+    for name in ("input_ids", "attention_mask", "gen_mask", "logprobs"):
+        assert torch.equal(getattr(back, name), getattr(batch, name)), name
+    assert TrajectoryBatch(ids, (ids > 0).long(), gen).to("meta").logprobs is None  # on-policy stays on-policy
+
+
 def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny):
     model, tok = tiny
     ids, attn, gen = (x[[2, 0, 1]] for x in tiny_batch(tok))  # the short row first: micro-batches reorder rows

@@ -2,6 +2,7 @@
 value loss, no gradient from retrieved tokens (policy or critic), and a step that learns."""
 
 import copy
+import math
 import random
 from unittest import mock
 
@@ -346,3 +347,22 @@ def test_the_policy_loss_is_the_token_mean_over_the_whole_batch(tiny):
     for got in grads:
         for a, b in zip(got, oracle):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_a_nonfinite_critic_gradient_skips_the_policys_step_too(tiny):
+    """The policy's and the critic's gradients come from one loss: when either norm is not finite (here an overflow
+    in the critic's backward only), neither optimizer steps, both report it, and every gradient is dropped."""
+    _, tok = tiny
+    model = load_model("tiny-qwen2", device="cpu")[0]  # a private copy: a wrong step would change it
+    pcfg = PPOConfig(kl_coef=0.0)
+    critic = make_critic(model, pcfg)
+    weights = [p.detach().clone() for p in [*model.parameters(), *critic.parameters()]]
+    hook = critic.head.score.weight.register_hook(lambda g: g * float("inf"))
+    try:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        m = ppo_step(model, critic, _batch(tok, seed=6), torch.tensor([1.0, 0.0, 1.0]), opt, GRPOConfig(), pcfg)
+    finally:
+        hook.remove()
+    assert m["skipped"] == 1.0 and math.isfinite(m["grad_norm"]) and not math.isfinite(m["critic_grad_norm"])
+    assert all(torch.equal(a, b) for a, b in zip(weights, [*model.parameters(), *critic.parameters()]))
+    assert all(p.grad is None for p in [*model.parameters(), *critic.parameters()])
