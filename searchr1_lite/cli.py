@@ -551,15 +551,14 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_third_party()
     from .corpus import CorpusError
-    from .models import ModelUnavailable
-    from .offline import OfflinePackageMissing
+    from .offline import HubUnavailable, OfflinePackageMissing
     from .retrieval import IndexMismatchError
     from .runtime import OutOfMemory
     from .server import RetrieverUnavailable
 
     try:
         args.func(args)
-    except (CorpusError, IndexMismatchError, ModelUnavailable, OfflinePackageMissing, RetrieverUnavailable,
+    except (CorpusError, HubUnavailable, IndexMismatchError, OfflinePackageMissing, RetrieverUnavailable,
             OutOfMemory, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"searchr1-lite {args.command}: error: {e}", file=sys.stderr)
         return 2

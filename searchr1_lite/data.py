@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .corpus import Corpus, numbered_lines
-from .offline import package_file
+from .offline import HubUnavailable, package_file
 from .reward import contains_answer
 
 
@@ -114,12 +114,10 @@ def hotpotqa_split(split: str):
     try:
         return datasets.load_dataset(source, "distractor", split=split)
     except (ConnectionError, FileNotFoundError) as e:  # offline, the hub is down, or no such local copy
-        from .models import ModelUnavailable
-
-        raise ModelUnavailable(f"HotpotQA (distractor) comes from {source!r}, which is unreachable ({e}). Offline: "
-                               f"set ${HOTPOTQA_ENV} to a local copy of the hub repo {HOTPOTQA} (README.md and "
-                               "distractor/*.parquet), or use the fanoutqa questions with the wiki-vital corpus"
-                               ) from None
+        raise HubUnavailable(f"HotpotQA (distractor) comes from {source!r}, which is unreachable ({e}). Offline: "
+                             f"set ${HOTPOTQA_ENV} to a local copy of the hub repo {HOTPOTQA} (README.md and "
+                             "distractor/*.parquet), or use the fanoutqa questions with the wiki-vital corpus"
+                             ) from None
 
 
 def hotpotqa_questions(split: str = "train") -> list[QAExample]:
@@ -151,11 +149,9 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
         try:
             ds = datasets.load_dataset(AUTHORS_TRAIN, split=split)
         except (ConnectionError, FileNotFoundError) as e:  # offline, or the hub is down
-            from .models import ModelUnavailable
-
-            raise ModelUnavailable(f"the authors' training set comes from the hub ({AUTHORS_TRAIN}), which is "
-                                   f"unreachable ({e}). Offline: fanoutqa, a world (world:seed=0,...) or a "
-                                   "jsonl path") from None
+            raise HubUnavailable(f"the authors' training set comes from the hub ({AUTHORS_TRAIN}), which is "
+                                 f"unreachable ({e}). Offline: fanoutqa, a world (world:seed=0,...) or a "
+                                 "jsonl path") from None
         return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
     if name == HOTPOTQA_SET:
         return hotpotqa_questions(split)
@@ -182,10 +178,8 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
         try:
             ds = datasets.load_dataset(FLASHRAG, name, split=EVAL_SETS[name])
         except (ConnectionError, FileNotFoundError) as e:  # offline, or the hub is down
-            from .models import ModelUnavailable  # what the CLI reports as "unavailable", for hub data too
-
-            raise ModelUnavailable(f"test set {name!r} comes from the hub ({FLASHRAG}), which is unreachable ({e}). "
-                                   "Offline: --datasets fanoutqa, or a local FlashRAG-format jsonl path") from None
+            raise HubUnavailable(f"test set {name!r} comes from the hub ({FLASHRAG}), which is unreachable ({e}). "
+                                 "Offline: --datasets fanoutqa, or a local FlashRAG-format jsonl path") from None
         examples = [QAExample(str(r.get("id", i)), r["question"], [str(a) for a in r["golden_answers"]])
                     for i, r in enumerate(ds)]
     elif name == HOTPOTQA_SET:

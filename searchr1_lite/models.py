@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .offline import cache_dir, package_file
+from .offline import HubUnavailable, cache_dir, package_file
 
 # LoRA's defaults, here and in PolicyConfig: rank 16 on every linear layer, alpha 2 x rank, and no dropout: the
 # update must score the policy that sampled (rho = 1 on a batch's one update; the authors' Qwen2.5 has none either).
@@ -52,10 +52,6 @@ QWEN25_CHAT_TEMPLATE = (
 )
 
 
-class ModelUnavailable(RuntimeError):
-    """A model could not be found locally or fetched from the hub."""
-
-
 def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str] | None = None) -> str:
     """A local folder as is; otherwise a hub id downloaded (or found in the HF cache) by `snapshot_download`."""
     if Path(name).expanduser().exists():
@@ -71,7 +67,7 @@ def resolve_hub_or_path(name: str, kind: str = "model", allow_patterns: list[str
             if kind == "model"
             else "use the offline encoder 'minilm' or a local folder"
         )
-        raise ModelUnavailable(
+        raise HubUnavailable(
             f"could not get {kind} '{name}': not a local folder and the Hugging Face hub did not provide it "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Without a network, {hint}."
         ) from None

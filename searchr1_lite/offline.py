@@ -33,6 +33,11 @@ class OfflinePackageMissing(RuntimeError):
     """An offline model or data package is not installed."""
 
 
+class HubUnavailable(RuntimeError):
+    """A model, encoder or dataset is neither a local path nor fetched from the Hugging Face hub (offline, no such
+    repository, gated): the message names what was asked for and its offline alternative."""
+
+
 def package_file(dist: str, suffix: str) -> Path:
     """Path of the first file of installed distribution `dist` whose path ends with `suffix`."""
     try:

@@ -96,15 +96,15 @@ def test_question_sets_from_the_hub_offline_name_the_offline_ones_and_a_typo_nam
     import huggingface_hub.constants
 
     from searchr1_lite.data import load_questions
-    from searchr1_lite.models import ModelUnavailable
+    from searchr1_lite.offline import HubUnavailable
     from searchr1_lite.world import load_world
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelUnavailable, match="PeterJinGo/nq_hotpotqa_train.*unreachable.*Offline: fanoutqa"):
+    with pytest.raises(HubUnavailable, match="PeterJinGo/nq_hotpotqa_train.*unreachable.*Offline: fanoutqa"):
         load_questions("nq_hotpotqa_train")
-    with pytest.raises(ModelUnavailable, match="test set 'nq' comes from the hub .*Offline: --datasets fanoutqa"):
+    with pytest.raises(HubUnavailable, match="test set 'nq' comes from the hub .*Offline: --datasets fanoutqa"):
         load_eval_set("nq", 5)
     with pytest.raises(ValueError, match="unknown test set 'bamboogel': use nq, triviaqa, .*bamboogle \\(hub\\)"):
         load_eval_set("bamboogel")

@@ -9,7 +9,7 @@ import pytest
 from searchr1_lite import corpus as corpus_mod
 from searchr1_lite.corpus import load_corpus
 from searchr1_lite.data import HOTPOTQA_ENV, load_eval_set, load_questions
-from searchr1_lite.models import ModelUnavailable
+from searchr1_lite.offline import HubUnavailable
 
 # title -> sentences, as HotpotQA stores them: every sentence after the first keeps its leading space
 PARAGRAPHS = {
@@ -265,7 +265,7 @@ def test_an_unreachable_source_names_the_offline_alternative(tmp_path, monkeypat
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     for load in (lambda: load_questions("hotpotqa-distractor"), lambda: load_eval_set("hotpotqa-distractor", 5),
                  lambda: load_corpus("hotpotqa-distractor")):
-        with pytest.raises(ModelUnavailable) as err:
+        with pytest.raises(HubUnavailable) as err:
             load()
         message = str(err.value)
         assert HOTPOTQA_ENV in message and "hotpotqa/hotpot_qa" in message and "fanoutqa" in message

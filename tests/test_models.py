@@ -3,7 +3,8 @@ import time
 import pytest
 import torch
 
-from searchr1_lite.models import ModelUnavailable, load_model, qwen25_tokenizer
+from searchr1_lite.models import load_model, qwen25_tokenizer
+from searchr1_lite.offline import HubUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_hub_id_goes_through_snapshot_download(tiny, tmp_path, monkeypatch):
 def test_unreachable_hub_fails_fast_and_names_the_presets(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    with pytest.raises(ModelUnavailable) as err:
+    with pytest.raises(HubUnavailable) as err:
         load_model("Qwen/Qwen2.5-3B-Instruct-does-not-exist")
     assert time.perf_counter() - start < 30  # a guard against hanging on the network, not a speed goal
     assert "smollm2-135m-instruct" in str(err.value) and "tiny-qwen2" in str(err.value)
