@@ -18,7 +18,7 @@ final evaluations take is set aside; phase 1 stops after the last of its steps t
 takes what phase 1 left. On 2 cores that is 10 steps and then about 22; the report says how many ran and why, and
 when the budget cut a phase short, which `--budget-minutes` would give it all its steps (one core: about 64 minutes).
 
-Deviations from the paper, each needed by a 135M model on a CPU and measured (README, "The demo"):
+Deviations from the paper, each needed by a 135M model on a CPU and measured (docs/demo.md):
 worked examples in every method's prompt (phase 1: two single-hop ones; phase 2, `world-author-chain`: one
 single-hop and one two-hop), "<think>" as the start of the response, a clean
 token boundary after inserted blocks (rollout._ids_before_tag), temperature 0.7, no KL term, LoRA on the top 15 of
@@ -32,12 +32,14 @@ import json
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import read_rows
 from .data import QAExample
+from .evaluate import evaluate_method
 from .train import TrainConfig
 from .world import parse_world_spec, world_spec
 
@@ -224,19 +226,57 @@ def _check_deletable(out: Path) -> None:
                               "folders; pick another --out, or delete it yourself")
 
 
-def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None, fresh: bool = False,
-             progress: bool = True, log=print) -> Path:
-    """Run (or finish) the demo in `out`; returns the path of report.md."""
-    import torch
+class _Stages:
+    """The demo's stages: each logged, timed and its time added to timings.json (summed over resumes: the budget
+    counts what earlier calls spent)."""
 
-    from .evaluate import evaluate_method
-    from .models import load_model, load_policy
-    from .retrieval import LocalRetriever
-    from .rollout import RolloutConfig
-    from .train import train
+    def __init__(self, out: Path, log):
+        self.out, self.log, path = out, log, out / "timings.json"
+        self.timings: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
-    settings = settings or DemoSettings()
-    out = Path(out)
+    @contextmanager
+    def __call__(self, title: str, key: str, counted: bool = True):
+        """Log `title`; on a normal exit add the time to `key`, if `counted`."""
+        self.log(f"\n== {title} ==")
+        t0 = time.perf_counter()
+        yield
+        if counted:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+            _write_json(self.out / "timings.json", self.timings)
+
+
+@dataclass
+class _Evaluations:
+    """A policy on the held-out test questions, greedy, written once into eval/<name>.json (and .samples.html)."""
+
+    folder: Path
+    tests: dict[str, list[QAExample]]
+    retriever: Any
+    rollout: Any  # the recipe's RolloutConfig, for the baselines
+    progress: bool
+    log: Any
+
+    def done(self, *names: str) -> bool:
+        return all((self.folder / f"{n}.json").exists() for n in names)
+
+    def __call__(self, name: str, model, tokenizer, method: str, rollout=None) -> None:
+        if self.done(name):
+            self.log(f"{name}: done before ({self.folder / f'{name}.json'})")
+            return
+        t = time.perf_counter()
+        config = dataclasses.replace(rollout if rollout is not None else self.rollout, temperature=0.0)
+        _, trajectories = evaluate_method(model, tokenizer, method, self.tests, self.retriever, config, config.topk,
+                                          style="world-examples", progress=self.progress)
+        rows = _results(trajectories, self.tests)
+        _write_json(self.folder / f"{name}.json", {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
+        (self.folder / f"{name}.samples.html").write_text(_samples_html(trajectories, self.tests, tokenizer, name),
+                                                          encoding="utf-8")
+        self.log(f"{name}: EM {sum(r['em'] for r in rows) / len(rows):.2f}, "
+                 f"searches {sum(r['searches'] for r in rows) / len(rows):.2f} ({time.perf_counter() - t:.0f}s)")
+
+
+def _open_folder(out: Path, settings: DemoSettings, fresh: bool) -> None:
+    """`out`, emptied if `fresh`; refused if it holds a demo with other settings (its results would be mixed)."""
     if fresh and out.exists():
         _check_deletable(out)
         shutil.rmtree(out)
@@ -245,106 +285,88 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
     if saved.exists() and _runs_differ(json.loads(saved.read_text()), dataclasses.asdict(settings)):
         raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
     _write_json(saved, dataclasses.asdict(settings))
-    timings: dict[str, float] = (
-        json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    )
-    start_all = time.perf_counter()
 
-    def stage(name: str):
-        log(f"\n== {name} ==")
-        return time.perf_counter()
 
-    def done(name: str, t0: float) -> None:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-        _write_json(out / "timings.json", timings)
+def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None, fresh: bool = False,
+             progress: bool = True, log=print) -> Path:
+    """Run (or finish) the demo in `out`; returns the path of report.md."""
+    from .models import load_model
+    from .report import write_report
+    from .retrieval import LocalRetriever
 
-    # 1. the world and its index
-    t0 = stage("world")
-    world = write_world(settings.world, out / "world")
-    retriever = LocalRetriever.build(world.corpus, "bm25")
-    tests = held_out_set(world, settings.test_per_kind)
-    log(f"{world.describe()}; test set: " + ", ".join(f"{len(v)} {k}" for k, v in tests.items()))
-    if "world" not in timings:  # redone on every resume (it is needed in memory), counted once in the budget
-        done("world", t0)
-
+    settings, out = settings or DemoSettings(), Path(out)
+    _open_folder(out, settings, fresh)
+    start_all, stage = time.perf_counter(), _Stages(out, log)
+    # 1. the world and its index: redone on every resume (it is needed in memory), counted once in the budget
+    with stage("world", "world", counted="world" not in stage.timings):
+        world = write_world(settings.world, out / "world")
+        retriever = LocalRetriever.build(world.corpus, "bm25")
+        tests = held_out_set(world, settings.test_per_kind)
+        log(f"{world.describe()}; test set: " + ", ".join(f"{len(v)} {k}" for k, v in tests.items()))
     cfg = train_config(settings, out)
-    rcfg: RolloutConfig = dataclasses.replace(cfg.rollout, temperature=0.0)
-    evals = out / "eval"
-    evals.mkdir(exist_ok=True)
-
-    def evaluate_into(name: str, model, tokenizer, method: str, rollout: RolloutConfig | None = None) -> None:
-        path = evals / f"{name}.json"
-        if path.exists():
-            log(f"{name}: done before ({path})")
-            return
-        t = time.perf_counter()
-        config = rcfg if rollout is None else dataclasses.replace(rollout, temperature=0.0)
-        _, trajectories = evaluate_method(model, tokenizer, method, tests, retriever, config, config.topk,
-                                          style="world-examples", progress=progress)
-        rows = _results(trajectories, tests)
-        _write_json(path, {"method": method, "rows": rows, "seconds": time.perf_counter() - t})
-        with open(evals / f"{name}.samples.html", "w") as f:
-            f.write(_samples_html(trajectories, tests, tokenizer, name))
-        log(f"{name}: EM {sum(r['em'] for r in rows) / len(rows):.2f}, "
-            f"searches {sum(r['searches'] for r in rows) / len(rows):.2f} ({time.perf_counter() - t:.0f}s)")
-
+    (out / "eval").mkdir(exist_ok=True)
+    evaluate = _Evaluations(out / "eval", tests, retriever, cfg.rollout, progress, log)
     # 2. baselines with the untrained model
-    t0 = stage("baselines: Direct, RAG, Search (untrained)")
-    if not all((evals / f"{n}.json").exists() for n in ("direct", "rag", "search-untrained")):
-        model, tokenizer = load_model(cfg.policy.model)
-        model.eval()
-        for name, method in (("direct", "direct"), ("rag", "rag"), ("search-untrained", "search")):
-            evaluate_into(name, model, tokenizer, method)
-        del model
-    else:
-        log(f"done before ({evals}/direct.json, rag.json, search-untrained.json)")
-    done("baselines", t0)
-
-    # 3. training (and the ablation), resumable
+    with stage("baselines: Direct, RAG, Search (untrained)", "baselines"):
+        if evaluate.done("direct", "rag", "search-untrained"):
+            log(f"done before ({evaluate.folder}/direct.json, rag.json, search-untrained.json)")
+        else:
+            model, tokenizer = load_model(cfg.policy.model)
+            model.eval()
+            for name, method in (("direct", "direct"), ("rag", "rag"), ("search-untrained", "search")):
+                evaluate(name, model, tokenizer, method)
+            del model
+    # 3. training (and the ablation), resumable, each run then evaluated
     if settings.budget_minutes is not None:
-        cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals)
+        cfg.optim.time_budget_s = training_budget(settings.budget_minutes, stage.timings, evaluate.folder)
         log(f"time budget {settings.budget_minutes:g} min: {cfg.optim.time_budget_s:.0f} s left for training "
             f"(at most {cfg.optim.max_steps} steps)")
     runs = planned_runs(settings, out, cfg)
     for run_cfg, name in runs:
-        if not run_cfg.mask_inserted:
+        if not run_cfg.mask_inserted:  # the ablation trains as many steps as the masked run did, however long
             run_cfg.optim.max_steps = len(read_rows(Path(cfg.output_dir) / "metrics.jsonl"))
         if name == "search-r1-lite-two-hop" and settings.budget_minutes is not None:
-            run_cfg.optim.time_budget_s = training_budget(settings.budget_minutes, timings, evals, PHASE_1_STAGES)
-        t0 = stage(f"train ({RUN_KINDS.get(name, 'masked')})")
-        run = Path(run_cfg.output_dir)
-        if not (run / "adapter").exists():
+            run_cfg.optim.time_budget_s = training_budget(settings.budget_minutes, stage.timings, evaluate.folder,
+                                                          PHASE_1_STAGES)
+        _train_and_evaluate(run_cfg, name, stage, evaluate, progress, log)
+    # 4. report
+    with stage("report", "report"):
+        stage.timings["total (this call)"] = time.perf_counter() - start_all
+        _write_json(out / "timings.json", stage.timings)  # the report lists it
+        report = write_report(out, settings, [Path(c.output_dir) for c, _ in runs])
+    if advice := json.loads((out / "summary.json").read_text())["budget_advice"]:  # as the report says it
+        log(f"\n{advice}")
+    log(f"\nwrote {report}\ndemo finished in {time.perf_counter() - start_all:.0f}s "
+        f"(stages: {', '.join(f'{k} {v:.0f}s' for k, v in stage.timings.items() if k != 'total (this call)')})")
+    return report
+
+
+def _train_and_evaluate(run_cfg: TrainConfig, name: str, stage: _Stages, evaluate: _Evaluations, progress: bool,
+                        log) -> None:
+    """One of the demo's runs: trained (or resumed; skipped when its adapter is there), then evaluated."""
+    import torch
+
+    from .models import load_policy
+    from .train import train
+
+    run = Path(run_cfg.output_dir)
+    with stage(f"train ({RUN_KINDS.get(name, 'masked')})", f"train-{name}"):
+        if (run / "adapter").exists():
+            log(f"done before ({run})")
+        else:
             run_cfg.progress = progress
             train(run_cfg, resume=(run / "latest").exists())
+    if not (run / "adapter").exists():  # interrupted: train() saved a checkpoint; stop here, resumable
+        raise KeyboardInterrupt(f"training stopped; run the demo again to resume from {run}")
+    with stage(f"evaluate {name}", f"evaluate-{name}"):
+        if evaluate.done(name):
+            log(f"done before ({evaluate.folder / f'{name}.json'})")
         else:
-            log(f"done before ({run})")
-        done(f"train-{name}", t0)
-        if not (run / "adapter").exists():  # interrupted: train() saved a checkpoint; stop here, resumable
-            raise KeyboardInterrupt(f"training stopped; run the demo again to resume from {run}")
-        t0 = stage(f"evaluate {name}")
-        if not (evals / f"{name}.json").exists():
             model, tokenizer = load_policy(run_cfg.policy.model, adapter=str(run / "adapter"),
                                            lora_layers=run_cfg.policy.lora_layers,
                                            device="cpu" if not torch.cuda.is_available() else None)
             model.eval()
-            evaluate_into(name, model, tokenizer, "search", run_cfg.rollout)  # with the run's own prompt
-            del model
-        else:
-            log(f"done before ({evals / f'{name}.json'})")
-        done(f"evaluate-{name}", t0)
-
-    # 4. report
-    t0 = stage("report")
-    from .report import write_report
-
-    timings["total (this call)"] = time.perf_counter() - start_all
-    report = write_report(out, settings, [Path(c.output_dir) for c, _ in runs])
-    done("report", t0)
-    if advice := json.loads((out / "summary.json").read_text())["budget_advice"]:  # as the report says it
-        log(f"\n{advice}")
-    log(f"\nwrote {report}\ndemo finished in {time.perf_counter() - start_all:.0f}s "
-        f"(stages: {', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total (this call)')})")
-    return report
+            evaluate(name, model, tokenizer, "search", run_cfg.rollout)  # with the run's own prompt
 
 
 # what a folder written before each of these settings existed ran with: no budget, no PPO run, no phase 2, one world

@@ -345,29 +345,9 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
         if not live:
             break
         start = time.perf_counter()
-        turn_ids: dict[int, list[int]] = {i: [] for i in live}
-        active = set(live)
-        logits = batch.feed()
-        for _ in range(cfg.max_new_tokens):
-            rows = sorted(active)
-            new, lps = _sample(logits[[slot[i] for i in rows]], cfg.temperature, cfg.top_p, gen)
-            for i, tok, lp in zip(rows, new.tolist(), lps.tolist()):
-                t = trajs[i]
-                t.ids.append(tok), t.gen_mask.append(1), t.logprobs.append(lp)
-                turn_ids[i].append(tok)
-                batch.unfed[slot[i]].append(tok)
-                tail = tokenizer.decode(turn_ids[i][-12:], skip_special_tokens=False)
-                if tok in eos or any(s in tail for s in STOP_STRINGS):
-                    active.discard(i)
-                elif len(t.ids) >= cfg.max_total_tokens:
-                    t.truncated = True
-                    active.discard(i)
-            n_generated += len(rows)
-            if not active:
-                break
-            logits = batch.feed()
+        turn_ids, cut, sampled = _sample_turn(batch, trajs, live, slot, cfg, gen, eos, tokenizer)
         t_gen += time.perf_counter() - start
-        cut = set(active)  # rows still writing when the turn's tokens ran out
+        n_generated += sampled
 
         may_search = turn < cfg.max_turns
         searches: list[tuple[int, str]] = []
@@ -403,6 +383,35 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
                 slot[i] = row
     bar.close()
     return RolloutResult(trajs, t_gen, t_search, n_generated)
+
+
+def _sample_turn(batch: _Batch, trajs: list[Trajectory], live: list[int], slot: list[int], cfg: RolloutConfig,
+                 gen: torch.Generator, eos: set[int], tokenizer) -> tuple[dict[int, list[int]], set[int], int]:
+    """One turn of the live trajectories, sampled together token by token until each stops: at `</search>`,
+    `</answer>` or EOS, at `max_total_tokens` (truncated), or when the turn's `max_new_tokens` run out (cut).
+    Returns (each one's new tokens, the cut ones, the tokens sampled)."""
+    turn_ids: dict[int, list[int]] = {i: [] for i in live}
+    active, n_generated = set(live), 0
+    logits = batch.feed()
+    for _ in range(cfg.max_new_tokens):
+        rows = sorted(active)
+        new, lps = _sample(logits[[slot[i] for i in rows]], cfg.temperature, cfg.top_p, gen)
+        for i, tok, lp in zip(rows, new.tolist(), lps.tolist()):
+            t = trajs[i]
+            t.ids.append(tok), t.gen_mask.append(1), t.logprobs.append(lp)
+            turn_ids[i].append(tok)
+            batch.unfed[slot[i]].append(tok)
+            tail = tokenizer.decode(turn_ids[i][-12:], skip_special_tokens=False)
+            if tok in eos or any(s in tail for s in STOP_STRINGS):
+                active.discard(i)
+            elif len(t.ids) >= cfg.max_total_tokens:
+                t.truncated = True
+                active.discard(i)
+        n_generated += len(rows)
+        if not active:
+            break
+        logits = batch.feed()
+    return turn_ids, active, n_generated  # still active: rows still writing when the turn's tokens ran out
 
 
 def _insert(t: Trajectory, batch: _Batch, row: int, ids: list[int], cfg: RolloutConfig) -> None:
