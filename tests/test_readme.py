@@ -28,8 +28,6 @@ NOT_RUN = {
     "make lab": "an interactive JupyterLab server",
     "source .venv/bin/activate": "every line below runs after it (the shell's first command)",
     "searchr1-lite demo --quick": "run as written by the quick_demo fixture (tests/conftest.py)",
-    "searchr1-lite demo --long": "the 2-hour curriculum; its phase 2 runs under a tiny budget in tests/test_demo.py",
-    "searchr1-lite demo --author-chain": "--long on two kinds of question (40 min); its settings: tests/test_demo.py",
 }
 NEEDS_HUB_OR_GPU = re.compile(r"(^|\s)(Qwen/|qwen2\.5-|runs/qwen)")  # hub models, the GPU configs and their runs
 
