@@ -426,6 +426,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "## Time", "",
         *([f"Budget: {settings.budget_minutes:g} minutes for the whole demo; training stops after the last step "
            "that fits (`--budget-minutes`, 0 = none).", ""] if settings.budget_minutes else []),
+        "Each stage's time is summed over every call of the demo in this folder (a resumed demo's too); the "
+        "total is this call's alone.", "",
         *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         *([advice, ""] if advice else []),
         "## Deviations from the paper (needed by a 135M model on a CPU; see docs/demo.md)", "",

@@ -164,6 +164,7 @@ def test_quick_demo_writes_report_plots_and_samples(quick_run):
         "search-r1-lite-no-mask", "search-r1-lite-ppo", "search-r1-lite-two-hop")}  # none of them ran
     assert (quick_run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert re.search(r"^- total \(this call\): \d+ s$", report, re.M)  # the whole call's time, up to the report
+    assert "summed over every call of the demo in this folder" in report  # beside stage times of every call
     assert "<html" in (quick_run / "eval" / "search-r1-lite.samples.html").read_text()
     metrics = [json.loads(x) for x in (quick_run / "train" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, DemoSettings.quick().train["max_steps"] + 1))
