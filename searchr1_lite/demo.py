@@ -256,6 +256,9 @@ class _Evaluations:
     progress: bool
     log: Any
 
+    def __post_init__(self):
+        self.folder.mkdir(exist_ok=True)
+
     def done(self, *names: str) -> bool:
         return all((self.folder / f"{n}.json").exists() for n in names)
 
@@ -304,7 +307,6 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings | None = None
         tests = held_out_set(world, settings.test_per_kind)
         log(f"{world.describe()}; test set: " + ", ".join(f"{len(v)} {k}" for k, v in tests.items()))
     cfg = train_config(settings, out)
-    (out / "eval").mkdir(exist_ok=True)
     evaluate = _Evaluations(out / "eval", tests, retriever, cfg.rollout, progress, log)
     # 2. baselines with the untrained model
     with stage("baselines: Direct, RAG, Search (untrained)", "baselines"):
@@ -346,17 +348,17 @@ def _train_and_evaluate(run_cfg: TrainConfig, name: str, stage: _Stages, evaluat
     """One of the demo's runs: trained (or resumed; skipped when its adapter is there), then evaluated."""
     import torch
 
-    from .models import load_policy
+    from .models import is_saved_adapter, load_policy
     from .train import train
 
     run = Path(run_cfg.output_dir)
     with stage(f"train ({RUN_KINDS.get(name, 'masked')})", f"train-{name}"):
-        if (run / "adapter").exists():
+        if is_saved_adapter(run / "adapter"):
             log(f"done before ({run})")
         else:
             run_cfg.progress = progress
             train(run_cfg, resume=(run / "latest").exists())
-    if not (run / "adapter").exists():  # interrupted: train() saved a checkpoint; stop here, resumable
+    if not is_saved_adapter(run / "adapter"):  # interrupted: train() saved a checkpoint; stop here, resumable
         raise KeyboardInterrupt(f"training stopped; run the demo again to resume from {run}")
     with stage(f"evaluate {name}", f"evaluate-{name}"):
         if evaluate.done(name):

@@ -151,11 +151,14 @@ def _save_final_adapter(run: Path, model, history: list[dict], cfg: TrainConfig)
     """The run's `adapter`: the last step's weights, or with keep_best those of its best evaluation, saved as that
     step's checkpoint (train() saves a checkpoint at each evaluation); best.json says which."""
     best = best_evaluation(history, cfg.keep_best_by) if cfg.keep_best else None
+    tmp = run / "adapter.tmp"  # written whole, then renamed: an `adapter` folder means a finished run (demo, --run)
+    shutil.rmtree(tmp, ignore_errors=True)
     if best is None or best["step"] == history[-1]["step"]:
-        model.save_pretrained(run / "adapter")
+        model.save_pretrained(tmp)
     else:
-        shutil.rmtree(run / "adapter", ignore_errors=True)
-        shutil.copytree(run / f"checkpoint-{best['step']}" / "adapter", run / "adapter")
+        shutil.copytree(run / f"checkpoint-{best['step']}" / "adapter", tmp)
+    shutil.rmtree(run / "adapter", ignore_errors=True)
+    tmp.rename(run / "adapter")
     if best is not None:
         last = history[-1]
         kept = {"step": best["step"], "by": cfg.keep_best_by, "score": evaluation_score(best, cfg.keep_best_by),

@@ -667,3 +667,27 @@ def test_keep_best_makes_the_final_adapter_that_of_the_best_evaluation(tmp_path)
                                                            "last_score": 0.0}
     with pytest.raises(ValueError, match="keep_best: true needs eval_every > 0"):
         train(_cfg(tmp_path, "no-evals", keep_best=True))
+
+
+def test_the_final_adapter_appears_whole_or_not_at_all(tmp_path):
+    """`adapter` marks a finished run (the demo skips its training, `eval --run` loads it): a save cut short, here
+    after the config and before the weights, must leave no `adapter` folder behind, and the next save succeeds."""
+    from searchr1_lite.models import is_saved_adapter
+    from searchr1_lite.train import _save_final_adapter
+
+    class CutShort:
+        def __init__(self, cut: bool):
+            self.cut = cut
+
+        def save_pretrained(self, folder):
+            os.makedirs(folder)
+            with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+                f.write("{}")
+            if self.cut:
+                raise KeyboardInterrupt  # a Ctrl-C or a kill between the two files
+
+    with pytest.raises(KeyboardInterrupt):
+        _save_final_adapter(tmp_path, CutShort(True), [{"step": 1}], TrainConfig())
+    assert not (tmp_path / "adapter").exists()
+    _save_final_adapter(tmp_path, CutShort(False), [{"step": 1}], TrainConfig())  # the leftover is no obstacle
+    assert is_saved_adapter(tmp_path / "adapter") and not (tmp_path / "adapter.tmp").exists()
