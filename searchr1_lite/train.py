@@ -61,23 +61,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     `policy.adapter`), so a notebook holds one copy of the model however many runs it trains."""
     from tqdm.auto import tqdm
 
-    _refuse_what_learns_nothing(cfg)
+    _refuse_unworkable(cfg)
     run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
     checkpoint = latest_checkpoint(run) if resume else None
     tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
     retriever, corpus = make_retriever(cfg.data)  # before the model: a data mistake fails in seconds
     train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
-    if not train_qs:
-        raise ValueError(f"no training questions in {cfg.data.questions!r}")
+    _check_training_questions(train_qs, cfg)
     pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
-    if opt.two_hop_group_size is not None and opt.two_hop_group_size < 1:
-        raise ValueError(f"two_hop_group_size must be at least 1 (or null: group_size), not {opt.two_hop_group_size}")
-    if opt.two_hop_group_size is not None and not any(q.meta.get("hops") == 2 for q in train_qs):
-        raise ValueError(f"two_hop_group_size: {cfg.data.questions!r} has no two-hop training question (one whose "
-                         "meta says hops: 2); it needs the synthetic world's questions (questions: world)")
-    if cfg.keep_best and not cfg.eval_every:
-        raise ValueError("keep_best: true needs eval_every > 0 (with eval_every: 0 the only evaluation is the last "
-                         "step's); set eval_every, e.g. --set eval_every=4")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
@@ -169,9 +160,13 @@ def _save_final_adapter(run: Path, model, history: list[dict], cfg: TrainConfig)
                  kept["by"], kept["score"], kept["last_step"], kept["last_score"])
 
 
-def _refuse_what_learns_nothing(cfg: TrainConfig) -> None:
-    """Settings that a run would spend every step on and learn nothing from, refused before its folder is made. (A
-    rollout or an evaluation may use them: `searchr1-lite rollout --temperature 0` decodes greedily.)"""
+def _refuse_unworkable(cfg: TrainConfig) -> None:
+    """Settings that a run would spend every step on and learn nothing from, or could not honour, refused before its
+    folder is made. (A rollout or an evaluation may use them: `searchr1-lite rollout --temperature 0` decodes
+    greedily.)"""
+    if cfg.keep_best and not cfg.eval_every:
+        raise ValueError("keep_best: true needs eval_every > 0 (with eval_every: 0 the only evaluation is the last "
+                         "step's); set eval_every, e.g. --set eval_every=4")
     if cfg.rollout.temperature <= 0:
         raise ValueError(f"rollout.temperature must be above 0 for training, not {cfg.rollout.temperature!r}: the "
                          "update divides the logits by it (evaluations decode greedily on their own)")
@@ -180,6 +175,14 @@ def _refuse_what_learns_nothing(cfg: TrainConfig) -> None:
         raise ValueError(f"optim.{ones[0]} 1 gives GRPO nothing to learn: a group's one sample is its own baseline, "
                          "so its advantage is 0. Use 2 or more (the paper: 5), or algorithm=ppo, whose critic is the "
                          "baseline (the authors' PPO samples each question once)")
+
+
+def _check_training_questions(train_qs: list, cfg: TrainConfig) -> None:
+    if not train_qs:
+        raise ValueError(f"no training questions in {cfg.data.questions!r}")
+    if cfg.optim.two_hop_group_size is not None and not any(q.meta.get("hops") == 2 for q in train_qs):
+        raise ValueError(f"two_hop_group_size: {cfg.data.questions!r} has no two-hop training question (one whose "
+                         "meta says hops: 2); it needs the synthetic world's questions (questions: world)")
 
 
 def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, gcfg, step: int,

@@ -103,6 +103,32 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     dropping questions of the over-represented kind; `split` the train/dev/test shares of people; `minimal_pairs` 1
     words every birthplace and birth-country question as in MINIMAL_PAIR_WORDING (the same questions otherwise);
     `kinds` ("birthplace+author_birthplace") keeps only those kinds of question (all when empty; same corpus)."""
+    keep = _check_world_args(people, cities, countries, book_share, two_hop_share, minimal_pairs, kinds)
+    # one generator, drawn in a fixed order (names, facts, passages, questions, splits): a seed is a world
+    rng = random.Random(seed)
+    facts, person_names = _draw_facts(rng, people, cities, countries, book_share)
+    # the source names every argument the passages depend on, so that load_corpus(source) rebuilds this corpus
+    source = world_spec(seed=seed, people=people, cities=cities, countries=countries, book_share=book_share)
+    corpus = Corpus.from_passages(_passages(facts, person_names, rng), name=f"world-{seed}", source=source)
+    about = _questions(facts, person_names, rng, keep, minimal_pairs)
+
+    order = person_names[:]
+    rng.shuffle(order)
+    cuts = [int(round(people * split[0])), int(round(people * (split[0] + split[1])))]
+    groups = {"train": order[: cuts[0]], "dev": order[cuts[0] : cuts[1]], "test": order[cuts[1] :]}
+    splits = {}
+    for name, members in groups.items():
+        rows = _balance([q for p in members for q in about[p]], two_hop_share, rng)
+        rng.shuffle(rows)
+        for i, q in enumerate(rows):
+            q.id = f"{name}-{i}"
+        splits[name] = rows
+    return World(corpus, splits, facts, seed)
+
+
+def _check_world_args(people: int, cities: int, countries: int, book_share: float, two_hop_share: float,
+                      minimal_pairs: int, kinds: str) -> set[str]:
+    """make_world's arguments checked before anything is drawn; returns the kinds of question to keep."""
     keep = set(filter(None, kinds.split("+"))) or set(QUESTION_TEMPLATES)
     if keep - set(QUESTION_TEMPLATES):
         raise ValueError(f"kinds: {', '.join(sorted(keep - set(QUESTION_TEMPLATES)))} unknown; "
@@ -113,9 +139,13 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
         raise ValueError(f"minimal_pairs must be 0 or 1, got {minimal_pairs!r}")
     if people < 3 or cities < 2 or countries < 1 or cities < countries:
         raise ValueError("need people >= 3, cities >= 2, countries >= 1 and cities >= countries")
-    rng = random.Random(seed)
-    used: set[str] = set()
-    word = _namer(rng, used)
+    return keep
+
+
+def _draw_facts(rng: random.Random, people: int, cities: int, countries: int,
+                book_share: float) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The names and every fact about them (relation -> subject -> object), and the people in the order drawn."""
+    word = _namer(rng, set())
     country_names = [word(3) for _ in range(countries)]
     city_names = [word(2) for _ in range(cities)]
     city_country = {c: country_names[i % countries] for i, c in enumerate(city_names)}  # every country has a city
@@ -126,17 +156,22 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     authors = rng.sample(person_names, n_books)
 
     facts = {"birthplace": {}, "occupation": {}, "country": dict(city_country), "author": {}, "kind": {}}
-    passages: list[Passage] = []
     for p in person_names:
         facts["birthplace"][p] = rng.choice(city_names)
         facts["occupation"][p] = rng.choice(_OCCUPATIONS)
     for title, author in zip(titles, authors):
         facts["author"][title] = author
         facts["kind"][title] = rng.choice(_KINDS)
-    for c in city_names:
-        passages.append(Passage("", make_contents(c, f"{c} is a city in {city_country[c]}.")))
-    for k in country_names:
-        capital = next(c for c in city_names if city_country[c] == k)
+    return facts, person_names
+
+
+def _passages(facts: dict[str, dict[str, str]], person_names: list[str], rng: random.Random) -> list[Passage]:
+    """One passage per city, country, person and book, shuffled and numbered. A passage states one hop: a person's
+    never names their country or books, so a two-hop question needs two searches."""
+    country = facts["country"]
+    passages = [Passage("", make_contents(c, f"{c} is a city in {k}.")) for c, k in country.items()]
+    for k in dict.fromkeys(country.values()):  # countries in the order they were named
+        capital = next(c for c in country if country[c] == k)
         passages.append(Passage("", make_contents(k, f"{k} is a country. Its capital is {capital}.")))
     for p in person_names:
         passages.append(Passage("", make_contents(p, f"{p} is {_a(facts['occupation'][p])} who was born in "
@@ -145,12 +180,12 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
         passages.append(Passage("", make_contents(title, f"{title} is {_a(facts['kind'][title])} "
                                                          f"written by {author}.")))
     rng.shuffle(passages)
-    passages = [Passage(str(i), p.contents) for i, p in enumerate(passages)]
-    # the source names every argument the passages depend on, so that load_corpus(source) rebuilds this corpus
-    source = world_spec(seed=seed, people=people, cities=cities, countries=countries, book_share=book_share)
-    corpus = Corpus.from_passages(passages, name=f"world-{seed}", source=source)
+    return [Passage(str(i), p.contents) for i, p in enumerate(passages)]
 
-    # questions, grouped by the person they are about
+
+def _questions(facts: dict[str, dict[str, str]], person_names: list[str], rng: random.Random, keep: set[str],
+               minimal_pairs: int) -> dict[str, list[QAExample]]:
+    """Every question of the kinds in `keep`, grouped by the person it is about (the splits are by person)."""
     about: dict[str, list[QAExample]] = {p: [] for p in person_names}
 
     def ask(kind: str, about_whom: str, answer: str, hops: int, **slots: str) -> None:
@@ -162,24 +197,11 @@ def make_world(seed: int = 0, people: int = 240, cities: int = 30, countries: in
     for p in person_names:
         city = facts["birthplace"][p]
         ask("birthplace", p, city, 1, person=p)
-        ask("birth_country", p, city_country[city], 2, person=p)
+        ask("birth_country", p, facts["country"][city], 2, person=p)
     for title, author in facts["author"].items():
         ask("author", author, author, 1, work=title)
         ask("author_birthplace", author, facts["birthplace"][author], 2, work=title)
-
-    order = person_names[:]
-    rng.shuffle(order)
-    cuts = [int(round(people * split[0])), int(round(people * (split[0] + split[1])))]
-    groups = {"train": order[: cuts[0]], "dev": order[cuts[0] : cuts[1]], "test": order[cuts[1] :]}
-    splits = {}
-    for name, members in groups.items():
-        rows = [q for p in members for q in about[p]]
-        rows = _balance(rows, two_hop_share, rng)
-        rng.shuffle(rows)
-        for i, q in enumerate(rows):
-            q.id = f"{name}-{i}"
-        splits[name] = rows
-    return World(corpus, splits, facts, seed)
+    return about
 
 
 def _a(noun: str) -> str:

@@ -667,6 +667,7 @@ def test_keep_best_makes_the_final_adapter_that_of_the_best_evaluation(tmp_path)
                                                            "last_score": 0.0}
     with pytest.raises(ValueError, match="keep_best: true needs eval_every > 0"):
         train(_cfg(tmp_path, "no-evals", keep_best=True))
+    assert not (tmp_path / "no-evals").exists()  # refused before the run's folder is made
 
 
 def test_the_final_adapter_appears_whole_or_not_at_all(tmp_path):
