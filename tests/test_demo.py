@@ -296,6 +296,10 @@ def test_a_curriculums_claims_judge_phase_2_and_its_searches_from_phase_1s_start
     said = {goal: (met, figures) for goal, met, figures in goals(summary, frames, [])}
     assert said["trained two-hop EM >= 0.25 and >= 2x RAG's, single-hop EM >= 0.9"] == (
         False, "two-hop 0.60 vs RAG 0.00; single-hop 0.50")
+    for single, counted in [(0.88, "0.88 (22 of 25 right; >= 0.9 needs 23)"), (0.92, "0.92 (23 of 25 right)")]:
+        summary["search-r1-lite-two-hop"].update({"em_single-hop": single, "n_single-hop": 25})
+        figures = goals(summary, frames, [])[0][2]  # the goal in counts of answers: how far a run fell short
+        assert figures == f"two-hop 0.60 vs RAG 0.00; single-hop {counted}"
     rise = next(v for k, v in said.items() if k.startswith("searches per two-hop question rise"))
     assert rise == (True, "1.00 -> 1.80; phase 2 alone (its prompt shows two searches) 2.00 -> 1.80")
     assert said[SEARCHES_CLAIM] == (True, "1.90 vs 1.00")
