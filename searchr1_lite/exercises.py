@@ -20,6 +20,7 @@ the rest of the lesson (which calls the exercise's function) and come back: `k3_
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -116,7 +117,10 @@ def _verdict(fn: Callable, name: str, failures: list[str], n_cases: int, what: s
 
 
 def _tensor(x: Any) -> torch.Tensor:
-    return x.detach().float() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if isinstance(x, torch.Tensor):
+        return x.detach().float()
+    # a copy: torch cannot read a reversed numpy view (np.sort(s)[:, ::-1]), a correct answer all the same
+    return torch.from_numpy(np.array(x, dtype=np.float32))
 
 
 def _fmt(x: torch.Tensor) -> str:
@@ -149,12 +153,16 @@ def check_top_k(fn: Callable) -> None:
     unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
     vectors, queries = unit(rng.normal(size=(8, 5))), unit(rng.normal(size=(3, 5)))
     positive, negative = unit(np.abs(rng.normal(size=(6, 5)))), -unit(np.abs(rng.normal(size=(2, 5))))
+    many = unit(rng.normal(size=(2000, 5)))
     cases = [
         ("one query, k=1", vectors, queries[:1], 1),
         ("three queries, k=3", vectors, queries, 3),
         ("k = every passage", vectors, queries, 8),
         ("k above the number of passages: every passage, no more", vectors[:4], queries, 6),
         ("every score negative", positive, negative, 2),
+        ("2,000 passages, k=200: all 200 in order, best first", many, queries, 200),
+        ("vectors of other lengths: the largest inner product, not the cosine",
+         np.array([[1.0, 0.0], [3.0, 3.0]], np.float32), np.array([[1.0, 0.0]], np.float32), 1),
     ]
     failures = []
     for name, v, q, k in cases:
@@ -165,10 +173,20 @@ def check_top_k(fn: Callable) -> None:
             continue
         got_i = np.asarray(got[1].cpu() if isinstance(got[1], torch.Tensor) else got[1])
         if got_i.shape != want_i.shape or not (got_i == want_i).all():
-            failures.append(f"{name} (k={k}): expected ids {want_i.tolist()}, got {got_i.tolist()}")
+            failures.append(f"{name} (k={k}): {_ids_differ(want_i, got_i)}")
         elif problem := _close(torch.from_numpy(want_s), got[0], 1e-5):
             failures.append(f"{name} (k={k}): scores: {problem}")
     _verdict(fn, "top_k", failures, len(cases), "exact_topk")
+
+
+def _ids_differ(want: np.ndarray, got: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return f"expected ids of shape {want.shape}, got {got.shape}" + (
+            f": expected {want.tolist()}, got {got.tolist()}" if got.size <= 12 and want.size <= 12 else "")
+    if want.size <= 12:
+        return f"expected ids {want.tolist()}, got {got.tolist()}"
+    q, rank = np.argwhere(got != want)[0]
+    return f"query {q}, rank {rank} (0 = best): expected id {want[q, rank]}, got {got[q, rank]}"
 
 
 def check_recall_at_k(fn: Callable) -> None:
@@ -181,6 +199,7 @@ def check_recall_at_k(fn: Callable) -> None:
         ("the answer in the first passage", [[mona, louvre]], [["Leonardo da Vinci"]], 1),
         ("the answer only in the third passage, k=1", [[louvre, msft, mona]], [["Leonardo da Vinci"]], 1),
         ("the answer only in the third passage, k=3", [[louvre, msft, mona]], [["Leonardo da Vinci"]], 3),
+        ("the answer only in passage k + 1: a miss", [[louvre, mona]], [["Leonardo da Vinci"]], 1),
         ("case and punctuation differ (answers are normalised)", [[mona]], [["leonardo da vinci!"]], 1),
         ("several gold answers, the second one found", [[louvre]], [["Lyon", "Paris"]], 1),
         ("a question whose search found nothing", [[], [msft]], [["Paris"], ["Redmond"]], 3),
@@ -226,6 +245,14 @@ PARSE_CASES = [
     ("<information> inside an action", "<search> a <information> b </search>"),
     ("<think> inside an action", "<search> q <think> x </think> </search>"),
     ("an answer, then a search", "<answer> A </answer> <search> q </search>"),
+    ("a search, then an answer left open", "<search> q </search> <answer> A"),
+    ("the word answer after a search is text", "<search> capital of France </search> then answer"),
+    ("a second <search> inside a search", "<search> a <search> b </search>"),
+    ("a closing action tag inside <think> closes nothing", "<think> not </answer> yet </think><answer> A </answer>"),
+    ("a stray </think> before the action ends no reasoning", "so I search.</think><search> q </search>"),
+    ("a stray closing tag before the action", "x </search> <search> q </search>"),
+    ("</think> inside an action", "<search> q </think> </search>"),
+    ("</information> inside an action", "<search> q </information> </search>"),
 ]
 
 
@@ -252,6 +279,8 @@ NORMALIZE_CASES = [
     ("an article joined by a hyphen (punctuation goes first)", "The-End"),
     ("extra whitespace", "  New \t York \n"),
     ("unicode letters are kept, lowercased", "Zürich and ÉCOLE"),
+    ("lowercased, not casefolded (ß stays)", "Straße"),
+    ("an article only before a word boundary, unicode letters count", "Aéroport à Théâtre"),
     ("non-ASCII punctuation is kept (SQuAD strips string.punctuation only)", "1939–1945"),
     ("empty", ""),
 ]
@@ -271,21 +300,47 @@ def check_normalize_answer(fn: Callable) -> None:
 
 
 def check_group_advantages(fn: Callable) -> None:
-    """`fn(rewards [n], group_size) -> [n]` as `grpo.group_advantages` (group mean and std, eps 1e-6)."""
+    """`fn(rewards [n], group_size, eps=1e-6) -> [n]` as `grpo.group_advantages` (group mean and std), leaving
+    `rewards` as it was."""
     cases = [
-        ("one right of four", torch.tensor([1.0, 0.0, 0.0, 0.0]), 4),
-        ("two groups of four", torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 4),
-        ("equal rewards in a group: zeros, not NaN", torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 2),
-        ("fractional rewards (a format bonus of 0.1)", torch.tensor([0.1, 1.0, 0.0, 0.1]), 4),
-        ("integer rewards", torch.tensor([1, 0, 0, 1]), 2),
-        ("groups of one: no baseline but itself, zeros", torch.tensor([1.0, 0.0, 1.0]), 1),
+        ("one right of four", torch.tensor([1.0, 0.0, 0.0, 0.0]), 4, 1e-6),
+        ("two groups of four", torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 4, 1e-6),
+        ("equal rewards in a group: zeros, not NaN", torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), 2, 1e-6),
+        ("fractional rewards (a format bonus of 0.1)", torch.tensor([0.1, 1.0, 0.0, 0.1]), 4, 1e-6),
+        ("integer rewards", torch.tensor([1, 0, 0, 1]), 2, 1e-6),
+        ("groups of one: no baseline but itself, zeros", torch.tensor([1.0, 0.0, 1.0]), 1, 1e-6),
+        ("eps = 0.5, as passed (std + eps)", torch.tensor([1.0, 0.0, 1.0, 1.0]), 2, 0.5),
     ]
     failures = []
-    for name, rewards, g in cases:
-        want, got = group_advantages(rewards, g), _run(fn, name, rewards.clone(), g)
+    for name, rewards, g, eps in cases:
+        if eps != 1e-6 and not _takes(fn, "eps"):
+            failures.append(f"{name}: expected an `eps` argument (the stub's `eps: float = 1e-6`), got a function "
+                            "without one")
+            continue
+        yours = rewards.clone()
+        with_eps = functools.wraps(fn)(lambda r, n, eps=eps: fn(r, n, eps=eps)) if eps != 1e-6 else fn
+        want, got = group_advantages(rewards, g, eps=eps), _run(with_eps, name, yours, g)
         if problem := _close(want, got, 1e-4):
             failures.append(f"{name} (rewards {_fmt(rewards.float())}, group_size {g}): {problem}")
+        elif problem := _changed("rewards", rewards, yours):
+            failures.append(f"{name}: {problem}")
     _verdict(fn, "group_advantages", failures, len(cases), "grpo.group_advantages")
+
+
+def _takes(fn: Callable, argument: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return True
+    return argument in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _changed(what: str, given: torch.Tensor, after: torch.Tensor) -> str | None:
+    """What a function did to an input it was handed (None: nothing): the caller still reads it."""
+    if torch.equal(given, after):
+        return None
+    return (f"expected {what} left as passed, {_fmt(given.float())}; your function changed them to "
+            f"{_fmt(after.float())} (an in-place `-=`, `/=` or `*=` on the caller's tensor, or on a view of it)")
 
 
 def _grad_of(fn: Callable, logp: torch.Tensor, *rest) -> tuple[Any, torch.Tensor | None]:
@@ -306,6 +361,7 @@ def check_k3_kl(fn: Callable) -> None:
         ("the reference likes the tokens more", logp, logp + 0.5),
         ("the reference likes the tokens less", logp, logp - 0.5),
         ("a large gap (ref - logp = 5): capped at 10", logp[:1], logp[:1] + 5.0),
+        ("a large gap the other way (ref - logp = -12): capped at 10 too", logp[:1], logp[:1] - 12.0),
         ("a [2, 3] batch of mixed gaps", logp, logp + torch.tensor([[0.3, -1.0, 0.0], [2.0, -0.2, 0.7]])),
     ]
     failures = []
@@ -399,6 +455,8 @@ def _gae_cases() -> Iterable[tuple[str, tuple]]:
     yield "two rows of different lengths", (torch.cat([r, torch.tensor([[0.0, 0.0, 0.2, 0.5, 0.0, 0.0]])]),
                                             torch.cat([v, v.flip(1)]), two, 1.0, 0.95)
     yield "a row with no step at all: zeros", (r, v, torch.zeros_like(resp), 1.0, 1.0)
+    yield "skipped positions hold rewards (5, 2): never read", (r + torch.tensor([[0.0, 0.0, 5.0, 2.0, 0.0, 0.0]]),
+                                                                 v, gen, 1.0, 1.0)
 
 
 def check_gae(fn: Callable) -> None:
@@ -407,15 +465,17 @@ def check_gae(fn: Callable) -> None:
     failures = []
     cases = list(_gae_cases())
     for name, (r, v, m, gamma, lam) in cases:
-        want = gae(r, v, m, gamma, lam)
-        got = _run(fn, name, r.clone(), v.clone(), m.clone(), gamma, lam)
+        want, yours = gae(r, v, m, gamma, lam), (r.clone(), v.clone(), m.clone())
+        got = _run(fn, name, *yours, gamma, lam)
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
             failures.append(f"{name}: expected a pair (advantages, returns), got {type(got).__name__}")
             continue
-        for what, w, g in (("advantages", want[0], got[0]), ("returns", want[1], got[1])):
-            if problem := _close(w, g, 1e-5):
-                failures.append(f"{name}: {what} {problem}")
-                break
+        pairs = (("advantages", want[0], got[0]), ("returns", want[1], got[1]))
+        problems = [f"{what} {problem}" for what, w, g in pairs if (problem := _close(w, g, 1e-5))]
+        problems += [problem for what, given, after in zip(("rewards", "values", "mask"), (r, v, m), yours)
+                     if (problem := _changed(what, given, after))]
+        if problems:
+            failures.append(f"{name}: {problems[0]}")
     _verdict(fn, "gae", failures, len(cases), "ppo.gae")
 
 
@@ -460,7 +520,7 @@ def check_pick_questions(fn: Callable) -> None:
         name = f"n={n}, {count} a step"
         served = [i for step in range(3 * n) for i in _run(fn, name, n, step * count, count, 0)]
         epochs = [served[e * n:(e + 1) * n] for e in range(3)]
-        if any(not isinstance(i, int) or not 0 <= i < n for i in served):
+        if any(not isinstance(i, (int, np.integer)) or not 0 <= i < n for i in served):
             failures.append(f"{name}: expected ints in 0..{n - 1}, got {sorted(set(map(repr, served)))[:5]}")
         elif any(sorted(e) != list(range(n)) for e in epochs):
             failures.append(f"{name}: expected each epoch (n picks in a row) to serve each question once, got {epochs}")
@@ -469,6 +529,10 @@ def check_pick_questions(fn: Callable) -> None:
                             "it; one question a step gives another order")
         elif n >= 4 and len({tuple(e) for e in epochs}) == 1:
             failures.append(f"{name}: expected a new order each epoch, got the same order every epoch ({epochs[0]})")
+        # two epochs in a row alike: by chance 1 in 2,520 for a shuffle of 7 (1 in 12 for 4: not judged there)
+        elif n >= 7 and any(a == b for a, b in zip(epochs, epochs[1:])):
+            failures.append(f"{name}: expected a new order each epoch, got two epochs in a row in the same order "
+                            f"({epochs})")
         elif _run(fn, name, n, 0, n, 0) != _run(fn, name, n, 0, n, 0):
             failures.append(f"{name}: expected the same order from the same seed, got another on a second call")
     if not failures and _run(fn, "seeds", 10, 0, 10, 0) == _run(fn, "seeds", 10, 0, 10, 1):
@@ -550,7 +614,12 @@ def check_paired_p(fn: Callable) -> None:
              ("every question gained (12)", [0] * 12, [1] * 12), ("a loss only", [1, 1, 0], [0, 1, 0]),
              ("fractional scores (F1)", [0.2, 0.5, 0.9], [0.4, 0.5, 0.6]), ("no questions", [], []),
              ("25 differences of 40 (2^25 flips: too many to list, sample them)",
-              [0] * 16 + [1] * 9 + [1] * 15, gains_25)]
+              [0] * 16 + [1] * 9 + [1] * 15, gains_25),
+             ("5 losses of 16, no gain (as far from 0 as 5 gains)", [1] * 5 + [0] * 11, [0] * 16),
+             ("sizes count, not only signs: 3 small gains, 1 large loss", [0, 0, 0, 0.9], [0.1, 0.1, 0.1, 0]),
+             ("F1 totals equal up to rounding (compare with a tolerance, 1e-9)",
+              [0.5, 0.9, 0.2, 0.3, 0.9, 0.2], [0.6, 0.2, 1.0, 0.8, 0.4, 0.1]),
+             ("30 questions, 5 differ: exact (it is the differences that count to 20)", [0] * 30, [1] * 5 + [0] * 25)]
     failures = []
     for name, before, after in cases:
         want, got = paired_sign_flip_p(before, after), _run(fn, name, list(before), list(after))

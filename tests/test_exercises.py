@@ -86,7 +86,7 @@ def normalize_keeping_articles(text):
     return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
 
 
-def advantages_without_std(rewards, group_size):  # Dr. GRPO's centring, but the exercise asks for GRPO's
+def advantages_without_std(rewards, group_size, eps=1e-6):  # Dr. GRPO's centring, but the exercise asks for GRPO's
     r = rewards.float().view(-1, group_size)
     return (r - r.mean(1, keepdim=True)).view(-1)
 
@@ -178,6 +178,115 @@ def reference_value_loss(values, old_values, returns, mask, clip):
     return value_loss(values, old_values, returns, mask, clip)[0]
 
 
+# ---------------------------------------------------------------- more mistakes, each once accepted by its checker
+
+
+def top_k_unsorted(vectors, queries, k):  # argpartition finds the top k but does not order them
+    scores = queries @ vectors.T
+    ids = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k]
+    return np.take_along_axis(scores, ids, axis=1), ids
+
+
+def top_k_cosine(vectors, queries, k):  # cosine, not the inner product: the same on unit vectors only
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return exact_topk(unit(vectors), unit(queries), k)
+
+
+def recall_one_too_many(results, answers, k):  # passages[:k + 1]
+    return recall_at_k(results, answers, k + 1)
+
+
+def parse_other_action_by_its_closing_tag(text):  # "<search> q </search> <answer> A" passes as a search
+    m = re.search(r"<search>(.*?)</search>", text, re.DOTALL)
+    if m and m.group(1).strip() and "</answer>" not in text[m.end() :] and "<think>" not in text:
+        return Action("search", m.group(1).strip())
+    return parse_action(text)
+
+
+def parse_think_as_a_toggle(text):  # a stray </think> starts reasoning, so the search after it is "inside" one
+    if "</think>" in text and "<think>" not in text:
+        return Action("invalid", reason="inside <think>")
+    return parse_action(text)
+
+
+def normalize_casefolded(text):  # casefold is more than lowercase: "ß" -> "ss"
+    return normalize_answer(text.casefold())
+
+
+def advantages_eps_ignored(rewards, group_size, eps=1e-6):
+    return group_advantages(rewards, group_size)
+
+
+def advantages_in_place(rewards, group_size, eps=1e-6):
+    r = rewards.float().view(-1, group_size)  # float rewards: a view of the caller's tensor
+    std = r.std(1, keepdim=True) if group_size > 1 else torch.ones(1)
+    r -= r.mean(1, keepdim=True)
+    return (r / (std + eps) if group_size > 1 else r).view(-1)
+
+
+def kl_capped_one_way(logp, ref_logp):  # capped only where the reference is likelier
+    delta = ref_logp - logp
+    kl = torch.exp(delta) - delta - 1
+    return torch.where(delta > 0, kl.clamp(max=10.0), kl)
+
+
+def gae_carrying_skipped_rewards(rewards, values, mask, gamma, lam):  # a skipped position's reward reaches a step
+    kept = rewards.clone()
+    for row in range(rewards.shape[0]):
+        steps = mask[row].nonzero().flatten().tolist()
+        for t in range(rewards.shape[1]):
+            if not mask[row, t] and (before := [s for s in steps if s < t]):
+                kept[row, before[-1]] += rewards[row, t]
+    return gae(kept, values, mask, gamma, lam)
+
+
+def gae_zeroing_values(rewards, values, mask, gamma, lam):  # "junk is never read": zeroed in the caller's tensor
+    values *= mask
+    return gae(rewards, values, mask, gamma, lam)
+
+
+def pick_every_other_epoch(n, cursor, count, seed):  # a new order only every second epoch
+    import random
+
+    out = []
+    for c in range(cursor, cursor + count):
+        order = list(range(n))
+        random.Random(seed + c // n // 2).shuffle(order)
+        out.append(order[c % n])
+    return out
+
+
+def _sign_flips(before, after, exact, at_least):
+    diff = np.asarray(after, float) - np.asarray(before, float)
+    d = np.abs(diff[diff != 0])
+    if not d.size:
+        return 1.0
+    signs = (1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1) if exact(diff, d)
+             else np.random.default_rng(0).choice([-1, 1], size=(100_000, d.size)))
+    return float(at_least(np.abs(signs @ d), diff.sum()).mean())
+
+
+def p_signed_observed(before, after):  # |flipped totals| against the signed observed total
+    return _sign_flips(before, after, lambda diff, d: d.size <= 20, lambda t, obs: t >= obs - 1e-9)
+
+
+def p_without_tolerance(before, after):  # floats equal on paper, unequal in the last bit
+    return _sign_flips(before, after, lambda diff, d: d.size <= 20, lambda t, obs: t >= abs(obs))
+
+
+def p_exact_by_questions(before, after):  # exact up to 20 questions, not 20 differences
+    return _sign_flips(before, after, lambda diff, d: diff.size <= 20, lambda t, obs: t >= abs(obs) - 1e-9)
+
+
+def p_sign_test(before, after):  # the binomial sign test: sizes ignored
+    import math
+
+    diff = np.asarray(after, float) - np.asarray(before, float)
+    gains, losses = int((diff > 0).sum()), int((diff < 0).sum())
+    m = gains + losses
+    return 1.0 if not m else min(1.0, 2 * sum(math.comb(m, i) for i in range(max(gains, losses), m + 1)) / 2**m)
+
+
 # (checker, the package's own function, a mistake, a case the mistake must be reported under)
 EXERCISES = [
     (exercises.check_top_k, exact_topk, top_k_ascending, "one query, k=1"),
@@ -199,6 +308,22 @@ EXERCISES = [
     (exercises.check_lr_schedule, exercises.reference_lr, lr_without_warmup, "step 0"),
     (exercises.check_smooth, smooth, smooth_not_skipping_gaps, "a missing value in the middle"),
     (exercises.check_paired_p, paired_sign_flip_p, one_sided_p, "5 gains of 16"),
+    (exercises.check_top_k, exact_topk, top_k_unsorted, "all 200 in order, best first"),
+    (exercises.check_top_k, exact_topk, top_k_cosine, "not the cosine"),
+    (exercises.check_recall_at_k, recall_at_k, recall_one_too_many, "the answer only in passage k + 1"),
+    (exercises.check_parse_action, parse_action, parse_other_action_by_its_closing_tag, "an answer left open"),
+    (exercises.check_parse_action, parse_action, parse_think_as_a_toggle, "a stray </think> before the action"),
+    (exercises.check_normalize_answer, normalize_answer, normalize_casefolded, "not casefolded"),
+    (exercises.check_group_advantages, group_advantages, advantages_eps_ignored, "eps = 0.5, as passed"),
+    (exercises.check_group_advantages, group_advantages, advantages_in_place, "expected rewards left as passed"),
+    (exercises.check_k3_kl, k3_kl, kl_capped_one_way, "a large gap the other way"),
+    (exercises.check_gae, gae, gae_carrying_skipped_rewards, "skipped positions hold rewards"),
+    (exercises.check_gae, gae, gae_zeroing_values, "expected values left as passed"),
+    (exercises.check_pick_questions, pick_questions, pick_every_other_epoch, "two epochs in a row in the same order"),
+    (exercises.check_paired_p, paired_sign_flip_p, p_signed_observed, "5 losses of 16"),
+    (exercises.check_paired_p, paired_sign_flip_p, p_without_tolerance, "equal up to rounding"),
+    (exercises.check_paired_p, paired_sign_flip_p, p_exact_by_questions, "30 questions, 5 differ"),
+    (exercises.check_paired_p, paired_sign_flip_p, p_sign_test, "sizes count, not only signs"),
 ]
 
 
@@ -371,3 +496,19 @@ def test_notebooks_import_only_public_names():
             src = "".join(c["source"])
             private = re.findall(r"from searchr1_lite[\w.]* import [^\n]*\b_\w+", src)
             assert not private, f"{path.name} cell {c['id']}: {private}"
+
+
+def test_correct_answers_in_other_shapes_pass(capsys):
+    """What the exercise texts allow passes: scores as a reversed numpy view (torch cannot read one as it is), and
+    question indices as numpy integers ("any seeded shuffle will do")."""
+
+    def top_k_reversed(vectors, queries, k):
+        scores = queries @ vectors.T
+        return np.sort(scores, axis=1)[:, ::-1][:, :k], np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+    def pick_with_numpy(n, cursor, count, seed):
+        return [np.random.default_rng(seed + c // n).permutation(n)[c % n] for c in range(cursor, cursor + count)]
+
+    exercises.check_top_k(top_k_reversed)
+    exercises.check_pick_questions(pick_with_numpy)
+    assert capsys.readouterr().out.count("✓ ") == 2
