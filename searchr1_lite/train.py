@@ -39,7 +39,7 @@ from .checkpoint import (
     restore_critic,
     save_checkpoint,
 )
-from .config import DataConfig, TrainConfig
+from .config import DataConfig, OptimConfig, TrainConfig
 from .ppo import make_critic
 from .runtime import StopSignals, Tracker, over_budget, peak_memory_mb, rollout_fitting_memory, step_fitting_memory
 
@@ -102,17 +102,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             row["step_seconds"] = time.perf_counter() - start  # with the evaluation, if any
             spent.append(row["step_seconds"])
             if budget_stop:
-                row["stopped"] = f"time budget: {sum(spent):.0f} s of {opt.time_budget_s:.0f} s spent"
-                log.warning("step %d of %d: stopping, the next step would end past time_budget_s=%.0f s (%.0f s "
-                            "spent); the adapter is saved as the final one", step, opt.max_steps,
-                            opt.time_budget_s, sum(spent))
-            history.append(row)
-            _warn_on_collapse(run, history)  # names a checkpoint before this step's: saved already
-            with open(run / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            tracker.log(row)
-            bar.update(1)
-            bar.set_postfix(reward=f"{row['reward_mean']:.2f}", searches=f"{row['searches_mean']:.1f}")
+                row["stopped"] = _budget_spent(step, opt, sum(spent))
+            _record(run, row, history, tracker, bar)
             if step % cfg.save_every == 0 or last or stop.requested or (cfg.keep_best and "eval_em" in row):
                 save_checkpoint(run, step, model, optimizer, scheduler, cursor, cfg.to_dict(), critic)
             if last:
@@ -121,6 +112,24 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if step == opt.max_steps or budget_stop:
         _save_final_adapter(run, model, history, cfg)
     return run
+
+
+def _budget_spent(step: int, opt: OptimConfig, spent: float) -> str:
+    log.warning("step %d of %d: stopping, the next step would end past time_budget_s=%.0f s (%.0f s spent); the "
+                "adapter is saved as the final one", step, opt.max_steps, opt.time_budget_s, spent)
+    return f"time budget: {spent:.0f} s of {opt.time_budget_s:.0f} s spent"
+
+
+def _record(run: Path, row: dict, history: list[dict], tracker: Tracker, bar) -> None:
+    """A step's row, everywhere it goes: the history (the collapse checks read it), metrics.jsonl, the tracker and
+    the progress bar."""
+    history.append(row)
+    _warn_on_collapse(run, history)  # names a checkpoint before this step's: saved already
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    tracker.log(row)
+    bar.update(1)
+    bar.set_postfix(reward=f"{row['reward_mean']:.2f}", searches=f"{row['searches_mean']:.1f}")
 
 
 def best_evaluation(rows: list[dict], by: str = "eval_em") -> dict | None:
