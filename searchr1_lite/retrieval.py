@@ -304,6 +304,22 @@ class Manifest:
         return m
 
 
+def rebuild_command(m: Manifest, source: str, folder: str | Path) -> str:
+    """The `searchr1-lite index` command that builds `m`'s kind of index again, over the corpus `source` (a corpus
+    made in memory has none: the command then asks for its file)."""
+    encoder, note = "bm25", ""
+    if m.kind != "bm25":
+        spec = m.encoder or {}
+        # a preset by its name: a hub id alone would lose the preset's prefixes (e5's "query: ")
+        encoder = next((name for name, p in ENCODER_PRESETS.items() if asdict(p) == spec), spec.get("model", "?"))
+        if encoder not in ENCODER_PRESETS and spec != asdict(EncoderSpec(encoder)):
+            note = (" (the command line sets no pooling or prefixes: to keep this manifest's, build it in Python, "
+                    "LocalRetriever.build(corpus, EncoderSpec(...)))")
+    kind = f" --kind {m.kind}" if m.kind not in ("bm25", "flat") else ""
+    return (f"searchr1-lite index --corpus {source or 'YOUR_CORPUS.jsonl'} --encoder {encoder}{kind} --out {folder} "
+            f"--force{note}")
+
+
 class LocalRetriever:
     """Top-k passages for a batch of queries, in this process. Implements `Retriever`."""
 
@@ -364,7 +380,7 @@ class LocalRetriever:
             raise IndexMismatchError(
                 f"{folder / MANIFEST}: this index was built for corpus '{built['name']}' ({built['count']} passages, "
                 f"sha256 {built['checksum'][:12]}…), not for '{corpus.name}' ({len(corpus)} passages, sha256 "
-                f"{corpus.checksum[:12]}…). Rebuild it: searchr1-lite index --corpus {corpus.source} --out {folder}"
+                f"{corpus.checksum[:12]}…). Rebuild it: {rebuild_command(m, corpus.source, folder)}"
             )
         if m.kind == "bm25":
             return cls(corpus, BM25Index.load(folder / "bm25"))

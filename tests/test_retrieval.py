@@ -89,7 +89,28 @@ def test_save_load_round_trip_and_mismatch(which, tmp_path, bm25_retriever, mini
     other = Corpus(list(corpus.ids), [c + " changed" for c in corpus.contents], "other", "")
     with pytest.raises(IndexMismatchError, match="was built for corpus") as err:
         LocalRetriever.load(tmp_path / "idx", other)
-    assert "searchr1-lite index" in str(err.value)
+    # the command builds the same kind of index again; the corpus made in memory has no source, so it asks for one
+    assert f"searchr1-lite index --corpus YOUR_CORPUS.jsonl --encoder {which} --out {tmp_path / 'idx'} --force" in (
+        str(err.value))
+
+
+def test_the_rebuild_command_names_the_index_it_replaces():
+    """A preset by its name (its hub id alone would lose e5's prefixes), the dense index kind, a corpus's source."""
+    from dataclasses import asdict
+
+    from searchr1_lite.retrieval import ENCODER_PRESETS, EncoderSpec, Manifest, rebuild_command
+
+    corpus = {"name": "w", "source": "world:seed=1", "count": 3, "checksum": "x"}
+    e5 = Manifest("hnsw", corpus, asdict(ENCODER_PRESETS["e5-base-v2"]), 768)
+    assert rebuild_command(e5, "world:seed=1", "idx") == (
+        "searchr1-lite index --corpus world:seed=1 --encoder e5-base-v2 --kind hnsw --out idx --force")
+    own = Manifest("flat", corpus, asdict(EncoderSpec("my/encoder")), 384)
+    assert rebuild_command(own, "c.jsonl", "idx") == (
+        "searchr1-lite index --corpus c.jsonl --encoder my/encoder --out idx --force")
+    own.encoder["pooling"] = "cls"  # not what --encoder my/encoder builds: said so
+    assert rebuild_command(own, "c.jsonl", "idx").endswith("--force (the command line sets no pooling or prefixes: "
+                                                           "to keep this manifest's, build it in Python, "
+                                                           "LocalRetriever.build(corpus, EncoderSpec(...)))")
 
 
 def test_index_named_corpus_reloads_by_itself(tmp_path, bm25_retriever):
