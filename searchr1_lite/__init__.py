@@ -20,8 +20,9 @@ __version__ = "0.1.0"
 
 def quiet_third_party() -> None:
     """Known third-party noise off: transformers', torch's and peft's deprecation notices about their own internals
-    (FutureWarnings raised in their modules only, so one from your own code still shows) and bitsandbytes' note that
-    an optional CPU kernel package is missing. The lessons call it; `searchr1-lite` does unless --verbose."""
+    (FutureWarnings raised in their modules only, so one from your own code still shows), bitsandbytes' note that
+    an optional CPU kernel package is missing, and `kernels`' note that offline it cannot check a kernel's publisher.
+    The lessons call it; `searchr1-lite` does unless --verbose."""
     import logging
     import os
     import warnings
@@ -30,3 +31,5 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|torch|peft)(\.|$)")
     warnings.filterwarnings("ignore", message=r".*use_reentrant parameter should be passed explicitly.*")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # transformers' `kernels`: "Skipping publisher trust check ... offline mode", on the CPU tier too, with no 4-bit
+    logging.getLogger("kernels").setLevel(logging.ERROR)
