@@ -76,8 +76,10 @@ def read_qa_jsonl(path: str | Path) -> list[QAExample]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        q = row.get("question") if isinstance(row, dict) else None
-        golds = row.get("golden_answers") if isinstance(row, dict) else None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected an object, {{\"question\": ..., \"golden_answers\": [...]}}, "
+                             f"got a JSON {type(row).__name__}")
+        q, golds = row.get("question"), row.get("golden_answers")
         if not isinstance(q, str) or not q.strip():
             raise ValueError(f"{path}:{lineno}: 'question' must be a non-empty string")
         if isinstance(golds, str):

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 
 import pytest
@@ -14,9 +15,14 @@ def test_index_then_search_prints_the_mona_lisa_first(tmp_path, capsys):
     first_hit = [line for line in out.splitlines() if line.strip().startswith("1.")][0]
     assert "Mona Lisa" in first_hit
     # a synthetic world's passages by their spec, as `data.corpus` names them; the index reloads them from it
+    world = load_world("world:seed=1,people=30")
+    city, country = next(iter(world.facts["country"].items()))
     assert main(["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "world")]) == 0
-    assert main(["search", "--index", str(tmp_path / "world"), "Where is Drothen?", "--json"]) == 0
-    assert "indexed" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(f"indexed {len(world.corpus)} passages of world-1")
+    assert main(["search", "--index", str(tmp_path / "world"), f"Where is {city}?", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["query"] == f"Where is {city}?" and len(row["hits"]) == 3
+    assert row["hits"][0]["contents"] == f'"{city}"\n{city} is a city in {country}.'  # the world's own passage
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from searchr1_lite.tiers import lesson_id
+from searchr1_lite.tiers import lesson_id, pick_tier
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -168,4 +168,4 @@ def test_the_install_cell_works_in_a_simulated_colab(path, repo_url, dependencie
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["file"].startswith(str(site)), got["file"]  # the installed package, not the clone or this checkout
-    assert got["settings"]
+    assert got["settings"] == pick_tier("cpu").settings(lesson_id(path.name))  # the installed copy's, this one's

@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "searchr1_lite"
     ('{"question": "Who?", "golden_answers": 42}', ":2: 'golden_answers' must be a non-empty list of strings"),
     ('{"question": "Who?", "golden_answers": [{"a": 1}]}', ":2: 'golden_answers' must be a non-empty list of strings"),
     ('{"question": "Who?", "golden_answers": []}', ":2: 'golden_answers' must be a non-empty list of strings"),
-    ('["a", "list"]', ":2:"),
+    ('["a", "list"]', r':2: expected an object, \{"question": \.\.\., "golden_answers": \[\.\.\.\]\}, got a JSON list'),
+    ('"a string"', ":2: expected an object, .* got a JSON str"),
 ])
 def test_malformed_question_rows_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "qa.jsonl"

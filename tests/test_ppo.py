@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_batch
 
 import searchr1_lite.ppo as ppo
-from searchr1_lite.grpo import GRPOConfig, TrajectoryBatch
+from searchr1_lite.grpo import GRPOConfig, TrajectoryBatch, token_logprobs
 from searchr1_lite.models import load_model
 from searchr1_lite.ppo import (
     PPOConfig,
@@ -94,6 +94,7 @@ def test_generated_tokens_get_the_authors_advantages_wherever_the_blocks_sit():
     generated token's advantage (whitened over generated tokens, as ppo_advantages does, neither). With lam < 1 they
     would: there the blocks' values leak in."""
     rng = random.Random(0)
+    with_blocks = with_lam_checked = 0  # the layouts the two branches below judged: counted, so that both ran
     for trial in range(40):
         b, s = 3, 14
         resp_len = [rng.randint(3, s - 2) for _ in range(b)]
@@ -111,14 +112,17 @@ def test_generated_tokens_get_the_authors_advantages_wherever_the_blocks_sit():
         torch.testing.assert_close(ours[:, 2:][g[:, 2:]], theirs[g[:, 2:]], atol=1e-5, rtol=1e-5)
         blocks = (resp == 1) & (gen == 0)
         if blocks.any():
+            with_blocks += 1
             other = values + 5.0 * blocks.float() * torch.randn(b, s)  # the blocks' values, and only theirs, change
             torch.testing.assert_close(gae(rewards, other, resp, 1.0, 1.0)[0][g], gae(rewards, values, resp)[0][g])
             whitened = [masked_whiten(gae(rewards, v, resp)[0], gen)[g] for v in (values, other)]
             torch.testing.assert_close(*whitened)
             before_block = g & torch.roll(blocks, -1, dims=1)
             if before_block.any() and trial % 2 == 0:
+                with_lam_checked += 1
                 moved = gae(rewards, other, resp, 1.0, 0.9)[0][before_block]
                 assert not torch.allclose(moved, gae(rewards, values, resp, 1.0, 0.9)[0][before_block])
+    assert with_blocks >= 30 and with_lam_checked >= 15, (with_blocks, with_lam_checked)  # 38 and 19 of 40, 20
 
 
 def test_whitening_is_over_the_masked_entries_of_the_whole_batch():
@@ -303,8 +307,17 @@ def test_the_update_scores_tokens_at_the_sampling_temperature(tiny):
     critic = make_critic(model, PPOConfig(kl_coef=0.0))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: measure, do not move
     gcfg = GRPOConfig(temperature=0.7, clip_low=0.01, clip_high=0.01, micro_batch_size=2)
-    stats = ppo_step(model, critic, _batch(tok, seed=4), torch.tensor([1.0, 0.0, 1.0]), opt, gcfg,
-                     PPOConfig(kl_coef=0.0))
+    batch, scores = _batch(tok, seed=4), torch.tensor([1.0, 0.0, 1.0])
+    # the old log-probs are the sampling distribution's, logits / 0.7, and not the raw logits' (so that a
+    # temperature dropped from both the old log-probs and the update cannot pass as rho = 1)
+    old = ppo_advantages(model, critic, batch, scores, gcfg, PPOConfig(kl_coef=0.0))["old_logp"]
+    mask = batch.gen_mask.clone()
+    mask[:, 0] = 0
+    at = {t: token_logprobs(model, batch.input_ids, batch.attention_mask, mask, temperature=t)[0] for t in (0.7, 1.0)}
+    g = mask.bool()
+    torch.testing.assert_close(old[g], at[0.7][g], atol=1e-5, rtol=0)
+    assert (old[g] - at[1.0][g]).abs().max() > 1e-2
+    stats = ppo_step(model, critic, batch, scores, opt, gcfg, PPOConfig(kl_coef=0.0))
     assert stats["clip_fraction"] == 0.0 and stats["tokens_trained"] > 0 and stats["skipped"] == 0.0
 
 

@@ -106,11 +106,17 @@ def test_pinned_actions(text, expected):
     assert (a.kind, a.content if a.valid else a.reason) == expected
 
 
-def test_huge_and_tag_heavy_outputs_are_fast_enough_to_not_matter():
-    for text in ["<search>" * 200_000, "<answer>" * 200_000, "<think>" + "x" * 2_000_000, "</search>" * 100_000,
-                 "<search>a</search>" * 50_000]:
-        parse_action(text)
-        extract_answer(text)  # linear: the regex version takes minutes on the second string
+def test_huge_and_tag_heavy_outputs_are_data_not_a_crash():
+    """Megabytes of tags parse to what a short turn would (the parser is linear: the old regex took minutes on the
+    second string; its speed is not timed here)."""
+    for text, (kind, why) in [("<search>" * 200_000, ("invalid", "nested tags: <search> inside <search>")),
+                              ("<answer>" * 200_000, ("invalid", "nested tags: <answer> inside <answer>")),
+                              ("<think>" + "x" * 2_000_000, ("invalid", "no <search> or <answer>")),
+                              ("</search>" * 100_000, ("invalid", "</search> without <search>")),
+                              ("<search>a</search>" * 50_000, ("search", "a"))]:
+        a = parse_action(text)
+        assert (a.kind, a.content if a.valid else a.reason) == (kind, why)
+        assert extract_answer(text) is None  # no </answer> anywhere
 
 
 def test_the_prompt_is_the_authors_template(qwen_tok=None):

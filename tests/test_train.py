@@ -530,29 +530,36 @@ def test_adv_scale_reaches_the_update(tmp_path, monkeypatch, adv_scale):
 
 
 def test_extra_search_cost_reaches_the_advantages_through_each_trajectorys_searches(tmp_path, monkeypatch):
-    """Every answer is made right and trajectory i is given i % 3 searches: with extra_search_cost the groups' rewards
-    differ only by the searches after the first, and the update sees exactly those advantages."""
+    """A scripted policy answers every question right, trajectory i of a group after i searches (0, 1, 2): with
+    extra_search_cost the rewards differ only by the searches after the first, counted from the real rollout by the
+    real reward, and the update sees exactly those advantages."""
     import searchr1_lite.grpo as grpo_mod
-    import searchr1_lite.reward as reward_mod
     import searchr1_lite.rollout as rollout_mod
+    from searchr1_lite.scripted import ScriptedLM
 
-    seen, real_step, real_rollout = [], grpo_mod.grpo_step, rollout_mod.rollout
+    answer = "<answer> Leonardo </answer>"
+    scripts = [[answer], ["<search> Mona Lisa </search>", answer],
+               ["<search> Mona Lisa </search>", "<search> painter </search>", answer]]
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"Who painted picture {i}?", "golden_answers": ["Leonardo"]})
+                                 + "\n" for i in range(10)))
+    seen, results, real_step, real_rollout = [], [], grpo_mod.grpo_step, rollout_mod.rollout
 
-    def searched(*a, **k):
-        res = real_rollout(*a, **k)
-        for i, t in enumerate(res.trajectories):
-            t.queries = ["q"] * (i % 3)
-        return res
+    def scripted(model, tokenizer, questions, *a, **k):
+        results.append(real_rollout(ScriptedLM(tokenizer, scripts), tokenizer, questions, *a, **k))
+        return results[-1]
 
     def spy(model, batch, advantages, *a, **k):
         seen.append(advantages)
         return real_step(model, batch, advantages, *a, **k)
 
     monkeypatch.setattr(grpo_mod, "grpo_step", spy)
-    monkeypatch.setattr(rollout_mod, "rollout", searched)
-    monkeypatch.setattr(reward_mod, "exact_match", lambda answer, golds: 1.0)
-    train(_cfg(tmp_path, "cost", max_steps=1, group_size=3, prompts_per_step=2, extra_search_cost=0.25))
-    r = torch.tensor([1.0, 1.0, 0.75] * 2).view(-1, 3)
+    monkeypatch.setattr(rollout_mod, "rollout", scripted)
+    train(_cfg(tmp_path, "cost", max_steps=1, group_size=3, prompts_per_step=2, extra_search_cost=0.25,
+               questions=str(questions), max_turns=3, max_new_tokens=16))
+    assert [(t.searches, t.answer) for t in results[0].trajectories] == [(0, "Leonardo"), (1, "Leonardo"),
+                                                                         (2, "Leonardo")] * 2
+    r = torch.tensor([1.0, 1.0, 0.75] * 2).view(-1, 3)  # the second search costs 0.25; the first is free
     torch.testing.assert_close(seen[0], ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).view(-1))
 
 
