@@ -204,6 +204,8 @@ def cmd_eval(args) -> None:
         raise ValueError(f"--method {unknown[0]!r}: choose from {', '.join(METHODS)}, comma-separated")
     if args.out and (Path(args.out).is_dir() or not Path(args.out).resolve().parent.is_dir()):
         raise ValueError(f"--out {args.out}: name a CSV file in a folder that exists, e.g. eval.csv")
+    if args.out and Path(args.out).exists() and Path(args.out).suffix != ".csv":  # a table replaces only a table
+        raise FileExistsError(f"--out {args.out} exists and is not a .csv: name a new file, e.g. eval.csv")
     cfg = _run_config(args, {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
                              "template": args.template})
     retriever = _run_retriever(args, cfg)
@@ -281,6 +283,8 @@ def cmd_plot(args) -> None:
     from .plots import plot_dynamics
 
     out = Path(args.out) if Path(args.out).suffix else Path(args.out + ".png")  # matplotlib would add .png itself
+    if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise ValueError(f"--out {args.out}: a figure is .png, .pdf, .svg or .jpg, not {out.suffix}")
     plot_dynamics(args.runs, out=out)
     print(f"wrote {out}")
 
@@ -559,12 +563,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (CorpusError, HubUnavailable, IndexMismatchError, OfflinePackageMissing, RetrieverUnavailable,
-            OutOfMemory, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"searchr1-lite {args.command}: error: {e}", file=sys.stderr)
+            OutOfMemory, OSError, ValueError) as e:  # OSError: a path that is a folder, a file, too long, not ours
+        print(f"searchr1-lite {args.command}: error: {_said(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _said(e: Exception) -> str:
+    """An error as one line: the OS's own errors as "path: what", without their "[Errno 21]"."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror.lower()}" + (f" (and {e.filename2})" if e.filename2 else "")
+    return str(e)
 
 
 def run() -> None:

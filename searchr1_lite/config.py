@@ -86,7 +86,9 @@ DERIVED = {"rollout.seed": "seed (each step samples with its own seed from it)",
 AT_LEAST = {"optim.prompts_per_step": 1, "optim.group_size": 1, "optim.two_hop_group_size": 1, "save_every": 1,
             "eval_every": 0, "eval_size": 1, "rollout.max_new_tokens": 1, "rollout.topk": 1, "rollout.max_turns": 0,
             "optim.max_steps": 1, "optim.warmup_steps": 0, "grpo.micro_batch_size": 1, "policy.lora_r": 1,
-            "grpo.logprob_chunk": 1, "policy.lora_layers": 1, "samples_per_eval": 0}  # (null: no chunks, all layers)
+            "grpo.logprob_chunk": 1, "policy.lora_layers": 1, "samples_per_eval": 0,  # (null: no chunks, all layers)
+            # below these every trajectory is cut at its first token, or no passage is inserted, and nothing says so
+            "rollout.max_total_tokens": 1, "rollout.max_obs_tokens": 1}
 _INF = float("inf")
 _NON_NEGATIVE = (lambda v: 0 <= v < _INF, "0 or more, and finite")
 # Values outside these ranges were taken and then sampled, split or stepped nonsense (NaN fails every comparison).
@@ -105,6 +107,9 @@ WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
           "ppo.value_clip": (lambda v: v > 0, "more than 0"),
           "ppo.critic_lr": _NON_NEGATIVE,
           "policy.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "policy.lora_alpha": (lambda v: 0 < v < _INF, "more than 0, and finite"),  # LoRA's scale, alpha / r
+          "policy.lora_targets": (lambda v: len(v) > 0, "'all-linear' or a non-empty list of module names"),
+          "optim.weight_decay": _NON_NEGATIVE,
           "extra_search_cost": _NON_NEGATIVE}
 
 
@@ -202,9 +207,11 @@ class TrainConfig:
             file = config_path(path)
             where = str(path)
             try:
-                values = yaml.safe_load(file.read_text()) or {}
+                values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as e:
                 raise ValueError(f"{path}: not valid YAML ({e})") from None
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
             if not isinstance(values, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys")
         values = {_resolve(k, where): v for k, v in _flatten(values)}  # full paths: an override replaces its key
@@ -234,6 +241,10 @@ def config_path(name: str | Path) -> Path:
     """A config file: a path that exists, else one of the package's configs by name (`world-cpu`, `tiny-cpu.yaml`,
     or `configs/tiny-cpu.yaml` as the repository had them)."""
     path = Path(name)
+    if path.is_dir():
+        inside = [f.name for f in (path / "config.json", path / "config.yaml") if f.is_file()]
+        raise IsADirectoryError(f"config {str(name)!r} is a folder; give a YAML file"
+                                + (f", e.g. {path / inside[0]} (a run's)" if inside else ""))
     if path.exists():
         return path
     packaged = resources.files("searchr1_lite") / "configs"
@@ -272,8 +283,12 @@ def _resolve(key: str, where: str) -> str:
                          f"next line, or --set {key}.{example}=...), not one value")
     import difflib
 
-    names = [k for k in _PATHS if ("." in k) == ("." in key)]  # suggest in the form given: `lr` or `optim.lr`
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    name = key.rpartition(".")[2]
+    if "." in key and name in _PATHS:  # the right name in the wrong section: `rollout.max_steps`
+        close = [_PATHS[name]]
+    else:
+        names = [k for k in _PATHS if ("." in k) == ("." in key)]  # suggest in the form given: `lr` or `optim.lr`
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     raise ValueError(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 

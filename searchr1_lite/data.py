@@ -157,8 +157,8 @@ def load_questions(name: str, corpus: Corpus | None = None, split: str = "train"
         return [QAExample(str(r.get("id", i)), r["question"], list(r["golden_answers"])) for i, r in enumerate(ds)]
     if name == HOTPOTQA_SET:
         return hotpotqa_questions(split)
-    if Path(name).expanduser().exists():  # as load_corpus: `~/q.jsonl` is a path
-        return read_qa_jsonl(Path(name).expanduser())
+    if Path(name).expanduser().exists() or name.endswith((".jsonl", ".json")):  # as load_corpus: `~/q.jsonl` too
+        return read_qa_jsonl(Path(name).expanduser())  # a path that is not there: "no such question file"
     raise ValueError(f"unknown question set {name!r}: use fanoutqa, nq_hotpotqa_train, {HOTPOTQA_SET}, a world "
                      "(world:seed=0,...) or a jsonl path")
 

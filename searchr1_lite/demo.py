@@ -279,12 +279,16 @@ class _Evaluations:
 
 
 def _open_folder(out: Path, settings: DemoSettings, fresh: bool) -> None:
-    """`out`, emptied if `fresh`; refused if it holds a demo with other settings (its results would be mixed)."""
+    """`out`, emptied if `fresh`; refused if it holds a demo with other settings (its results would be mixed), or
+    other files and no demo."""
     if fresh and out.exists():
         _check_deletable(out)
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     saved = out / "settings.json"
+    if out.is_dir() and any(out.iterdir()) and not saved.exists():  # someone's folder: a demo would mix into it
+        raise FileExistsError(f"{out} is not empty ({sum(1 for _ in out.iterdir())} entries) and holds no demo (no "
+                              "settings.json): pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
     if saved.exists() and _runs_differ(json.loads(saved.read_text()), dataclasses.asdict(settings)):
         raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
     _write_json(saved, dataclasses.asdict(settings))

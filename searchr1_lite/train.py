@@ -20,6 +20,7 @@ update per batch of rollouts, the reference model = the base model (adapter off)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -62,23 +63,25 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     from tqdm.auto import tqdm
 
     _refuse_unworkable(cfg)
-    run, opt = _new_or_resumed_run(cfg, resume), cfg.optim
-    checkpoint = latest_checkpoint(run) if resume else None
-    tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
-    retriever, corpus = make_retriever(cfg.data)  # before the model: a data mistake fails in seconds
-    train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
-    _check_training_questions(train_qs, cfg)
-    pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
-    optimizer, scheduler = make_optimizer(model, cfg)
-    critic = make_critic(model, cfg.ppo, lambda: policy_for(cfg)[0]) if cfg.algorithm == "ppo" else None
-    step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
-    if checkpoint and critic is not None:
-        restore_critic(checkpoint, critic)
-    # the rows so far, for the collapse checks and the time budget over resumes
-    history = drop_rows_after(run, step) if resume else read_rows(run / "metrics.jsonl")
+    run, made = _new_or_resumed_run(cfg, resume)
+    opt = cfg.optim
+    with _removed_if_set_up_fails(run, made):  # a data, model or tracker mistake leaves no half-made run
+        checkpoint = latest_checkpoint(run) if resume else None
+        tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
+        retriever, corpus = make_retriever(cfg.data)  # before the model: a data mistake fails in seconds
+        train_qs, eval_qs = split_questions(cfg.data, corpus, cfg.seed)
+        _check_training_questions(train_qs, cfg)
+        pairs = _question_pairs(train_qs, cfg) if opt.paired_questions else None
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        model, tokenizer = policy_for(cfg, checkpoint) if policy is None else _reuse_policy(policy, cfg, checkpoint)
+        optimizer, scheduler = make_optimizer(model, cfg)
+        critic = make_critic(model, cfg.ppo, lambda: policy_for(cfg)[0]) if cfg.algorithm == "ppo" else None
+        step, cursor = restore_checkpoint(checkpoint, optimizer, scheduler) if checkpoint else (0, 0)
+        if checkpoint and critic is not None:
+            restore_critic(checkpoint, critic)
+        # the rows so far, for the collapse checks and the time budget over resumes
+        history = drop_rows_after(run, step) if resume else read_rows(run / "metrics.jsonl")
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
     spent = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in history]  # the time budget
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
@@ -275,8 +278,26 @@ def group_size(example, opt) -> int:
 # ---------------------------------------------------------------- setup
 
 
-def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> Path:
+@contextlib.contextmanager
+def _removed_if_set_up_fails(run: Path, made: str | None):
+    """Undo what `_new_or_resumed_run` made (`made`: "folder", or "config" written into a folder that was there) if
+    the set-up after it fails: a folder holding only a config.json would pass for a run that never started."""
+    try:
+        yield
+    except BaseException:
+        if made == "folder":
+            shutil.rmtree(run, ignore_errors=True)
+        elif made == "config":
+            (run / "config.json").unlink(missing_ok=True)
+        raise
+
+
+def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
+    """The run's folder, made or checked, with its config.json, and what this call made: "folder", "config" (into
+    a folder that was there) or None (a resume)."""
     run = Path(cfg.output_dir)
+    if run.exists() and not run.is_dir():
+        raise FileExistsError(f"output_dir {run} is a file: a run is a folder; set output_dir to another path")
     if resume and not (run / "metrics.jsonl").exists():
         raise FileNotFoundError(f"nothing to resume in {run}: no run there (no metrics.jsonl). Drop --resume to start "
                                 "it, or set output_dir to the run's folder")
@@ -284,11 +305,12 @@ def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> Path:
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
     if resume and (run / "config.json").exists():
         _check_same_run(run, cfg)
+    made = None if resume else "config" if run.exists() else "folder"  # a folder that was there is not ours
     run.mkdir(parents=True, exist_ok=True)
     for partial in run.glob(".checkpoint-*.tmp*"):  # left by a process killed while saving: never complete
         shutil.rmtree(partial, ignore_errors=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    return run
+    return run, made
 
 
 # What a resume may change: how long the run goes and how it reports. The rest is what it learns and from what; a

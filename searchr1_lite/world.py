@@ -242,8 +242,14 @@ def parse_world_spec(spec: str) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or key not in allowed:
+        if not eq:
             raise ValueError(f"{spec!r}: {item!r} must be key=value with key one of {', '.join(allowed)}")
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(key, allowed, n=1)
+            raise ValueError(f"{spec!r}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; the keys: {', '.join(allowed)}")
         try:
             out[key] = allowed[key](value)
         except ValueError:

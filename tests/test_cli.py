@@ -258,7 +258,12 @@ def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
                        (["eval", "--method", "direct, dirct"], "--method 'dirct': choose from direct, rag, search"),
                        (["eval", "--method", "direct", "--out", str(tmp_path)], "name a CSV file in a folder that"),
                        (["eval", "--out", str(tmp_path / "no" / "t.csv")], "name a CSV file in a folder that"),
-                       (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "p.png")], "nothing to plot")]:
+                       (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "p.png")], "nothing to plot"),
+                       # a table once replaced any file named as --out; a figure's --out named matplotlib's formats
+                       (["eval", "--method", "direct", "--out", str(tmp_path / "file.jsonl")],
+                        "file.jsonl exists and is not a .csv: name a new file"),
+                       (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "file.jsonl")],
+                        "a figure is .png, .pdf, .svg or .jpg, not .jsonl")]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, (argv, err)
@@ -386,3 +391,27 @@ def test_fanoutqa_with_an_index_on_another_corpus_says_why_no_question_is_left(t
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "no FanOutQA question is answerable from corpus" in err and "wiki-vital" in err
+
+
+def test_a_newcomers_path_mistakes_are_one_line_each_and_exit_2(tmp_path, capsys):
+    """Mistakes a helper's audit made of the command line, each once a traceback (exit 1) or a message that named
+    neither the file nor the fix: a folder as --config, a config that is not UTF-8, an --out inside a file, a
+    world spec with a typo, a question file that is not there."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "latin1.yaml").write_bytes("# caf\xe9\noptim:\n  max_steps: 1\n".encode("latin-1"))
+    (tmp_path / "a-file").write_text("x")
+    cases = [(["train", "--config", str(tmp_path / "run")],
+              f"config '{tmp_path / 'run'}' is a folder; give a YAML file, e.g. {tmp_path / 'run' / 'config.json'}"),
+             (["train", "--config", str(tmp_path / "latin1.yaml")], "latin1.yaml: not UTF-8 text (byte 5)"),
+             (["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "a-file" / "idx")],
+              "a-file/idx: not a directory"),
+             (["index", "--corpus", "world:seeed=1", "--out", str(tmp_path / "w")],
+              "unknown key 'seeed' (did you mean 'seed'?)"),
+             (["train", "--config", "tiny-cpu", "--set", f"questions={tmp_path / 'nope.jsonl'}",
+               f"output_dir={tmp_path / 'r'}"], "nope.jsonl: no such question file")]
+    for argv, says in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "r").exists()  # the failed run left no folder

@@ -113,6 +113,9 @@ def test_an_unknown_config_names_the_packaged_ones():
         config_path("world-gpu")
     with pytest.raises(ValueError, match=r"--set: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
         TrainConfig.load("tiny-cpu", ["max_step=3"])
+    # the right name in the wrong section points to its section, not to a look-alike in the one given
+    with pytest.raises(ValueError, match=r"unknown key 'rollout.max_steps' \(did you mean 'optim.max_steps'\?\)"):
+        TrainConfig.load("tiny-cpu", ["rollout.max_steps=3"])
 
 
 def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
@@ -145,7 +148,14 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
                              ("lora_dropout", 2, "policy.lora_dropout must be in [0, 1)"),
                              ("lora_layers", 0, "policy.lora_layers must be at least 1"),
                              ("samples_per_eval", -1, "samples_per_eval must be at least 0"),
-                             ("extra_search_cost", -1, "extra_search_cost must be 0 or more")]:
+                             ("extra_search_cost", -1, "extra_search_cost must be 0 or more"),
+                             # taken before, and then every trajectory cut at its first token, no passage inserted,
+                             # a LoRA update reversed, or no module adapted, with nothing said
+                             ("max_total_tokens", 0, "rollout.max_total_tokens must be at least 1, not 0"),
+                             ("max_obs_tokens", -5, "rollout.max_obs_tokens must be at least 1, not -5"),
+                             ("lora_alpha", -3, "policy.lora_alpha must be more than 0, and finite"),
+                             ("weight_decay", -1, "optim.weight_decay must be 0 or more"),
+                             ("lora_targets", "[]", "policy.lora_targets must be 'all-linear' or a non-empty list")]:
         with pytest.raises(ValueError, match=f"^--set: {re.escape(says)}"):
             TrainConfig.load(None, [f"{key}={value}"])
     edges = TrainConfig.load(None, ["time_budget_s=0", "learning_rate=0", "temperature=0", "top_p=1",  # all meant

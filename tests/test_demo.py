@@ -452,6 +452,10 @@ def test_fresh_deletes_only_a_demos_folder(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match="which holds the current folder"):
         run_demo(tmp_path / "mine", DemoSettings.quick(), fresh=True)
     assert thesis.read_text() == "three years"
+    # without --fresh, a demo would add its files beside someone's: refused too
+    with pytest.raises(FileExistsError, match=r"important is not empty \(1 entries\) and holds no demo"):
+        run_demo(tmp_path / "mine" / "important", DemoSettings.quick())
+    assert [p.name for p in thesis.parent.iterdir()] == ["thesis.txt"]
 
 
 def test_training_budget_is_what_the_other_stages_leave(tmp_path):

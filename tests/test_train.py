@@ -699,3 +699,23 @@ def test_the_final_adapter_appears_whole_or_not_at_all(tmp_path):
     assert not (tmp_path / "adapter").exists()
     _save_final_adapter(tmp_path, CutShort(False), [{"step": 1}], TrainConfig())  # the leftover is no obstacle
     assert is_saved_adapter(tmp_path / "adapter") and not (tmp_path / "adapter.tmp").exists()
+
+
+def test_a_run_whose_set_up_fails_leaves_no_half_made_run(tmp_path):
+    """A model or data mistake found after the run's folder is made (its config.json written) takes the folder back
+    out, or only the config.json where the folder was there before: `eval --run` and `--resume` took such a folder
+    for a run, and their advice went in a circle."""
+    from searchr1_lite.offline import HubUnavailable
+
+    with pytest.raises(HubUnavailable, match="no-such-model"):
+        train(_cfg(tmp_path, "typo", model="no-such-model"))
+    assert not (tmp_path / "typo").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(FileNotFoundError, match="nope.jsonl: no such question file"):
+        train(_cfg(tmp_path, "mine", questions=str(tmp_path / "nope.jsonl")))
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(FileExistsError, match="output_dir .*a-file is a file: a run is a folder"):
+        train(_cfg(tmp_path, "a-file"))
