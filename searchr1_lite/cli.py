@@ -28,6 +28,8 @@ def _at_least(least: float, kind=int):
 
 
 def _port(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a port is a number, 1 to 65535, not {text!r}")
     port = int(text)
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text}")
@@ -52,6 +54,8 @@ def cmd_index(args) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file: an index is a folder (manifest.json beside the index); "
                               "pick another --out")
+    if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):  # found before the build
+        raise NotADirectoryError(f"--out {out}: {file} is a file, not a folder; pick another --out")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise FileExistsError(f"{out} is not empty (an index is there?): pass --force to overwrite it, "
                               "or another --out")
@@ -267,6 +271,12 @@ def _policy_from_args(args, cfg):
     --adapter if given."""
     from .models import is_saved_adapter, load_model, load_policy
 
+    if args.adapter and not is_saved_adapter(args.adapter):  # found before the model loads, not by peft after
+        here = Path(args.adapter).exists()
+        if here or args.adapter.count("/") != 1:  # a hub id is owner/name; anything else is a folder here
+            what = "no adapter_config.json in it" if here else "no such folder"
+            raise FileNotFoundError(f"--adapter {args.adapter}: {what}; a saved LoRA adapter is a run's "
+                                    "runs/NAME/adapter or a checkpoint's runs/NAME/checkpoint-N/adapter")
     if args.run:
         p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
         if not args.adapter and not is_saved_adapter(adapter):  # else peft asks the hub for it
@@ -361,10 +371,20 @@ def _config_keys() -> str:
                                            subsequent_indent=" " * 4))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("searchr1_lite")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searchr1-lite", description=__doc__)
     verbose = dict(action="store_true", help="also show third-party warnings (hidden by default)")
     p.add_argument("-v", "--verbose", **verbose)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     # -v after the subcommand too; SUPPRESS keeps a subcommand without it from resetting a -v given before it
     either_side = argparse.ArgumentParser(add_help=False)
     either_side.add_argument("-v", "--verbose", default=argparse.SUPPRESS, **verbose)

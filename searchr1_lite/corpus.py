@@ -85,7 +85,8 @@ def numbered_lines(path: Path, error: type[ValueError] = ValueError) -> Iterator
     with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:  # bytes: a bad line is found exactly
         for lineno, raw in enumerate(f, start=1):
             try:
-                yield lineno, raw.decode("utf-8")
+                # "utf-8-sig" on the first line: a byte-order mark (Windows editors write one) is not the row's
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise error(f"{path}:{lineno}: not UTF-8 text ({e.reason} at column {e.start + 1}); save it as "
                             "UTF-8") from None

@@ -72,6 +72,9 @@ DYNAMICS = ("reward_mean", "em", "response_length_mean", "searches_mean", "valid
             "clip_fraction")
 
 
+TEXT_METRICS = {"stopped", "collapse"}  # a metrics row's only text: why a run stopped, which collapse check fired
+
+
 def load_metrics(run):
     """A run's metrics.jsonl as a DataFrame (one row per step)."""
     from pathlib import Path
@@ -83,7 +86,13 @@ def load_metrics(run):
         raise FileNotFoundError(f"{path}: no metrics; is {run} a run folder written by `searchr1-lite train`?")
     from .checkpoint import read_rows
 
-    return pd.DataFrame(read_rows(path))  # read while the run writes, its last row may be cut short: skipped
+    rows = read_rows(path)  # read while the run writes, its last row may be cut short: skipped
+    for i, row in enumerate(rows, 1):  # a value edited by hand fails here, not deep inside matplotlib
+        bad = next((k for k, v in row.items() if k not in TEXT_METRICS and not isinstance(v, (int, float, type(None)))),
+                   None)
+        if bad:
+            raise ValueError(f"{path}, row {i}: {bad} is {row[bad]!r}, not a number; repair or delete that row")
+    return pd.DataFrame(rows)
 
 
 def smooth(values, alpha: float = 0.3) -> list[float]:

@@ -212,7 +212,8 @@ class DenseIndex:
         import faiss
 
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such faiss index file")
+            what = "a folder, not a" if Path(path).is_dir() else "no such"
+            raise FileNotFoundError(f"{path}: {what} faiss index file")
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as e:  # faiss's own message is a C++ trace; its first line says what went wrong
@@ -291,6 +292,10 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
+        if not folder.is_dir():
+            what = "a file, not an" if folder.exists() else "no such"
+            raise FileNotFoundError(f"{folder}: {what} index folder; build one with `searchr1-lite index --corpus "
+                                    "CORPUS --out FOLDER`")
         if not path.exists():
             raise FileNotFoundError(f"{path}: no manifest; build an index with `searchr1-lite index --out {folder}`")
         try:
@@ -383,7 +388,11 @@ class LocalRetriever:
                 f"{corpus.checksum[:12]}…). Rebuild it: {rebuild_command(m, corpus.source, folder)}"
             )
         if m.kind == "bm25":
-            return cls(corpus, BM25Index.load(folder / "bm25"))
+            try:
+                return cls(corpus, BM25Index.load(folder / "bm25"))
+            except (OSError, ValueError) as e:  # a file missing or cut short: bm25s names neither the file nor a fix
+                raise IndexMismatchError(f"{folder / 'bm25'}: unreadable BM25 index ({e}); rebuild it: "
+                                         f"{rebuild_command(m, corpus.source, folder)}") from None
         enc = DenseEncoder(m.encoder)
         if enc.dim != m.dim:
             raise IndexMismatchError(f"{folder / MANIFEST}: index dimension {m.dim} but encoder gives {enc.dim}")

@@ -180,7 +180,22 @@ def serve(retriever: Retriever, host: str = HOST, port: int = PORT, allow_remote
     import uvicorn
 
     check_host(host, allow_remote)
+    _check_port_free(host, port)
     uvicorn.run(create_app(retriever, info=info), host=host, port=port, log_level=log_level)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port in use, said in one line before the index is served (uvicorn logs it among its startup lines and exits
+    with 3). The check and uvicorn's bind are not atomic: a port taken between them still fails, as uvicorn says."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a socket in TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise OSError(f"port {port} on {host}: {e.strerror.lower()} (another server?); pass --port with a free "
+                          "one") from None
 
 
 class BackgroundServer:

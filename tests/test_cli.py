@@ -28,7 +28,10 @@ def test_index_then_search_prints_the_mona_lisa_first(tmp_path, capsys):
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
     assert main(["search", "--index", str(tmp_path / "nowhere"), "q"]) == 2
     err = capsys.readouterr().err
-    assert "no manifest" in err and "searchr1-lite index" in err and "Traceback" not in err
+    assert "nowhere: no such index folder" in err and "searchr1-lite index" in err and "Traceback" not in err
+    (tmp_path / "empty-folder").mkdir()
+    assert main(["search", "--index", str(tmp_path / "empty-folder"), "q"]) == 2
+    assert "empty-folder/manifest.json: no manifest" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "1"}\n')
     assert main(["index", "--corpus", str(bad), "--out", str(tmp_path / "i2")]) == 2
@@ -309,6 +312,11 @@ def test_plot_says_the_file_it_wrote(tmp_path, capsys):
     assert main(["plot", str(run), "--out", str(tmp_path / "dyn")]) == 0
     assert f"wrote {tmp_path / 'dyn.png'}" in capsys.readouterr().out
     assert (tmp_path / "dyn.png").read_bytes()[:4] == b"\x89PNG"
+    rows[1]["reward_mean"] = "high"  # edited by hand: once a TypeError from inside matplotlib
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["plot", str(run), "--out", str(tmp_path / "dyn2")]) == 2
+    assert "metrics.jsonl, row 2: reward_mean is 'high', not a number" in capsys.readouterr().err
+    assert not (tmp_path / "dyn2.png").exists()
 
 
 def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(capsys):
@@ -405,7 +413,7 @@ def test_a_newcomers_path_mistakes_are_one_line_each_and_exit_2(tmp_path, capsys
               f"config '{tmp_path / 'run'}' is a folder; give a YAML file, e.g. {tmp_path / 'run' / 'config.json'}"),
              (["train", "--config", str(tmp_path / "latin1.yaml")], "latin1.yaml: not UTF-8 text (byte 5)"),
              (["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "a-file" / "idx")],
-              "a-file/idx: not a directory"),
+              "a-file is a file, not a folder; pick another --out"),
              (["index", "--corpus", "world:seeed=1", "--out", str(tmp_path / "w")],
               "unknown key 'seeed' (did you mean 'seed'?)"),
              (["train", "--config", "tiny-cpu", "--set", f"questions={tmp_path / 'nope.jsonl'}",
@@ -415,3 +423,32 @@ def test_a_newcomers_path_mistakes_are_one_line_each_and_exit_2(tmp_path, capsys
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "r").exists()  # the failed run left no folder
+
+
+def test_an_index_cut_short_a_bom_and_a_port_word_are_named(tmp_path, capsys):
+    """A BM25 index with a file missing names the folder and the command that rebuilds it; a corpus saved with a
+    byte-order mark (Windows editors) reads as without one; a port given as a word says what a port is."""
+    assert main(["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "idx")]) == 0
+    (tmp_path / "idx" / "bm25" / "params.index.json").unlink()
+    assert main(["search", "--index", str(tmp_path / "idx"), "q"]) == 2
+    err = capsys.readouterr().err
+    assert "idx/bm25: unreadable BM25 index" in err and "rebuild it: searchr1-lite index --corpus world:seed=1" in err
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"id": "1", "contents": "\\"Page\\"\\nText."}\n')
+    assert main(["index", "--corpus", str(bom), "--out", str(tmp_path / "bom-idx")]) == 0
+    assert "indexed 1 passages" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        main(["serve", "--index", str(tmp_path / "idx"), "--port", "http"])
+    assert usage.value.code == 2 and "a port is a number, 1 to 65535, not 'http'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as shown:
+        main(["--version"])
+    assert shown.value.code == 0 and capsys.readouterr().out.startswith("searchr1-lite ")
+
+
+def test_an_adapter_that_is_not_one_is_named_before_the_model_loads(tmp_path, capsys):
+    """peft named a missing folder only after the model had loaded, as a hub id it could not find."""
+    (tmp_path / "not-one").mkdir()
+    for adapter, says in [(str(tmp_path / "nope"), "nope: no such folder; a saved LoRA adapter is a run's"),
+                          (str(tmp_path / "not-one"), "not-one: no adapter_config.json in it")]:
+        assert main(["rollout", "--adapter", adapter, "--question", "q", "--url", "http://127.0.0.1:9"]) == 2
+        assert says in capsys.readouterr().err

@@ -203,3 +203,19 @@ def test_client_survives_a_service_restart(bm25_retriever):
         second.stop()
     with pytest.raises(RetrieverUnavailable, match=f"{first.url}/retrieve failed 2 times"):  # and once it is gone
         RemoteRetriever(first.url, retries=1, backoff=0.01, timeout=2).search(["Mona Lisa"], 1)
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path, capsys):
+    """uvicorn logged it among its startup lines and exited with 3."""
+    import socket
+
+    from searchr1_lite.cli import main
+
+    assert main(["index", "--corpus", "world:seed=1,people=30", "--out", str(tmp_path / "idx")]) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--index", str(tmp_path / "idx"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1: address already in use (another server?); pass --port" in err, err
