@@ -119,7 +119,9 @@ def test_world_spec():
     for spec in ("world", "world:seed=2,people=50,two_hop_share=0.7", "world:minimal_pairs=1"):
         assert world_spec(**parse_world_spec(spec)) == spec  # the inverse
     assert len(load_world("world:people=30").corpus) > 30
-    for bad, says in [("wrld", "not a world spec"), ("world:size=3", "key one of"),
+    for bad, says in [("wrld", "not a world spec"), ("world:size=3", "unknown key 'size'; the keys: seed, people"),
+                      ("world:seeed=1", r"unknown key 'seeed' \(did you mean 'seed'\?\)"),
+                      ("world:seed", "'seed' must be key=value with key one of seed"),
                       ("world:people=many", "must be int")]:
         with pytest.raises(ValueError, match=says):
             parse_world_spec(bad)
