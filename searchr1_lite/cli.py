@@ -78,6 +78,8 @@ def cmd_search(args) -> None:
         for rank, p in enumerate(hits, start=1):
             text = p.text if len(p.text) <= 240 else p.text[:240] + "…"
             print(f"  {rank}. [{p.score:.3f}] {p.title} (id {p.id})\n     {text}")
+        if hits and all(p.score == 0 for p in hits):  # BM25 with no query word indexed (empty, or only stopwords)
+            print("  (every hit scored 0: no word of the query is in the index, so these passages are arbitrary)")
 
 
 def serve_retriever(args):
@@ -290,11 +292,15 @@ def _policy_from_args(args, cfg):
 
 
 def cmd_plot(args) -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
     from .plots import plot_dynamics
 
     out = Path(args.out) if Path(args.out).suffix else Path(args.out + ".png")  # matplotlib would add .png itself
-    if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise ValueError(f"--out {args.out}: a figure is .png, .pdf, .svg or .jpg, not {out.suffix}")
+    formats = FigureCanvasBase.get_supported_filetypes()  # before the runs are read: png, pdf, svg, jpg, eps, ...
+    if out.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"--out {args.out}: a figure is .png, .pdf, .svg or another format matplotlib writes "
+                         f"({', '.join(sorted(formats))}), not {out.suffix}")
     plot_dynamics(args.runs, out=out)
     print(f"wrote {out}")
 

@@ -30,6 +30,7 @@ from .grpo import GRPOConfig
 from .models import LORA_ALPHA, LORA_DROPOUT, LORA_R, LORA_TARGETS
 from .ppo import PPOConfig
 from .rollout import RolloutConfig
+from .suggest import did_you_mean
 
 
 @dataclass
@@ -281,15 +282,12 @@ def _resolve(key: str, where: str) -> str:
         example = next(f.name for f in dataclasses.fields(_SECTIONS[key]))
         raise ValueError(f"{where}: {key!r} is a section: it takes keys (`{key}:` then `  {example}: ...` on the "
                          f"next line, or --set {key}.{example}=...), not one value")
-    import difflib
-
     name = key.rpartition(".")[2]
     if "." in key and name in _PATHS:  # the right name in the wrong section: `rollout.max_steps`
-        close = [_PATHS[name]]
-    else:
-        names = [k for k in _PATHS if ("." in k) == ("." in key)]  # suggest in the form given: `lr` or `optim.lr`
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-    raise ValueError(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hint = f" (did you mean {_PATHS[name]!r}?)"
+    else:  # suggest in the form given: `lr` or `optim.lr`
+        hint = did_you_mean(key, [k for k in _PATHS if ("." in k) == ("." in key)])
+    raise ValueError(f"{where}: unknown key {key!r}{hint}")
 
 
 def _check_template(value: str, where: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .models import OFFLINE_PRESETS
 from .retrieval import TOPK
+from .suggest import did_you_mean
 
 GB = 1e9
 
@@ -109,7 +110,8 @@ class Tier:
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(own))
         if unknown:
-            raise ValueError(f"SETTINGS: lesson {lesson} has no setting {unknown[0]!r}; its settings: {', '.join(own)}")
+            raise ValueError(f"SETTINGS: lesson {lesson} has no setting {unknown[0]!r}{did_you_mean(unknown[0], own)}; "
+                             f"its settings: {', '.join(own)}")
         if "overrides" in overrides:
             overrides["overrides"] = own["overrides"] + list(overrides["overrides"])
         return {**own, **overrides}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .corpus import Corpus, Passage, make_contents
 from .data import QAExample
+from .suggest import did_you_mean
 
 _ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "th", "tr"]
 _VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o"]
@@ -245,11 +246,8 @@ def parse_world_spec(spec: str) -> dict[str, float | int]:
         if not eq:
             raise ValueError(f"{spec!r}: {item!r} must be key=value with key one of {', '.join(allowed)}")
         if key not in allowed:
-            import difflib
-
-            close = difflib.get_close_matches(key, allowed, n=1)
-            raise ValueError(f"{spec!r}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; the keys: {', '.join(allowed)}")
+            raise ValueError(f"{spec!r}: unknown key {key!r}{did_you_mean(key, allowed)}; "
+                             f"the keys: {', '.join(allowed)}")
         try:
             out[key] = allowed[key](value)
         except ValueError:

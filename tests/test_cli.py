@@ -13,7 +13,10 @@ def test_index_then_search_prints_the_mona_lisa_first(tmp_path, capsys):
     assert main(["search", "--index", str(tmp_path / "idx"), "Who painted the Mona Lisa?", "-k", "3"]) == 0
     out = capsys.readouterr().out
     first_hit = [line for line in out.splitlines() if line.strip().startswith("1.")][0]
-    assert "Mona Lisa" in first_hit
+    assert "Mona Lisa" in first_hit and "arbitrary" not in out
+    assert main(["search", "--index", str(tmp_path / "idx"), "It was the", ""]) == 0  # only stopwords; nothing
+    out = capsys.readouterr().out
+    assert out.count("[0.000]") == 6 and out.count("every hit scored 0: no word of the query is in the index") == 2
     # a synthetic world's passages by their spec, as `data.corpus` names them; the index reloads them from it
     world = load_world("world:seed=1,people=30")
     city, country = next(iter(world.facts["country"].items()))
@@ -266,7 +269,7 @@ def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
                        (["eval", "--method", "direct", "--out", str(tmp_path / "file.jsonl")],
                         "file.jsonl exists and is not a .csv: name a new file"),
                        (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "file.jsonl")],
-                        "a figure is .png, .pdf, .svg or .jpg, not .jsonl")]:
+                        "a figure is .png, .pdf, .svg or another format matplotlib writes (")]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, (argv, err)
@@ -312,6 +315,8 @@ def test_plot_says_the_file_it_wrote(tmp_path, capsys):
     assert main(["plot", str(run), "--out", str(tmp_path / "dyn")]) == 0
     assert f"wrote {tmp_path / 'dyn.png'}" in capsys.readouterr().out
     assert (tmp_path / "dyn.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(run), "--out", str(tmp_path / "dyn.eps")]) == 0  # any format matplotlib writes
+    assert (tmp_path / "dyn.eps").read_bytes()[:4] == b"%!PS"
     rows[1]["reward_mean"] = "high"  # edited by hand: once a TypeError from inside matplotlib
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["plot", str(run), "--out", str(tmp_path / "dyn2")]) == 2

@@ -58,8 +58,10 @@ def test_no_gpu_is_the_cpu_tier_and_overrides_win(monkeypatch):
 def test_settings_overrides_are_checked():
     tier = TIERS["cpu"]
     assert tier.settings("01", {"topk": 5})["topk"] == 5 and tier.settings("01")["topk"] == 3
-    with pytest.raises(ValueError, match="lesson 01 has no setting 'top_k'; its settings: corpus"):
+    with pytest.raises(ValueError, match=r"no setting 'top_k' \(did you mean 'topk'\?\); its settings: corpus"):
         tier.settings("01", {"top_k": 5})
+    with pytest.raises(ValueError, match="lesson 01 has no setting 'passages'; its settings: corpus"):  # nothing close
+        tier.settings("01", {"passages": 5})
     with pytest.raises(ValueError, match="no lesson '07'"):
         tier.settings("07")
 

@@ -1,0 +1,13 @@
+"""The "did you mean" of an error message: the name a typo most likely meant, for every place that checks a name
+against a known set (config keys, world spec keys, a lesson's SETTINGS, tier names)."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """" (did you mean 'max_steps'?)" for the closest of `names` to `word`, or "" when none is close (difflib's
+    ratio >= 0.6, its default: 'max_step' finds 'max_steps', 'lr' finds nothing in a list of long names)."""
+    close = difflib.get_close_matches(word, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
