@@ -18,10 +18,33 @@ SLOW_FIXTURES = {"minilm", "quick_run", "quick_demo"}
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+# `make test` runs in two pytest-xdist workers (-n 2). A worker takes a whole test file at a time, and these files
+# two by two, as the second reads what the first makes: the executed lessons the site is built from, and the quick
+# demo that the README's commands run in (one run a session, not one a worker). These two units are the longest
+# (about 10 minutes each), so they go first, one to each worker, and the other files fill in after them.
+WORKER_UNITS = {"test_notebooks.py": "the lessons", "test_site.py": "the lessons",
+                "test_demo.py": "the quick demo", "test_readme.py": "the quick demo"}
+
+
+@pytest.hookimpl(optionalhook=True)  # optional: without pytest-xdist the tests run in one process as before
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndUnits(LoadScopeScheduling):  # xdist's --dist loadfile, with the units above
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return WORKER_UNITS.get(Path(file).name, file)
+
+    config.option.loadscopereorder = False  # collection order (below), not the most tests first
+    return FilesAndUnits(config, log)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # in a worker: the long units first (a stable sort keeps each file's
+        items.sort(key=lambda item: item.path.name not in WORKER_UNITS)  # order, and the lessons before the site)
 
 
 @pytest.fixture(autouse=True)
