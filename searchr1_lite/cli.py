@@ -531,7 +531,8 @@ def _training_commands(sub) -> None:
 
     s = sub.add_parser("plot", help="training dynamics of one or more runs, overlaid")
     s.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
-    s.add_argument("--out", required=True, help="where to write: the PNG file (.png added if missing)")
+    s.add_argument("--out", required=True,
+                   help="the figure: .png (added if missing), .pdf, .svg, or any format matplotlib writes")
     s.set_defaults(func=cmd_plot)
 
 

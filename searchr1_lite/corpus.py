@@ -234,7 +234,7 @@ def wiki18_path() -> Path:
     from huggingface_hub import hf_hub_download
 
     gz = hf_hub_download(WIKI18_REPO, WIKI18_FILE, repo_type="dataset")
-    tmp = out.with_suffix(".jsonl.tmp")
+    tmp = out.with_suffix(f".jsonl.tmp{os.getpid()}")  # one per process, as two may download at once
     with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
         while chunk := src.read(1 << 24):
             dst.write(chunk)

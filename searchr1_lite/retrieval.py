@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -145,7 +146,8 @@ def encode_corpus(corpus: Corpus, encoder: DenseEncoder, cache: bool = True) -> 
             return vectors
     vectors = encoder.encode_passages(list(corpus.contents))  # [n, dim]
     if cache:
-        tmp = path.with_name(path.name + ".tmp.npy")
+        # a temp file per process: two that encode the same corpus at once (two notebooks) must not share one
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
         np.save(tmp, vectors)
         tmp.replace(path)
     return vectors
@@ -240,7 +242,7 @@ class DenseIndex:
     def save(self, path: str | Path) -> None:
         import faiss
 
-        tmp = Path(str(path) + ".tmp")
+        tmp = Path(f"{path}.tmp{os.getpid()}")
         faiss.write_index(self.index, str(tmp))
         tmp.replace(path)
 

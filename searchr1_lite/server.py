@@ -30,6 +30,7 @@ import ipaddress
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel, Field, field_validator
@@ -263,6 +264,11 @@ class RemoteRetriever:
 
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"retrieval service URL {url!r} has no scheme: write http://{url.split('://')[-1]}")
+        try:  # a port out of range or not a number, said now, not as "connection refused" after every retry
+            urlsplit(url).port
+        except ValueError as e:
+            raise ValueError(f"retrieval service URL {url!r}: {e} (the port `searchr1-lite serve` listens on, "
+                             "8000 by default)") from None
         self.url = url.rstrip("/")
         if self.url.endswith("/retrieve"):
             self.url = self.url[: -len("/retrieve")]
