@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/searchr1-lite demo
 
 # the tests run in JOBS pytest-xdist workers, each with one torch thread (two workers of two threads on 2 cores would
-# fight for them): 1,146 s instead of 1,795 s in one process on 2 cores. `make test JOBS=4` on a larger machine,
+# fight for them): in CI on 2 cores 22 minutes, against 30 in one process. `make test JOBS=4` on a larger machine,
 # JOBS=0 in one process with every thread; tests/conftest.py says which test files one worker takes together
 JOBS ?= 2
 TEST_ENV = $(RUN_ENV) $(if $(filter 0,$(JOBS)),,OMP_NUM_THREADS=1)

@@ -1,5 +1,5 @@
 """The "did you mean" of an error message: the name a typo most likely meant, for every place that checks a name
-against a known set (config keys, world spec keys, a lesson's SETTINGS, tier names)."""
+against a known set (config keys, world spec keys, a lesson's SETTINGS)."""
 from __future__ import annotations
 
 import difflib

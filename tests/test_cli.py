@@ -221,7 +221,7 @@ def test_bad_inputs_get_an_error_in_the_users_terms_and_exit_2(tmp_path, capsys)
     """Exit code 2, one line that says what was wrong and what to do, no traceback, nothing lost."""
     assert main(["search", "--url", "localhost:8000", "q"]) == 2
     assert "has no scheme: write http://localhost:8000" in capsys.readouterr().err
-    assert main(["search", "--url", "http://localhost:99999", "q"]) == 2  # once: five retries, "connection refused"
+    assert main(["search", "--url", "http://localhost:99999", "q"]) == 2  # was: "connection refused" after 5 tries
     assert "'http://localhost:99999': Port out of range 0-65535 (the port" in capsys.readouterr().err
     assert main(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "idx")]) == 0
     manifest = (tmp_path / "idx" / "manifest.json").read_text()
