@@ -30,7 +30,7 @@ from .grpo import GRPOConfig
 from .models import LORA_ALPHA, LORA_DROPOUT, LORA_R, LORA_TARGETS
 from .ppo import PPOConfig
 from .rollout import RolloutConfig
-from .suggest import did_you_mean
+from .suggest import did_you_mean, meant
 
 
 @dataclass
@@ -284,7 +284,7 @@ def _resolve(key: str, where: str) -> str:
                          f"next line, or --set {key}.{example}=...), not one value")
     name = key.rpartition(".")[2]
     if "." in key and name in _PATHS:  # the right name in the wrong section: `rollout.max_steps`
-        hint = f" (did you mean {_PATHS[name]!r}?)"
+        hint = meant(_PATHS[name])
     else:  # suggest in the form given: `lr` or `optim.lr`
         hint = did_you_mean(key, [k for k in _PATHS if ("." in k) == ("." in key)])
     raise ValueError(f"{where}: unknown key {key!r}{hint}")

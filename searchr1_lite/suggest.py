@@ -10,4 +10,9 @@ def did_you_mean(word: str, names: Iterable[str]) -> str:
     """" (did you mean 'max_steps'?)" for the closest of `names` to `word`, or "" when none is close (difflib's
     ratio >= 0.6, its default: 'max_step' finds 'max_steps', 'lr' finds nothing in a list of long names)."""
     close = difflib.get_close_matches(word, list(names), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return meant(close[0]) if close else ""
+
+
+def meant(name: str) -> str:
+    """The hint's text, for a caller that knows the right name already (config: the right key in the wrong section)."""
+    return f" (did you mean {name!r}?)"
