@@ -244,7 +244,8 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
     if rates["cut_turn_rate"] >= 0.05:  # the suggestion doubles the cap: turns stop at their tag, so few cost more
         cap = cfg.rollout.max_new_tokens
         log.warning("step %d: %.0f %% of turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, "
-                    "and a cut turn earns no reward; raise it (--set max_new_tokens=%d)", step + 1,
+                    "and a cut turn earns no reward. In the first steps, while the policy learns to close its tags, "
+                    "a few are usual; if it goes on, raise the cap (train: --set max_new_tokens=%d)", step + 1,
                     100 * rates["cut_turn_rate"], cap, 2 * cap)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
