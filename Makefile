@@ -80,7 +80,7 @@ bench: $(STAMP)
 	set -e; for b in $(BENCHES); do echo "== $$b"; $(RUN_ENV) $(BIN)/python benchmarks/$$b.py; done
 
 # docs/reliability.md from a fresh run of the reliability tests and the service load test (~9 min on 2 cores, the
-# tests 464 s of it in its last run). The tests also run in `make test`; the load test does not
+# tests 462 s of it in its last run). The tests also run in `make test`; the load test does not
 reliability: $(STAMP)
 	$(RUN_ENV) $(BIN)/python benchmarks/reliability.py
 

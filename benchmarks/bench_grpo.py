@@ -6,16 +6,18 @@ The model is `tiny-qwen2`: a small random Qwen2 with the real 151,936-entry voca
 the memory held after loading. Prints JSON and one summary line; the two variants' losses and gradient norms must
 agree.
 
-    python benchmarks/bench_grpo.py [--batch 8] [--seq 512] [--repeats 3]
+    python benchmarks/bench_grpo.py [--batch 8] [--seq 512] [--repeats 3] [--json benchmarks/results/grpo.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
+from pathlib import Path
 
 from _child import forward_args, run_child
 
@@ -51,19 +53,25 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--child", choices=["chunked", "naive"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.seq, args.repeats)))
         return
-    runs = {impl: run_child(__file__, impl, forward_args(args)) for impl in ("chunked", "naive")}
+    argv = [a for a in forward_args(args) if not a.startswith("--json")]
+    runs = {impl: run_child(__file__, impl, argv) for impl in ("chunked", "naive")}
     c, n = runs["chunked"], runs["naive"]
-    result = {"batch": args.batch, "seq": args.seq, "vocab": 151936, **runs,
+    result = {"batch": args.batch, "seq": args.seq, "vocab": 151936, "repeats": args.repeats, "cores": os.cpu_count(),
+              **runs,
               "memory_ratio": n["peak_mib_above_load"] / max(c["peak_mib_above_load"], 1e-9),
               "time_ratio": c["seconds"] / n["seconds"],
               "same_loss": abs(c["loss"] - n["loss"]) <= 1e-5 * max(1.0, abs(n["loss"])),
               "same_grad_norm": abs(c["grad_norm"] - n["grad_norm"]) <= 1e-4 * max(1.0, n["grad_norm"])}
     print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"SUMMARY grpo_step on tiny-qwen2 (vocab 151,936), {args.batch}x{args.seq} tokens: peak memory "
           f"{c['peak_mib_above_load']:.0f} MiB chunked vs {n['peak_mib_above_load']:.0f} MiB naive = "
           f"{result['memory_ratio']:.1f}x lower (goal >= 3x); time {c['seconds']:.2f}s vs {n['seconds']:.2f}s; "

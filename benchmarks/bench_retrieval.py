@@ -4,7 +4,7 @@ Prints one JSON object, then a one-line summary. All numbers are medians of repe
 in this one process (machines here are noisy; compare ratios, not absolute numbers across runs).
 
 Search is measured on three sets of 384-dim unit vectors, queried with 64 real questions where the vectors are real:
-  1. real: the 10,033 wiki-vital passages encoded by all-MiniLM-L6-v2 (cached after the first run, ~4 min);
+  1. real: the 10,033 wiki-vital passages encoded by all-MiniLM-L6-v2 (cached after the first run, 3-4 min);
   2. real + Gaussian: topped up to 100k with draws from a Gaussian of the real vectors' mean and covariance
      (same spectrum, no cluster structure: conservative, harder for HNSW than real text);
   3. clustered synthetic: 1,000 clusters in a 64-dim subspace (a friendly model).
@@ -200,7 +200,7 @@ def main() -> None:
     result["encode"] = bench_encode(args.encode)
     corpus = load_corpus("wiki-vital")
     encoder = DenseEncoder("minilm")
-    real = np.asarray(encode_corpus(corpus, encoder), dtype=np.float32)  # cached after the first run (~4 min)
+    real = np.asarray(encode_corpus(corpus, encoder), dtype=np.float32)  # cached after the first run (3-4 min)
     questions = [e.question for e in fanoutqa_subquestions(corpus)][:64]
     real_queries = encoder.encode_queries(questions)
     result["search"] = [

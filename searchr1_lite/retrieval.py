@@ -6,7 +6,7 @@
   prefixes (the paper uses e5-base-v2, mean pooling, L2-normalised, top 3). Offline default: all-MiniLM-L6-v2.
 - Sparse: BM25 via `bm25s`.
 - Index kinds: `flat` (exact inner product), `hnsw` and `ivf` (faiss, approximate, for large corpora). Exact search
-  is one matrix product and a top-k in torch, chunked over the corpus: on 2 CPU cores that is ~9x faster than
+  is one matrix product and a top-k in torch, chunked over the corpus: on 2 CPU cores that is ~10x faster than
   faiss' IndexFlatIP for a batch of 64 queries (benchmarks/bench_retrieval.py). All kinds are stored as faiss files,
   so the authors' prebuilt `e5_Flat.index` loads too (`DenseIndex.load_faiss`).
 - Every saved index has `manifest.json` (kind, encoder, dimension, corpus checksum and count); loading it against
