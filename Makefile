@@ -74,11 +74,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check searchr1_lite tests benchmarks notebooks tools
 
 # five benchmarks, one after another (7 min on 2 cores on 2026-12-07, with wiki-vital's vectors cached: 74 + 88 +
-# 109 + ~120 + 24 s); each prints its JSON and a one-line summary.
+# 109 + ~120 + 24 s); each prints its JSON and a one-line summary, and keeps the JSON in benchmarks/results/
+# (bench_retrieval -> retrieval.json: `git diff` then shows this machine against the committed run).
 # Not here: bench_kv_cache.py and bench_ppo.py (run them on their own)
 BENCHES := bench_retrieval bench_grpo bench_rollout bench_step_vs_trl bench_server_load
 bench: $(STAMP)
-	set -e; for b in $(BENCHES); do echo "== $$b"; $(RUN_ENV) $(BIN)/python benchmarks/$$b.py; done
+	set -e; for b in $(BENCHES); do echo "== $$b"; \
+	  $(RUN_ENV) $(BIN)/python benchmarks/$$b.py --json benchmarks/results/$${b#bench_}.json; done
 
 # docs/reliability.md from a fresh run of the reliability tests and the service load test (~9 min on 2 cores, the
 # tests 462 s of it in its last run). The tests also run in `make test`; the load test does not

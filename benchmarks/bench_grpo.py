@@ -17,9 +17,8 @@ import os
 import resource
 import statistics
 import time
-from pathlib import Path
 
-from _child import forward_args, run_child
+from _child import forward_args, report, run_child
 
 
 def child(impl: str, batch: int, seq: int, repeats: int) -> dict:
@@ -59,8 +58,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.seq, args.repeats)))
         return
-    argv = [a for a in forward_args(args) if not a.startswith("--json")]
-    runs = {impl: run_child(__file__, impl, argv) for impl in ("chunked", "naive")}
+    runs = {impl: run_child(__file__, impl, forward_args(args)) for impl in ("chunked", "naive")}
     c, n = runs["chunked"], runs["naive"]
     result = {"batch": args.batch, "seq": args.seq, "vocab": 151936, "repeats": args.repeats, "cores": os.cpu_count(),
               **runs,
@@ -68,14 +66,11 @@ def main() -> None:
               "time_ratio": c["seconds"] / n["seconds"],
               "same_loss": abs(c["loss"] - n["loss"]) <= 1e-5 * max(1.0, abs(n["loss"])),
               "same_grad_norm": abs(c["grad_norm"] - n["grad_norm"]) <= 1e-4 * max(1.0, n["grad_norm"])}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"SUMMARY grpo_step on tiny-qwen2 (vocab 151,936), {args.batch}x{args.seq} tokens: peak memory "
-          f"{c['peak_mib_above_load']:.0f} MiB chunked vs {n['peak_mib_above_load']:.0f} MiB naive = "
-          f"{result['memory_ratio']:.1f}x lower (goal >= 3x); time {c['seconds']:.2f}s vs {n['seconds']:.2f}s; "
-          f"equal results: loss {result['same_loss']}, grad norm {result['same_grad_norm']}")
+    report(result, args.json,
+           f"grpo_step on tiny-qwen2 (vocab 151,936), {args.batch}x{args.seq} tokens: peak memory "
+           f"{c['peak_mib_above_load']:.0f} MiB chunked vs {n['peak_mib_above_load']:.0f} MiB naive = "
+           f"{result['memory_ratio']:.1f}x lower (goal >= 3x); time {c['seconds']:.2f}s vs {n['seconds']:.2f}s; "
+           f"equal results: loss {result['same_loss']}, grad norm {result['same_grad_norm']}")
 
 
 if __name__ == "__main__":

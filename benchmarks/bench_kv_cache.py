@@ -3,21 +3,22 @@ which concatenates, and so copies the whole cache, at every decoded token.
 
 One run, side by side: the demo's phase-2 rollout (world of two kinds, `world-author-chain` prompt, 4 questions x 8
 samples, temperature 1.0, 2 turns that may search, 64 tokens a turn) with each cache, alternating, `--repeats` times,
-the same seed every time. Both must sample the same tokens (checked: the change is speed only). Writes
-benchmarks/results/kv_cache.json and prints one summary line.
+the same seed every time. Both must sample the same tokens (checked: the change is speed only). Prints JSON, then
+one summary line.
 
-    python benchmarks/bench_kv_cache.py [--repeats 3]
+    python benchmarks/bench_kv_cache.py [--repeats 3] [--json benchmarks/results/kv_cache.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import time
 from pathlib import Path
+
+from _child import report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "kv_cache.json"))
+    ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
 
     import torch
@@ -68,12 +69,11 @@ def main() -> None:
               "threads": torch.get_num_threads(), "repeats": args.repeats, "sampled_tokens": tokens,
               "seconds": seconds, "median_seconds": med, "speedup": med["concatenating"] / med["growing"],
               "same_trajectories": f"{same} of {len(questions)}"}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
-    print(f"SUMMARY the demo's phase-2 rollout ({len(questions)} rows, {tokens} sampled tokens, "
-          f"{torch.get_num_threads()} threads): {med['growing']:.1f} s with room kept ahead vs "
-          f"{med['concatenating']:.1f} s concatenating "
-          f"(median of {args.repeats}), {result['speedup']:.2f}x; same trajectories {same} of {len(questions)}")
+    report(result, args.json,
+           f"the demo's phase-2 rollout ({len(questions)} rows, {tokens} sampled tokens, "
+           f"{torch.get_num_threads()} threads): {med['growing']:.1f} s with room kept ahead vs "
+           f"{med['concatenating']:.1f} s concatenating "
+           f"(median of {args.repeats}), {result['speedup']:.2f}x; same trajectories {same} of {len(questions)}")
 
 
 if __name__ == "__main__":

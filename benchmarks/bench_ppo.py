@@ -11,7 +11,7 @@ weights counts against it, as it would on a GPU.
     ppo-shared    ppo_step with a value head on the policy's trunk (the default)
     ppo-separate  ppo_step with a critic of its own (the base model again, its own LoRA adapter and head)
 
-    python benchmarks/bench_ppo.py [--repeats 3] [--json benchmarks/results/bench_ppo.json]
+    python benchmarks/bench_ppo.py [--repeats 3] [--json benchmarks/results/ppo.json]
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import os
 import statistics
 import threading
 import time
-from pathlib import Path
 
-from _child import forward_args, run_child
+from _child import forward_args, report, run_child
 
 VARIANTS = ("grpo", "ppo-shared", "ppo-separate")
 LAYOUT = [(300, 0), (40, 1), (120, 0), (40, 1), (120, 0), (40, 1)]  # (tokens, generated?)
@@ -112,24 +111,20 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.repeats)))
         return
-    argv = [a for a in forward_args(args) if not a.startswith("--json")]
-    runs = {v: run_child(__file__, v, argv) for v in VARIANTS}
+    runs = {v: run_child(__file__, v, forward_args(args)) for v in VARIANTS}
     g, shared, separate = (runs[v] for v in VARIANTS)
     result = {"batch": args.batch, "layout": LAYOUT, "cores": os.cpu_count(), **runs,
               "time_ratio_shared": shared["seconds"] / g["seconds"],
               "time_ratio_separate": separate["seconds"] / g["seconds"],
               "memory_mib_more_shared": shared["peak_mib_above_load"] - g["peak_mib_above_load"],
               "memory_mib_more_separate": separate["peak_mib_above_load"] - g["peak_mib_above_load"]}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"SUMMARY one update, SmolLM2-135M + LoRA (the demo's), {args.batch} x {sum(n for n, _ in LAYOUT)} tokens, "
-          f"{os.cpu_count()} cores: GRPO {g['seconds']:.1f}s / {g['peak_mib_above_load']:.0f} MiB; PPO shared "
-          f"critic {shared['seconds']:.1f}s ({result['time_ratio_shared']:.2f}x) / "
-          f"{shared['peak_mib_above_load']:.0f} MiB; PPO separate critic {separate['seconds']:.1f}s "
-          f"({result['time_ratio_separate']:.2f}x) / {separate['peak_mib_above_load']:.0f} MiB (peak resident "
-          "memory above the loaded policy, median time of the repeats)")
+    report(result, args.json,
+           f"one update, SmolLM2-135M + LoRA (the demo's), {args.batch} x {sum(n for n, _ in LAYOUT)} tokens, "
+           f"{os.cpu_count()} cores: GRPO {g['seconds']:.1f}s / {g['peak_mib_above_load']:.0f} MiB; PPO shared "
+           f"critic {shared['seconds']:.1f}s ({result['time_ratio_shared']:.2f}x) / "
+           f"{shared['peak_mib_above_load']:.0f} MiB; PPO separate critic {separate['seconds']:.1f}s "
+           f"({result['time_ratio_separate']:.2f}x) / {separate['peak_mib_above_load']:.0f} MiB (peak resident "
+           "memory above the loaded policy, median time of the repeats)")
 
 
 if __name__ == "__main__":

@@ -11,19 +11,19 @@ Search is measured on three sets of 384-dim unit vectors, queried with 64 real q
 The HNSW goal is read at the fastest efSearch whose recall@10 against exact search is >= 0.95.
 Encoding is measured on real passages; HTTP overhead on BM25 over wiki-vital, 64 questions a request.
 
-    python benchmarks/bench_retrieval.py [--n 100000] [--repeats 5] [--quick]
+    python benchmarks/bench_retrieval.py [--n 100000] [--repeats 5] [--quick] [--json benchmarks/results/retrieval.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 
 import numpy as np
+from _child import report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -186,6 +186,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--encode", type=int, default=256, help="passages to encode for the throughput figure")
     ap.add_argument("--quick", action="store_true", help="10k vectors only, fewer repeats")
+    ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
     n_big = 10_000 if args.quick else args.n
     repeats = 2 if args.quick else args.repeats
@@ -211,7 +212,6 @@ def main() -> None:
         bench_search("clustered synthetic", clustered_vectors(n_big, 1), clustered_vectors(64, 2), repeats),
     ]
     result["http"] = bench_bm25_and_http(repeats)
-    print(json.dumps(result, indent=2))
 
     def hnsw_line(r: dict) -> str:
         best = r["hnsw_best_at_recall_0.95"]
@@ -230,16 +230,16 @@ def main() -> None:
         ),
         "http_overhead<=2ms": result["http"]["http_overhead_ms"] <= 2,
     }
-    print(
-        f"SUMMARY exact search {big['qps_flat_b64']:.0f} q/s at batch 64 on {big['n']} vectors "
+    report(
+        result, args.json,
+        f"exact search {big['qps_flat_b64']:.0f} q/s at batch 64 on {big['n']} vectors "
         f"({big['flat_vs_faiss_b64']:.1f}x faiss IndexFlatIP); "
         + "; ".join(hnsw_line(r) for r in result["search"])
         + f"; encode {result['encode']['encode_passages_per_s']:.0f} passages/s; "
         f"HTTP adds {result['http']['http_overhead_ms']:.2f} ms per 64-query request "
         f"({result['http']['http_transport_only_ms']:.2f} ms with the search itself excluded); "
-        f"goals met {sum(goals.values())}/{len(goals)}, missed: {[k for k, v in goals.items() if not v]}"
+        f"goals met {sum(goals.values())}/{len(goals)}, missed: {[k for k, v in goals.items() if not v]}",
     )
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

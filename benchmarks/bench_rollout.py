@@ -16,13 +16,12 @@ process's resident set size sampled every 10 ms during each phase. Prints JSON, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import threading
 import time
 
 import torch
+from _child import report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -137,17 +136,12 @@ def main() -> None:
               "engine": engine, "plain_generate": plain, "naive_loop": naive,
               "engine_vs_plain": engine["tokens_per_s"] / plain["tokens_per_s"],
               "engine_vs_naive": engine["tokens_per_s"] / naive["tokens_per_s"]}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
-    print(f"SUMMARY batch {len(questions)}: engine {engine['tokens_per_s']:.0f} tok/s = "
-          f"{result['engine_vs_plain']:.2f}x plain generate ({plain['tokens_per_s']:.0f} tok/s; goal >= 0.8x) and "
-          f"{result['engine_vs_naive']:.1f}x the naive loop ({naive['tokens_per_s']:.0f} tok/s; goal >= 3x); "
-          f"peak RSS engine {engine['peak_rss_mib']:.0f} MiB, plain {plain['peak_rss_mib']:.0f} MiB, "
-          f"naive {naive['peak_rss_mib']:.0f} MiB")
-    sys.stdout.flush()
+    report(result, args.json,
+           f"batch {len(questions)}: engine {engine['tokens_per_s']:.0f} tok/s = "
+           f"{result['engine_vs_plain']:.2f}x plain generate ({plain['tokens_per_s']:.0f} tok/s; goal >= 0.8x) and "
+           f"{result['engine_vs_naive']:.1f}x the naive loop ({naive['tokens_per_s']:.0f} tok/s; goal >= 3x); "
+           f"peak RSS engine {engine['peak_rss_mib']:.0f} MiB, plain {plain['peak_rss_mib']:.0f} MiB, "
+           f"naive {naive['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Starts `searchr1-lite serve` (BM25 over the 10,033 wiki-vital passages) in its o
      asking; each call must come back with the right passages (retry with back-off), none with an empty result.
 Prints one JSON object, then a one-line summary.
 
-    python benchmarks/bench_server_load.py [--clients 50] [--requests 5000] [--restarts 3] [--json-out FILE]
+    python benchmarks/bench_server_load.py [--clients 50] [--requests 5000] [--restarts 3]
+                                          [--json benchmarks/results/server_load.json]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _child import report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -156,7 +159,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--restarts", type=int, default=3)
-    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
 
     from searchr1_lite.corpus import load_corpus
@@ -181,18 +184,15 @@ def main() -> None:
             proc.wait(timeout=30)
     bad = [a for a in result["abuse"] if a["status"] != a["expected"] or not a["well_formed"] or not a["served_after"]]
     result["ok"] = (result["load"]["errors"] == 0 and not bad and all(r["answered"] for r in result["restarts"]))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text)
     ld = result["load"]
     refused = sum(expected >= 400 for _, _, expected, _ in ABUSE)
-    print(f"load: {ld['requests']} requests from {ld['clients']} clients, {ld['errors']} errors, "
-          f"p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms, {ld['requests_per_s']} req/s; abuse: "
-          f"{len(ABUSE) - len(bad)}/{len(ABUSE)} as expected ({refused} refused with a 4xx, "
-          f"{len(ABUSE) - refused} answered 200 with well-formed rows) and served after; restarts: "
-          f"{sum(r['answered'] for r in result['restarts'])}/{args.restarts} answered -> "
-          f"{'OK' if result['ok'] else 'FAILED'}")
+    report(result, args.json,
+           f"load: {ld['requests']} requests from {ld['clients']} clients, {ld['errors']} errors, "
+           f"p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms, {ld['requests_per_s']} req/s; abuse: "
+           f"{len(ABUSE) - len(bad)}/{len(ABUSE)} as expected ({refused} refused with a 4xx, "
+           f"{len(ABUSE) - refused} answered 200 with well-formed rows) and served after; restarts: "
+           f"{sum(r['answered'] for r in result['restarts'])}/{args.restarts} answered -> "
+           f"{'OK' if result['ok'] else 'FAILED'}")
     sys.exit(0 if result["ok"] else 1)
 
 

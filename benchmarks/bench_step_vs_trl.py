@@ -8,6 +8,7 @@ benchmark is meant for (4-bit + LoRA r=16, gradient checkpointing, 8 prompts x g
 goal <= 14 GB on a 16 GB GPU) needs a GPU and is measured only in part (`make gpu-check`: docs/gpu.md).
 
     python benchmarks/bench_step_vs_trl.py [--model smollm2-135m-instruct] [--prompts 2] [--group 4] [--tokens 32]
+                                        [--json benchmarks/results/step_vs_trl.json]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import resource
 import tempfile
 import time
 
-from _child import forward_args, run_child
+from _child import forward_args, report, run_child
 
 
 def _peak_mb() -> float:
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32, help="new tokens a turn")
     ap.add_argument("--micro-batch", type=int, default=4,
                     help="rows a forward (longest first); their shared prompt prefix runs once")
+    ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -96,13 +98,13 @@ def main() -> None:
         return
     results = {v: run_child(__file__, v, forward_args(args)) for v in ("ours", "trl")}
     ours, trl = results["ours"], results["trl"]
-    summary = {"shape": {k: v for k, v in vars(args).items() if k != "child"}, **results,
+    summary = {"shape": {k: v for k, v in vars(args).items() if k not in ("child", "json")}, **results,
                "time_ratio_ours_vs_trl": ours["step_seconds"] / trl["step_seconds"],
                "memory_ratio_ours_vs_trl": ours["peak_memory_mb"] / trl["peak_memory_mb"]}
-    print(json.dumps(summary, indent=2))
-    print(f"SUMMARY one step, {args.model}, {args.prompts} prompts x group {args.group}: ours "
-          f"{ours['step_seconds']:.1f}s / {ours['peak_memory_mb']:.0f} MB, TRL GRPOTrainer + bridge "
-          f"{trl['step_seconds']:.1f}s / {trl['peak_memory_mb']:.0f} MB (peak process memory)")
+    report(summary, args.json,
+           f"one step, {args.model}, {args.prompts} prompts x group {args.group}: ours "
+           f"{ours['step_seconds']:.1f}s / {ours['peak_memory_mb']:.0f} MB, TRL GRPOTrainer + bridge "
+           f"{trl['step_seconds']:.1f}s / {trl['peak_memory_mb']:.0f} MB (peak process memory)")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         load_json = Path(tmp) / "load.json"
         bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_server_load.py"), "--requests",
-                                str(args.requests), "--clients", str(args.clients), "--json-out", str(load_json)],
+                                str(args.requests), "--clients", str(args.clients), "--json", str(load_json)],
                                cwd=ROOT, capture_output=True, text=True)
         if not load_json.exists():
             sys.exit(f"bench_server_load.py failed:\n{bench.stdout[-2000:]}\n{bench.stderr[-3000:]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def test_one_training_step_against_trl_runs_at_its_smallest(variant, tmp_path, m
 def test_one_grpo_step_runs_at_its_smallest(impl):
     out = _bench("bench_grpo").child(impl, batch=2, seq=16, repeats=1)
     assert out["impl"] == impl and out["seconds"] > 0 and out["tokens"] > 0 and out["loss"] == out["loss"]  # not NaN
+
+
+def test_a_benchmark_keeps_what_it_prints_and_ends_with_its_summary(tmp_path, capsys):
+    report = _bench("_child").report
+    result = {"engine": {"tokens_per_s": 45.2}, "goal_met": False}
+    kept = tmp_path / "results" / "rollout.json"  # its folder is made
+    report(result, str(kept), "engine 45 tok/s")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "SUMMARY engine 45 tok/s"
+    assert json.loads("\n".join(printed[:-1])) == result == json.loads(kept.read_text())
