@@ -9,7 +9,8 @@ Search is measured on three sets of 384-dim unit vectors, queried with 64 real q
      (same spectrum, no cluster structure: conservative, harder for HNSW than real text);
   3. clustered synthetic: 1,000 clusters in a 64-dim subspace (a friendly model).
 The HNSW goal is read at the fastest efSearch whose recall@10 against exact search is >= 0.95.
-Encoding is measured on real passages; HTTP overhead on BM25 over wiki-vital, 64 questions a request.
+Encoding is measured on real passages; HTTP overhead on BM25 over wiki-vital, 64 questions a request, and the
+service's own cost with canned results: at once, and after a sleep as long as the search (the client's wake-up).
 
     python benchmarks/bench_retrieval.py [--n 100000] [--repeats 5] [--quick] [--json benchmarks/results/retrieval.json]
 """
@@ -17,6 +18,7 @@ Encoding is measured on real passages; HTTP overhead on BM25 over wiki-vital, 64
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -114,14 +116,11 @@ def bench_encode(n: int) -> dict:
 
 def bench_bm25_and_http(repeats: int) -> dict:
     """The service runs in its own process (as deployed), so client and server do not share a GIL."""
-    import socket
-    import subprocess
     import tempfile
 
     from searchr1_lite.corpus import load_corpus
     from searchr1_lite.data import fanoutqa_subquestions
     from searchr1_lite.retrieval import LocalRetriever
-    from searchr1_lite.server import RemoteRetriever, RetrieverUnavailable
 
     corpus = load_corpus("wiki-vital")
     start = time.perf_counter()
@@ -131,19 +130,7 @@ def bench_bm25_and_http(repeats: int) -> dict:
     batch = (questions * 2)[:64]
     folder = tempfile.mkdtemp()
     local.save(folder)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "searchr1_lite.cli", "serve", "--index", folder, "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        remote = RemoteRetriever(f"http://127.0.0.1:{port}", retries=0)
-        for _ in range(300):  # wait up to 30 s for the service
-            try:
-                remote.health()
-                break
-            except RetrieverUnavailable:
-                time.sleep(0.1)
+    with _service(["-m", "searchr1_lite.cli", "serve", "--index", folder]) as remote:
         assert remote.search(batch, 3)[0][0].id == local.search(batch, 3)[0][0].id
         t_local, t_http = [], []
         for _ in range(repeats * 20):  # interleaved pairs, so both see the same machine state
@@ -153,31 +140,74 @@ def bench_bm25_and_http(repeats: int) -> dict:
             remote.search(batch, 3)
             t_local.append(t1 - t0)
             t_http.append(time.perf_counter() - t1)
-        remote.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     out["bm25_b64_ms_inprocess"] = 1000 * statistics.median(t_local)
     out["bm25_b64_ms_http"] = 1000 * statistics.median(t_http)
     out["http_overhead_ms"] = out["bm25_b64_ms_http"] - out["bm25_b64_ms_inprocess"]
-    out["http_transport_only_ms"] = transport_only_ms(local.search(batch, 3), batch, repeats)
+    canned = local.search(batch, 3)
+    out["http_transport_only_ms"] = transport_ms(canned, batch, repeats, wait_ms=0)
+    # the same, but the canned search first sleeps as long as the real one took: what the client pays for waking
+    out["http_sleep_ms"] = round(out["bm25_b64_ms_inprocess"])
+    out["http_transport_after_sleep_ms"] = transport_ms(canned, batch, repeats, wait_ms=out["http_sleep_ms"])
     return out
 
 
-def transport_only_ms(canned: list, batch: list[str], repeats: int) -> float:
-    """The service's own cost: a server whose search returns canned results (same 64 x 3 passages), so the
-    request, validation, JSON both ways and the socket are all that is timed."""
-    from searchr1_lite.server import BackgroundServer, RemoteRetriever
+@contextlib.contextmanager
+def _service(argv: list[str]):
+    """`python argv... --port P` on a free port, in its own process, and a client once it answers."""
+    import socket
+    import subprocess
+
+    from searchr1_lite.server import RemoteRetriever, RetrieverUnavailable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, *argv, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    remote = RemoteRetriever(f"http://127.0.0.1:{port}", retries=0)
+    try:
+        for _ in range(300):  # wait up to 30 s for the service
+            try:
+                remote.health()
+                break
+            except RetrieverUnavailable:
+                time.sleep(0.1)
+        yield remote
+    finally:
+        remote.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def transport_ms(canned: list, batch: list[str], repeats: int, wait_ms: int) -> float:
+    """The service's own cost: a server in its own process whose search returns canned results (the same 64 x 3
+    passages) after sleeping `wait_ms`, so the request, validation, the worker thread, JSON both ways, the socket and
+    waking up after the wait are all that is timed (the sleep is taken off)."""
+    import json
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([[vars(p) for p in row] for row in canned], f)
+    with _service([__file__, "--serve-canned", f.name, "--wait-ms", str(wait_ms)]) as remote:
+        ms = 1000 * median_time(lambda: remote.search(batch, 3), repeats * 20)
+    os.unlink(f.name)
+    return ms - wait_ms
+
+
+def serve_canned(path: str, port: int, wait_ms: int) -> None:
+    import json
+
+    from searchr1_lite.corpus import Passage
+    from searchr1_lite.server import serve
+
+    rows = [[Passage(**p) for p in row] for row in json.loads(open(path).read())]
 
     class Canned:
         def search(self, queries, k):
-            return canned
+            time.sleep(wait_ms / 1000)
+            return rows
 
-    with BackgroundServer(Canned()) as server:
-        remote = RemoteRetriever(server.url)
-        ms = 1000 * median_time(lambda: remote.search(batch, 3), repeats * 20)
-        remote.close()
-    return ms
+    serve(Canned(), port=port, log_level="warning")
 
 
 def main() -> None:
@@ -187,7 +217,12 @@ def main() -> None:
     ap.add_argument("--encode", type=int, default=256, help="passages to encode for the throughput figure")
     ap.add_argument("--quick", action="store_true", help="10k vectors only, fewer repeats")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--serve-canned", help=argparse.SUPPRESS)  # the child of transport_ms
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--wait-ms", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_canned:
+        return serve_canned(args.serve_canned, args.port, args.wait_ms)
     n_big = 10_000 if args.quick else args.n
     repeats = 2 if args.quick else args.repeats
 
@@ -237,7 +272,9 @@ def main() -> None:
         + "; ".join(hnsw_line(r) for r in result["search"])
         + f"; encode {result['encode']['encode_passages_per_s']:.0f} passages/s; "
         f"HTTP adds {result['http']['http_overhead_ms']:.2f} ms per 64-query request "
-        f"({result['http']['http_transport_only_ms']:.2f} ms with the search itself excluded); "
+        f"({result['http']['http_transport_only_ms']:.2f} ms with the search itself excluded, "
+        f"{result['http']['http_transport_after_sleep_ms']:.2f} ms when it is a {result['http']['http_sleep_ms']} ms "
+        "sleep); "
         f"goals met {sum(goals.values())}/{len(goals)}, missed: {[k for k, v in goals.items() if not v]}",
     )
 

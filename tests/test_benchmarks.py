@@ -52,3 +52,11 @@ def test_a_benchmark_keeps_what_it_prints_and_ends_with_its_summary(tmp_path, ca
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == "SUMMARY engine 45 tok/s"
     assert json.loads("\n".join(printed[:-1])) == result == json.loads(kept.read_text())
+
+
+def test_the_services_own_cost_is_timed_in_a_process_of_its_own_with_the_wait_taken_off():
+    from searchr1_lite.corpus import Passage
+
+    canned = [[Passage("7", '"Drothen"\nA city.', 1.5)]]
+    ms = _bench("bench_retrieval").transport_ms(canned, ["where is Drothen?"], repeats=1, wait_ms=30)
+    assert 0 < ms < 30  # a served request (the client checks its one row) costs something, and less than the sleep
