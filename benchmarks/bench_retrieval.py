@@ -186,15 +186,17 @@ def transport_ms(canned: list, batch: list[str], repeats: int, wait_ms: int) -> 
     import json
     import tempfile
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump([[vars(p) for p in row] for row in canned], f)
-    with _service([__file__, "--serve-canned", f.name, "--wait-ms", str(wait_ms)]) as remote:
-        ms = 1000 * median_time(lambda: remote.search(batch, 3), repeats * 20)
-    os.unlink(f.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = os.path.join(tmp, "canned.json")
+        with open(rows, "w") as f:
+            json.dump([[vars(p) for p in row] for row in canned], f)
+        with _service([__file__, "--serve-canned", rows, "--wait-ms", str(wait_ms)]) as remote:
+            ms = 1000 * median_time(lambda: remote.search(batch, 3), repeats * 20)
     return ms - wait_ms
 
 
 def serve_canned(path: str, port: int, wait_ms: int) -> None:
+    """The child of `transport_ms`: `searchr1-lite serve`'s app over a retriever that only sleeps and answers."""
     import json
 
     from searchr1_lite.corpus import Passage
