@@ -1,7 +1,8 @@
 """Retrieval speed: encoding, index build, exact vs approximate search, HTTP vs in-process.
 
 Prints one JSON object, then a one-line summary. All numbers are medians of repeated runs measured side by side
-in this one process (machines here are noisy; compare ratios, not absolute numbers across runs).
+in this one run (machines here are noisy; compare ratios, not absolute numbers across runs); the services it times
+run in processes of their own, as deployed.
 
 Search is measured on three sets of 384-dim unit vectors, queried with 64 real questions where the vectors are real:
   1. real: the 10,033 wiki-vital passages encoded by all-MiniLM-L6-v2 (cached after the first run, 3-4 min);
@@ -128,18 +129,9 @@ def bench_bm25_and_http(repeats: int) -> dict:
     out = {"build_s_bm25_wiki_vital": time.perf_counter() - start}
     questions = [e.question for e in fanoutqa_subquestions(corpus)]
     batch = (questions * 2)[:64]
-    folder = tempfile.mkdtemp()
-    local.save(folder)
-    with _service(["-m", "searchr1_lite.cli", "serve", "--index", folder]) as remote:
-        assert remote.search(batch, 3)[0][0].id == local.search(batch, 3)[0][0].id
-        t_local, t_http = [], []
-        for _ in range(repeats * 20):  # interleaved pairs, so both see the same machine state
-            t0 = time.perf_counter()
-            local.search(batch, 3)
-            t1 = time.perf_counter()
-            remote.search(batch, 3)
-            t_local.append(t1 - t0)
-            t_http.append(time.perf_counter() - t1)
+    with tempfile.TemporaryDirectory() as folder:
+        local.save(folder)
+        t_local, t_http = _interleaved(local, folder, batch, repeats)
     out["bm25_b64_ms_inprocess"] = 1000 * statistics.median(t_local)
     out["bm25_b64_ms_http"] = 1000 * statistics.median(t_http)
     out["http_overhead_ms"] = out["bm25_b64_ms_http"] - out["bm25_b64_ms_inprocess"]
@@ -151,32 +143,57 @@ def bench_bm25_and_http(repeats: int) -> dict:
     return out
 
 
+def _interleaved(local, folder: str, batch: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of each search in this process and over HTTP from `searchr1-lite serve --index folder`."""
+    with _service(["-m", "searchr1_lite.cli", "serve", "--index", folder]) as remote:
+        assert remote.search(batch, 3)[0][0].id == local.search(batch, 3)[0][0].id
+        t_local, t_http = [], []
+        for _ in range(repeats * 20):  # interleaved pairs, so both see the same machine state
+            t0 = time.perf_counter()
+            local.search(batch, 3)
+            t1 = time.perf_counter()
+            remote.search(batch, 3)
+            t_local.append(t1 - t0)
+            t_http.append(time.perf_counter() - t1)
+    return t_local, t_http
+
+
 @contextlib.contextmanager
 def _service(argv: list[str]):
     """`python argv... --port P` on a free port, in its own process, and a client once it answers."""
     import socket
     import subprocess
+    import tempfile
 
     from searchr1_lite.server import RemoteRetriever, RetrieverUnavailable
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, *argv, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the service runs
+    server = subprocess.Popen([sys.executable, *argv, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
     remote = RemoteRetriever(f"http://127.0.0.1:{port}", retries=0)
     try:
         for _ in range(300):  # wait up to 30 s for the service
+            if server.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{' '.join(argv)} exited {server.returncode}: {log.read()[-2000:]}")
             try:
                 remote.health()
                 break
             except RetrieverUnavailable:
                 time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{' '.join(argv)} did not answer in 30 s")
         yield remote
     finally:
         remote.close()
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 def transport_ms(canned: list, batch: list[str], repeats: int, wait_ms: int) -> float:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,9 +56,23 @@ def test_a_benchmark_keeps_what_it_prints_and_ends_with_its_summary(tmp_path, ca
     assert json.loads("\n".join(printed[:-1])) == result == json.loads(kept.read_text())
 
 
-def test_the_services_own_cost_is_timed_in_a_process_of_its_own_with_the_wait_taken_off():
+def test_the_services_own_cost_is_timed_with_the_wait_taken_off():
     from searchr1_lite.corpus import Passage
 
     canned = [[Passage("7", '"Drothen"\nA city.', 1.5)]]
     ms = _bench("bench_retrieval").transport_ms(canned, ["where is Drothen?"], repeats=1, wait_ms=30)
     assert 0 < ms < 30  # a served request (the client checks its one row) costs something, and less than the sleep
+
+
+def test_a_service_that_dies_at_start_is_said_with_its_error_not_waited_for():
+    service = _bench("bench_retrieval")._service
+    with pytest.raises(RuntimeError, match=r"exited 3: .*no index at /nowhere"):
+        with service(["-c", "import sys; sys.stderr.write('no index at /nowhere'); sys.exit(3)"]):
+            pass
+
+
+@pytest.mark.parametrize("name", re.search(r"^BENCHES := (.+)$", (ROOT / "Makefile").read_text(), re.M)[1].split())
+def test_every_benchmark_make_bench_runs_takes_json(name):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--json" in out
