@@ -22,11 +22,10 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
-from _child import report
+from _child import free_port, report, start_service, stop_service
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -160,40 +159,17 @@ def _interleaved(local, folder: str, batch: list[str], repeats: int) -> tuple[li
 
 @contextlib.contextmanager
 def _service(argv: list[str]):
-    """`python argv... --port P` on a free port, in its own process, and a client once it answers."""
-    import socket
-    import subprocess
-    import tempfile
+    """A service (`python argv...`) in a process of its own, and a client for it."""
+    from searchr1_lite.server import RemoteRetriever
 
-    from searchr1_lite.server import RemoteRetriever, RetrieverUnavailable
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the service runs
-    server = subprocess.Popen([sys.executable, *argv, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
+    port = free_port()
+    proc = start_service(argv, port, timeout=30)
     remote = RemoteRetriever(f"http://127.0.0.1:{port}", retries=0)
     try:
-        for _ in range(300):  # wait up to 30 s for the service
-            if server.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{' '.join(argv)} exited {server.returncode}: {log.read()[-2000:]}")
-            try:
-                remote.health()
-                break
-            except RetrieverUnavailable:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{' '.join(argv)} did not answer in 30 s")
         yield remote
     finally:
         remote.close()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        stop_service(proc)
 
 
 def transport_ms(canned: list, batch: list[str], repeats: int, wait_ms: int) -> float:

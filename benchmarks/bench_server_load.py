@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from _child import report
+from _child import free_port, report, start_service, stop_service
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -54,27 +53,8 @@ ABUSE = [  # (what, body, expected status, rows a 200's "result" must have: one 
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(index: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "searchr1_lite.cli", "serve", "--index", str(index),
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("service did not come up in 120 s")
+def serve_index(index: Path, port: int) -> subprocess.Popen:
+    return start_service(["-m", "searchr1_lite.cli", "serve", "--index", str(index)], port)
 
 
 async def load(url: str, questions: list[str], clients: int, total: int) -> dict:
@@ -146,7 +126,7 @@ def restarts(index: Path, port: int, proc: subprocess.Popen, times: int) -> tupl
         start = time.perf_counter()
         asker.start()  # asks while nothing listens
         time.sleep(1.0)
-        proc = start_service(index, port)
+        proc = serve_index(index, port)
         asker.join()
         result = box.get("result")
         out.append({"answered": bool(result) and result[0][0].title == "Mona Lisa" and len(result[0]) == 3,
@@ -172,7 +152,7 @@ def main() -> None:
         index = Path(tmp) / "bm25"
         LocalRetriever.build(corpus, "bm25").save(index)
         port = free_port()
-        proc = start_service(index, port)
+        proc = serve_index(index, port)
         url = f"http://127.0.0.1:{port}"
         try:
             result = {"service": "searchr1-lite serve, BM25 over wiki-vital (10,033 passages), loopback",
@@ -180,8 +160,7 @@ def main() -> None:
                       "abuse": abuse(url)}
             result["restarts"], proc = restarts(index, port, proc, args.restarts)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_service(proc)
     bad = [a for a in result["abuse"] if a["status"] != a["expected"] or not a["well_formed"] or not a["served_after"]]
     result["ok"] = (result["load"]["errors"] == 0 and not bad and all(r["answered"] for r in result["restarts"]))
     ld = result["load"]

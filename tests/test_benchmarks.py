@@ -65,10 +65,9 @@ def test_the_services_own_cost_is_timed_with_the_wait_taken_off():
 
 
 def test_a_service_that_dies_at_start_is_said_with_its_error_not_waited_for():
-    service = _bench("bench_retrieval")._service
+    start_service = _bench("_child").start_service
     with pytest.raises(RuntimeError, match=r"exited 3: .*no index at /nowhere"):
-        with service(["-c", "import sys; sys.stderr.write('no index at /nowhere'); sys.exit(3)"]):
-            pass
+        start_service(["-c", "import sys; sys.stderr.write('no index at /nowhere'); sys.exit(3)"], port=9)
 
 
 @pytest.mark.parametrize("name", re.search(r"^BENCHES := (.+)$", (ROOT / "Makefile").read_text(), re.M)[1].split())
