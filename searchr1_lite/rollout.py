@@ -7,10 +7,11 @@
 
 The engine keeps one KV cache for the whole batch across turns: inserted tokens are appended to the cache (a
 prefill of just those tokens), never re-encoding the context, and each token is written into room the cache keeps
-ahead rather than concatenated (`_growing_cache`). Rows are padded in place (attention-mask holes,
-explicit position ids), so every row keeps exactly the ids it was fed and sampled. `gen_mask` is born here: 1 for a
-token the policy sampled, 0 for the prompt, inserted passages and feedback. Nothing generated is ever decoded and
-re-tokenised — text is decoded only to *read* it (stop strings, parsing).
+ahead rather than concatenated (`_growing_cache`). Rows are padded in place (attention-mask holes, explicit
+position ids), so every row keeps exactly the ids it was fed and sampled; a row with a long block to feed (passages,
+beside others' short feedback) runs its head alone first, so the others compute no pads meanwhile. `gen_mask` is
+born here: 1 for a token the policy sampled, 0 for the prompt, inserted passages and feedback. Nothing generated is
+ever decoded and re-tokenised — text is decoded only to *read* it (stop strings, parsing).
 
 Simplified relative to the paper (verl + vLLM): Hugging Face forward passes with a Python sampling loop. Within a turn,
 a row that has stopped keeps its place until the turn ends (as `model.generate` does); between turns, rows that are
@@ -220,26 +221,97 @@ class _Batch:
 
     @torch.inference_mode()
     def feed(self) -> torch.Tensor:
-        """Run every row's unfed tokens through the model (left-padded to one chunk); logits at the chunk's end."""
+        """Run every row's unfed tokens through the model, left-padded to one chunk (rows with much more to feed than
+        the others first run their head alone, `_feed_heads`); logits at the chunk's end."""
+        k = _split_width([len(u) for u in self.unfed])
+        if k is not None and self._splittable():
+            self._feed_heads([r for r, u in enumerate(self.unfed) if len(u) > k], k)
         width = max(1, max(len(u) for u in self.unfed))
-        ids = torch.full((len(self.unfed), width), self.pad_id, dtype=torch.long)  # [batch, width]
-        mask = torch.zeros(len(self.unfed), width, dtype=torch.long)
-        pos = torch.zeros(len(self.unfed), width, dtype=torch.long)
+        ids, mask, pos = _left_padded(self.unfed, self.pos, width, self.pad_id, self.device)
         for i, u in enumerate(self.unfed):
-            if u:
-                ids[i, width - len(u) :] = torch.tensor(u)
-                mask[i, width - len(u) :] = 1
-                pos[i, width - len(u) :] = torch.arange(self.pos[i], self.pos[i] + len(u))
-                self.pos[i] += len(u)
-            pos[i, : width - len(u)] = self.pos[i]  # pads: any position, they are masked
+            self.pos[i] += len(u)
             self.unfed[i] = []
-        self.attn = torch.cat([self.attn, mask.to(self.device)], dim=1)  # [batch, seen + width]
+        self.attn = torch.cat([self.attn, mask], dim=1)  # [batch, seen + width]
         out = self.model(
-            input_ids=ids.to(self.device), attention_mask=self.attn, position_ids=pos.to(self.device),
-            use_cache=True, logits_to_keep=1, **cache_arg(self.model, self.cache),  # logits: the last position's only
+            input_ids=ids, attention_mask=self.attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+            **cache_arg(self.model, self.cache),  # logits: the last position's only
         )
         self.cache = returned_cache(out)
         return out.logits[:, -1, :].float()  # [batch, vocab]
+
+    def _splittable(self) -> bool:
+        """Whether the cache holds full-attention layers, each as long as the mask, that `_feed_heads` can copy and
+        extend (the engine builds its cache without a config, so no sliding-window layers: checked all the same)."""
+        try:
+            from transformers.cache_utils import DynamicLayer
+        except ImportError:  # a transformers without cache layers
+            return False
+        layers, seen = getattr(self.cache, "layers", None), self.attn.shape[1]
+        return seen > 0 and bool(layers) and all(
+            isinstance(x, DynamicLayer) and not getattr(x, "is_sliding", False) and x.keys.shape[-2] == seen
+            for x in layers)
+
+    def _feed_heads(self, rows: list[int], k: int) -> None:
+        """Feed these rows' tokens but their last k, alone, so that the other rows do not compute pads meanwhile.
+
+        A row with a 400-token passage block beside 14 rows with 50-token feedback would make `feed` compute
+        15 x 400 positions; here it computes 1 x 350 and then 15 x 50. The cache gets the same layout as one feed
+        (the others' positions are holes, masked, as their left pads were) and the same numbers up to float rounding:
+        the rows' keys and values are computed from a copy of their cache rows (memory: about twice those rows'
+        cache, for a moment) and written back. tests/test_rollout.py compares with one padded feed."""
+        from transformers import DynamicCache
+
+        index = torch.tensor(rows, device=self.device)
+        width, seen = max(len(self.unfed[r]) for r in rows) - k, self.attn.shape[1]
+        ids, mask, pos = _left_padded([self.unfed[r][:-k] for r in rows], [self.pos[r] for r in rows], width,
+                                      self.pad_id, self.device)
+        sub = DynamicCache()
+        for i, layer in enumerate(self.cache.layers):
+            sub.update(layer.keys[index], layer.values[index], i)
+        out = self.model(input_ids=ids, attention_mask=torch.cat([self.attn[index], mask], dim=1), position_ids=pos,
+                         use_cache=True, logits_to_keep=1, **cache_arg(self.model, sub))
+        for i, layer in enumerate(returned_cache(out).layers):  # the new positions, zeros (holes) for other rows
+            fresh_keys, fresh_values = layer.keys[..., seen:, :], layer.values[..., seen:, :]  # [rows, heads, w, dim]
+            keys = fresh_keys.new_zeros(len(self.unfed), *fresh_keys.shape[1:])
+            values = torch.zeros_like(keys)
+            keys[index], values[index] = fresh_keys, fresh_values
+            self.cache.update(keys, values, i)
+        holes = torch.zeros(len(self.unfed), width, dtype=torch.long, device=self.device)
+        holes[index] = mask
+        self.attn = torch.cat([self.attn, holes], dim=1)
+        for r in rows:
+            self.pos[r] += len(self.unfed[r]) - k
+            self.unfed[r] = self.unfed[r][-k:]
+
+
+def _left_padded(seqs: list[list[int]], starts: list[int], width: int, pad_id: int, device):
+    """Token ids, attention mask and position ids ([rows, width] each, on `device`) of these sequences, left-padded
+    to width; row i's positions count on from starts[i]."""
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    pos = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, (u, start) in enumerate(zip(seqs, starts)):
+        if u:
+            ids[i, width - len(u) :] = torch.tensor(u)
+            mask[i, width - len(u) :] = 1
+            pos[i, width - len(u) :] = torch.arange(start, start + len(u))
+        pos[i, : width - len(u)] = start + len(u)  # pads: any position, they are masked
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+_MIN_SAVED = 256  # rows x positions a split must save: a second forward and a copy of cache rows are not free
+
+
+def _split_width(lengths: list[int]) -> int | None:
+    """The k for which feeding the rows longer than k their first tokens alone, then every row its last <= k
+    together, computes fewest rows x positions; None when that saves less than a quarter of one padded feed, or
+    fewer than _MIN_SAVED (both rules tuned on a CPU, where a position costs about the same at any batch size)."""
+    width, rows = max(lengths), len(lengths)
+    cost = {k: rows * k + sum(n > k for n in lengths) * (width - k) for k in set(lengths) if k > 0}
+    k = min(cost, key=cost.get, default=None)
+    if k is None or k >= width or cost[k] > min(0.75 * rows * width, rows * width - _MIN_SAVED):
+        return None
+    return k
 
 
 def _common_prefix(rows: list[list[int]]) -> int:

@@ -241,6 +241,57 @@ def test_the_cache_with_room_ahead_samples_what_concatenating_does(bm25_retrieve
         assert a.ids == b.ids and a.logprobs == b.logprobs
 
 
+def test_long_blocks_are_fed_alone_first_and_every_row_reads_what_it_would_alone(monkeypatch):
+    """Two rows with long passage blocks (300 and 400 tokens) beside two with a few tokens of feedback: `feed` runs
+    the long rows' heads alone (no pads computed for the others), then all four together. Every row's next-token
+    logits, now and one token later (through the cache), equal a forward over that row's own ids, unpadded, and the
+    one padded feed's; so do the attention mask and positions. The long rows had holes before (shorter questions)
+    and one is left-padded within the heads' chunk, so a hole or pad left unmasked shows."""
+    import searchr1_lite.rollout as engine
+
+    model, tok = load_model("tiny-qwen2", device="cpu")
+    shared = tok("You answer questions by searching. " * 3, add_special_tokens=False).input_ids
+    rows = [shared + tok(q, add_special_tokens=False).input_ids for q in ["Who?", "Where is it now", "When", "Why not"]]
+    later = [list(range(1000, 1300)), [7, 8, 9], [10, 11, 12, 13, 14], list(range(2000, 2400))]
+
+    def run():
+        batch, widths = engine._Batch(model, tok.pad_token_id, len(rows)), []
+        hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(tuple(kw["input_ids"].shape)),
+                                               with_kwargs=True)
+        batch.unfed = [list(r) for r in rows]
+        batch.share_prefix(shared)
+        batch.feed()
+        batch.unfed = [list(x) for x in later]
+        first = batch.feed()
+        batch.unfed = [[21], [22], [23], [24]]
+        second = batch.feed()
+        hook.remove()
+        return torch.stack([first, second]), widths[2:], batch
+
+    split, split_widths, split_batch = run()
+    assert split_widths == [(2, 395), (4, 5), (4, 1)]  # 2 x 395 + 4 x 5 positions computed, not 4 x 400
+    monkeypatch.setattr(engine, "_split_width", lambda lengths: None)
+    padded, padded_widths, padded_batch = run()
+    assert padded_widths == [(4, 400), (4, 1)]
+    assert torch.equal(split_batch.attn, padded_batch.attn) and split_batch.pos == padded_batch.pos
+    torch.testing.assert_close(split, padded, atol=1e-5, rtol=0)
+    for i, row in enumerate(rows):
+        ids = row + later[i]
+        with torch.no_grad():
+            alone = model(input_ids=torch.tensor([ids + [21 + i]])).logits[0, [len(ids) - 1, len(ids)]].float()
+        torch.testing.assert_close(split[:, i], alone, atol=1e-4, rtol=0)
+
+
+def test_the_split_feeds_rows_longer_than_k_alone_only_where_it_saves_enough():
+    from searchr1_lite.rollout import _split_width
+
+    assert _split_width([600, 3, 5, 1]) == 5  # 1 x 595 + 4 x 5 = 615 positions instead of 2,400
+    assert _split_width([300, 280, 40, 50]) == 50  # the two long rows alone: 2 x 250 + 4 x 50 = 700 of 1,200
+    assert _split_width([60, 3, 5, 1]) is None  # 75 of 240: a saving under 256 positions is not worth a forward
+    assert _split_width([200, 180, 190, 20]) is None  # 620 of 800: less than a quarter saved
+    assert _split_width([1, 1, 1]) is None and _split_width([0, 0, 4]) is None
+
+
 @pytest.mark.slow
 def test_masks_and_logprobs_with_smollm2_and_real_passages(bm25_retriever):
     model, tok = load_model("smollm2-135m-instruct", device="cpu")
