@@ -86,6 +86,15 @@ def test_every_lessons_training_settings_load(tier):
         TrainConfig.load(s["config"], s["overrides"])
 
 
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_lesson_04_keeps_a_checkpoint_where_it_resumes(tier):
+    """Lesson 04 forks its run at `resume_at` and replays the step after it: the run must save a checkpoint there
+    (the GPU config saves every 10 steps, and the t4 tier forked at 18: FileNotFoundError) and go on past it."""
+    s = TIERS[tier].settings("04")
+    cfg = TrainConfig.load(s["config"], s["overrides"])
+    assert s["resume_at"] % cfg.save_every == 0 and 0 < s["resume_at"] < cfg.optim.max_steps
+
+
 def test_the_t4_tier_fits_a_free_colab_session_by_its_own_estimate():
     """The goals: lesson 04 in 60 min, 05 in 30, at most 13 GB. Raising steps or tokens past them fails here."""
     t4 = TIERS["t4"]
