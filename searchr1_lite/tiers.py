@@ -47,9 +47,9 @@ def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int,
                "n_questions": 16, "max_turns": 2, "max_new_tokens": tokens},
         "03": {"model": loss_model},
         "03b": {"model": loss_model},
-        # lesson 04 forks its run at resume_at: a checkpoint must be kept there (the config saves every 10 steps)
-        "04": {"config": "qwen2.5-3b-hotpotqa", "resume_at": steps04 // 2,
-               "overrides": [f"max_steps={steps04}", f"max_new_tokens={tokens}", f"save_every={steps04 // 2}"]},
+        # lesson 04 forks its run at resume_at, so it must be a step with a checkpoint: the config saves every 10
+        "04": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps04}", f"max_new_tokens={tokens}"],
+               "resume_at": 10},
         "05": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps05}", f"max_new_tokens={tokens}"],
                "eval_sets": [_GPU_CORPUS], "eval_limit": eval_limit},
     }
