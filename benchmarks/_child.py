@@ -35,19 +35,20 @@ def start_service(argv: list[str], port: int, timeout: float = 120.0) -> subproc
     once its /health answers. One that exits first is said at once, with its exit code and the end of its stderr."""
     import httpx
 
-    log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the service runs
-    proc = subprocess.Popen([sys.executable, *argv, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {log.read()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop_service(proc)
+    # a file, not a pipe: nobody reads it while the service runs (closing ours leaves the child its own handle)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, *argv, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {log.read()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        stop_service(proc)
     raise RuntimeError(f"{' '.join(argv)} did not answer in {timeout:.0f} s")
 
 

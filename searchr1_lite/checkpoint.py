@@ -45,14 +45,30 @@ def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: i
     return final
 
 
+CHECKPOINT_FILES = ("state.pt", "python_rng.json", "adapter/adapter_config.json")  # what a resume reads
+
+
+def _missing(checkpoint: Path) -> list[str]:
+    return [name for name in CHECKPOINT_FILES if not (checkpoint / name).is_file()]
+
+
 def latest_checkpoint(run: Path) -> Path | None:
+    """The checkpoint a resume starts from: the one `latest` names or, if that one is missing or lacks a file (deleted
+    by hand, or damaged), the newest complete one, with a warning. None if the run has no checkpoint yet."""
     pointer = run / "latest"
-    if not pointer.exists():
-        return None
-    path = run / pointer.read_text().strip()
-    if not (path / "state.pt").exists():
-        raise FileNotFoundError(f"{pointer} names {path.name}, which is incomplete; delete {pointer} to start over")
-    return path
+    named = run / pointer.read_text().strip() if pointer.exists() else None
+    if named is not None and not _missing(named):
+        return named
+    steps = saved_steps(run)
+    if not steps:
+        if named is None:
+            return None
+        raise FileNotFoundError(f"{pointer} names {named.name}, which lacks {', '.join(_missing(named))}, and {run} "
+                                "has no complete checkpoint to resume from instead: start a new output_dir")
+    fallback = run / f"checkpoint-{steps[-1]}"
+    why = f"{pointer} names {named.name}, which lacks {', '.join(_missing(named))}" if named else f"{pointer} is gone"
+    log.warning("%s: resuming from %s, the newest complete checkpoint", why, fallback.name)
+    return fallback
 
 
 def restore_checkpoint(checkpoint: Path, optimizer, scheduler) -> tuple[int, int]:
@@ -63,8 +79,8 @@ def restore_checkpoint(checkpoint: Path, optimizer, scheduler) -> tuple[int, int
     except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
         first = str(e).splitlines()[0][:200] if str(e) else ""
         raise ValueError(f"{checkpoint / 'state.pt'}: refused (not a checkpoint this package wrote: "
-                         f"{type(e).__name__}: {first}). Delete {checkpoint} to resume from an earlier checkpoint, "
-                         "or start a new output_dir") from None
+                         f"{type(e).__name__}: {first}). Delete {checkpoint} to resume from the newest checkpoint "
+                         "before it, or start a new output_dir") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_torch_rng(state)
@@ -140,12 +156,34 @@ def restore_torch_rng(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda)
 
 
+def saved_steps(run: str | Path) -> list[int]:
+    """The steps `run` has a complete checkpoint of, in order."""
+    names = (p for p in Path(run).glob("checkpoint-*") if p.name.split("-")[1].isdigit() and not _missing(p))
+    return sorted(int(p.name.split("-")[1]) for p in names)
+
+
+def fork_point(run: Path, wanted: int) -> int:
+    """A step to fork `run` at that has a checkpoint and a step after it to replay: `wanted` where it can be, else
+    the nearest such checkpoint below it (or, if none, above it). A lesson's student may shorten the run or save
+    less often than the lesson assumed; the lesson then forks elsewhere instead of failing."""
+    run = Path(run)
+    last = max((row["step"] for row in read_rows(run / "metrics.jsonl")), default=0)
+    saved = saved_steps(run)
+    usable = [s for s in saved if s < last]
+    if not usable:
+        raise ValueError(f"{run} has no checkpoint before its last step ({last}; checkpoints at: "
+                         f"{', '.join(map(str, saved)) or 'none'}): run more steps than save_every, or save more "
+                         "often (save_every=1), so that a step follows a checkpoint")
+    below = [s for s in usable if s <= wanted]
+    return max(below) if below else min(usable)
+
+
 def fork_run(run: Path, step: int, out: Path) -> Path:
     """A copy of `run` as it stood after `step` (its config, metrics rows and checkpoint): resuming it replays the
     steps that followed, which is how a lesson shows that a resumed run continues exactly."""
     run, out = Path(run), Path(out)
     source = run / f"checkpoint-{step}"
-    if not (source / "state.pt").exists():
+    if _missing(source):
         kept = sorted(p.name for p in run.glob("checkpoint-*"))
         raise FileNotFoundError(f"{run} has no checkpoint at step {step} (it has: {', '.join(kept) or 'none'})")
     shutil.rmtree(out, ignore_errors=True)

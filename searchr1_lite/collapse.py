@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .checkpoint import saved_steps
+
 REWARD_WINDOW, REWARD_DROP = 5, 0.2  # a smaller fall is noise at 4 questions x 8 samples a step
 ENTROPY_HISTORY, ENTROPY_RATIO, ENTROPY_MIN_JUMP = 10, 2.0, 0.1
 VALID_WINDOW, VALID_DROP = 3, 0.2
@@ -169,8 +171,7 @@ def find_collapse(rows: Sequence[dict]) -> list[Finding]:
 def last_good_checkpoint(run: str | Path, finding: Finding) -> str:
     """The newest saved checkpoint whose weights wrote a healthy row (row g comes from checkpoint-(g-1))."""
     limit = finding.good_step - 1
-    steps = [int(p.name.split("-")[1]) for p in Path(run).glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    good = [s for s in steps if s <= limit]
+    good = [s for s in saved_steps(run) if s <= limit]
     return f"checkpoint-{max(good)}" if good else "none: the base model, before the first update"
 
 

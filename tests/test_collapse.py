@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from searchr1_lite.checkpoint import CHECKPOINT_FILES
 from searchr1_lite.collapse import CHECKS, Finding, find_collapse, fired_at, last_good_checkpoint, warning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,11 +104,15 @@ def test_valid_actions_that_fall_fire_and_a_dip_does_not():
 
 def test_the_last_good_checkpoint_is_the_newest_saved_before_the_bad_weights(tmp_path):
     for step in (2, 4, 6):  # save_every: 2
-        (tmp_path / f"checkpoint-{step}").mkdir()
+        for name in CHECKPOINT_FILES:
+            (tmp_path / f"checkpoint-{step}" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / f"checkpoint-{step}" / name).touch()
     (tmp_path / "checkpoint-x").mkdir()
+    (tmp_path / "checkpoint-8").mkdir()  # empty: not a checkpoint to go back to
     # row 6 was healthy: it was sampled from the weights after 5 updates; checkpoint-4 is the newest saved at or before
     assert last_good_checkpoint(tmp_path, Finding("entropy_spike", 7, 6, "")) == "checkpoint-4"
     assert last_good_checkpoint(tmp_path, Finding("entropy_spike", 8, 7, "")) == "checkpoint-6"
+    assert last_good_checkpoint(tmp_path, Finding("entropy_spike", 10, 9, "")) == "checkpoint-6"
     assert last_good_checkpoint(tmp_path, Finding("non_finite", 2, 1, "")).startswith("none: the base model")
     line = warning(tmp_path, Finding("reward_fell", 9, 7, "reward fell"))
     assert line.startswith("reward_fell at step 9 (" + CHECKS["reward_fell"]) and line.endswith("checkpoint-6")

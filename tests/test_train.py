@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -618,6 +619,73 @@ def test_a_forked_run_replays_the_steps_that_followed(tmp_path):
     assert _rows(fork) == _rows(run)
     with pytest.raises(FileNotFoundError, match="no checkpoint at step 7"):
         fork_run(run, 7, tmp_path / "nope")
+
+
+def test_a_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path, caplog):
+    """`latest` naming a checkpoint that is gone or lacks a file (deleted by hand, damaged): the newest complete one,
+    said in a warning. Deleting a damaged checkpoint, as its error says, must not restart the run from step 0."""
+    run = tmp_path / "run"
+    for step in (1, 2):
+        _fake_checkpoint(run / f"checkpoint-{step}")
+    (run / "latest").write_text("checkpoint-2")
+    assert latest_checkpoint(run).name == "checkpoint-2" and not caplog.records
+    (run / "checkpoint-2" / "python_rng.json").unlink()
+    assert latest_checkpoint(run).name == "checkpoint-1"
+    assert "names checkpoint-2, which lacks python_rng.json: resuming from checkpoint-1" in caplog.text
+    shutil.rmtree(run / "checkpoint-2")
+    (run / "latest").unlink()
+    assert latest_checkpoint(run).name == "checkpoint-1" and "latest is gone" in caplog.text
+    shutil.rmtree(run / "checkpoint-1")
+    assert latest_checkpoint(run) is None  # no pointer, no checkpoint: a run that saved none yet
+    (run / "latest").write_text("checkpoint-1")
+    with pytest.raises(FileNotFoundError, match="has no complete checkpoint to resume from instead"):
+        latest_checkpoint(run)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_after_its_last_checkpoint_was_deleted_ends_as_a_straight_run(tmp_path):
+    straight = train(_cfg(tmp_path, "straight", max_steps=3), reward_fn=even_share)
+    run = train(_cfg(tmp_path, "run", max_steps=3), reward_fn=even_share)
+    shutil.rmtree(run / "checkpoint-3")
+    shutil.rmtree(run / "checkpoint-2")  # `latest` names checkpoint-3: the resume takes checkpoint-1
+    train(_cfg(tmp_path, "run", max_steps=3), reward_fn=even_share, resume=True, stop_after=1)
+    assert [r["step"] for r in _rows(run)] == [1, 2]  # went on from step 1, not from 0
+    train(_cfg(tmp_path, "run", max_steps=3), reward_fn=even_share, resume=True)
+    assert _rows(run) == _rows(straight)
+
+
+def _fake_checkpoint(folder):
+    """The files a resume reads, empty: enough for the functions that only choose a checkpoint."""
+    from searchr1_lite.checkpoint import CHECKPOINT_FILES
+
+    for name in CHECKPOINT_FILES:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+
+
+def test_the_fork_point_is_a_checkpoint_with_a_step_after_it(tmp_path):
+    """Lesson 04 forks at its tier's step; a student's shorter run, or one that saves less often, forks at the
+    nearest checkpoint that has a step after it to replay."""
+    from searchr1_lite.checkpoint import fork_point
+
+    def run_with(rows, saved):
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in rows))
+        for s in saved:
+            _fake_checkpoint(tmp_path / "run" / f"checkpoint-{s}")
+        return tmp_path / "run"
+
+    assert fork_point(run_with(range(1, 7), range(1, 7)), 4) == 4  # the tier's own
+    assert fork_point(run_with(range(1, 4), range(1, 4)), 4) == 2  # max_steps=3: the last step has nothing after it
+    assert fork_point(run_with(range(1, 37), [10, 20, 30, 36]), 10) == 10
+    assert fork_point(run_with(range(1, 21), [10, 20]), 25) == 10
+    assert fork_point(run_with(range(1, 21), [5, 10, 20]), 3) == 5  # none at or below: the first one above
+    _fake_checkpoint(tmp_path / "run" / "checkpoint-15")
+    (tmp_path / "run" / "checkpoint-15" / "python_rng.json").unlink()  # damaged: not a checkpoint
+    assert fork_point(tmp_path / "run", 17) == 10
+    with pytest.raises(ValueError, match=r"no checkpoint before its last step \(8; checkpoints at: 8\).*save_every"):
+        fork_point(run_with(range(1, 9), [8]), 10)  # save_every 10, max_steps 8: only the final save
 
 
 def test_step_metrics_per_hop_count_and_per_question_type():
