@@ -87,11 +87,15 @@ def serve_retriever(args):
     from .retrieval import LocalRetriever
 
     if args.faiss is None:
+        given = [flag for flag, value in (("--corpus", args.corpus), ("--encoder", args.encoder)) if value is not None]
+        if given:  # an index folder holds its own corpus and encoder: the flags would be ignored
+            raise ValueError(f"{' and '.join(given)} go with --faiss only: the index {args.index} serves the corpus "
+                             "and encoder it was built with (see its manifest.json); drop them")
         return LocalRetriever.load(args.index)
     if args.corpus is None:
         raise ValueError(f"--faiss {args.faiss} needs --corpus: the passages its vectors stand for, in their order "
                          "(a corpus name such as wiki-18, or a .jsonl file)")
-    return LocalRetriever.from_faiss(args.faiss, args.corpus, args.encoder)
+    return LocalRetriever.from_faiss(args.faiss, args.corpus, args.encoder or "e5-base-v2")
 
 
 def cmd_serve(args) -> None:
@@ -366,13 +370,18 @@ def _config_keys() -> str:
 
     lines = textwrap.wrap("config keys and their defaults, by a YAML file's sections (--set KEY=VALUE names a key "
                           "alone or with its section: max_turns=3 or rollout.max_turns=3):", 110)
+    def as_yaml(value) -> str:  # what --set takes back: null, true, "" (not Python's None, True and nothing)
+        if value is None or isinstance(value, bool):
+            return "null" if value is None else str(value).lower()
+        return '""' if value == "" else str(value)
+
     top = []
     for section, values in TrainConfig().to_dict().items():
         if isinstance(values, dict):
-            lines += textwrap.wrap(", ".join(f"{k}={v}" for k, v in values.items()), 110,
+            lines += textwrap.wrap(", ".join(f"{k}={as_yaml(v)}" for k, v in values.items()), 110,
                                    initial_indent=f"  {section}: ", subsequent_indent=" " * 4)
         else:
-            top.append(f"{section}={values}")
+            top.append(f"{section}={as_yaml(values)}")
     return "\n".join(lines + textwrap.wrap(", ".join(top), 110, initial_indent="  (top level) ",
                                            subsequent_indent=" " * 4))
 
@@ -404,7 +413,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser
     for add_commands in (_retrieval_commands, _rollout_command, _training_commands, _demo_command):
         add_commands(sub)
+    p.commands = sub.choices  # {name: its parser}: an unknown option is refused by its subcommand's parser
     return p
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """Exit 2 with the subcommand's usage (not the top level's), naming the option meant where one is close: the
+    subcommand's own, or for `train` a config key (`--max-steps 5` is `--set max_steps=5`; `--out` is output_dir)."""
+    from .config import key_for
+    from .suggest import closest
+
+    sub = parser.commands[command]
+    options = {o.lstrip("-"): o for action in sub._actions for o in action.option_strings}  # the dashes match anyway
+    hints = []
+    for word in (w for w in unknown if w.startswith("--")):
+        name = word[2:].split("=")[0].replace("-", "_")
+        key = "output_dir" if name in ("out", "output") else key_for(name)
+        if command == "train" and key:
+            hints.append(f"{word.split('=')[0]}: train takes config keys with --set, e.g. --set {key}=...")
+        elif near := closest(word[2:].split("=")[0], options):
+            hints.append(f"{word.split('=')[0]}: did you mean {options[near]}?")
+    sub.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def _retrieval_commands(sub) -> None:
@@ -437,7 +466,7 @@ def _retrieval_commands(sub) -> None:
     held.add_argument("--faiss", metavar="FILE", help="a prebuilt faiss index without a folder, such as the authors' "
                       "e5_Flat.index (with --corpus)")
     s.add_argument("--corpus", help="with --faiss: its passages in order, a corpus name (wiki-18) or a .jsonl file")
-    s.add_argument("--encoder", default="e5-base-v2", help="with --faiss: the encoder that built it")
+    s.add_argument("--encoder", default=None, help="with --faiss: the encoder that built it (default e5-base-v2)")
     s.add_argument("--host", default=HOST, help="address to bind (loopback unless --allow-remote)")
     s.add_argument("--port", type=_port, default=PORT, help="port to listen on")
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
@@ -455,8 +484,9 @@ def _rollout_command(sub) -> None:
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (or --url, or --run)")
     s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
     s.add_argument("--question", required=True, help="the question to answer")
-    s.add_argument("--gold", nargs="+", action="extend", default=None, help="gold answers, to print the reward "
-                   "(and, with --n > 1, how often it was right)")
+    s.add_argument("--gold", nargs="+", action="extend", default=None, help="gold answers, quoted one by one "
+                   "(--gold \"Leonardo da Vinci\" Leonardo), to print the reward (and, with --n > 1, how often it was "
+                   "right)")
     s.add_argument("--n", type=_at_least(1), default=1, help="trajectories to sample")
     r = RolloutConfig()  # the defaults, defined once
     s.add_argument("--max-turns", type=int, default=None, help=f"turns that may search (default {r.max_turns}, "
@@ -519,7 +549,7 @@ def _training_commands(sub) -> None:
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
     s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
     s.add_argument("-k", "--topk", dest="k", type=int, default=None,
-                   help=f"passages per search and for RAG (default {r.topk})")
+                   help=f"passages per search and for RAG (default {r.topk}, or the run's)")
     s.add_argument("--max-turns", type=int, default=None,
                    help=f"turns that may search (default {r.max_turns}, or the run's)")
     s.add_argument("--max-new-tokens", type=int, default=None,
@@ -576,7 +606,10 @@ def _demo_command(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args.command, unknown)
     if not args.verbose:
         from . import quiet_third_party
 

@@ -30,7 +30,7 @@ from .grpo import GRPOConfig
 from .models import LORA_ALPHA, LORA_DROPOUT, LORA_R, LORA_TARGETS
 from .ppo import PPOConfig
 from .rollout import RolloutConfig
-from .suggest import did_you_mean, meant
+from .suggest import closest, meant
 
 
 @dataclass
@@ -109,7 +109,9 @@ WITHIN = {"rollout.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
           "ppo.critic_lr": _NON_NEGATIVE,
           "policy.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
           "policy.lora_alpha": (lambda v: 0 < v < _INF, "more than 0, and finite"),  # LoRA's scale, alpha / r
-          "policy.lora_targets": (lambda v: len(v) > 0, "'all-linear' or a non-empty list of module names"),
+          # peft reads a text as one pattern: "q_proj,v_proj" would match no module, and fail only at the model
+          "policy.lora_targets": (lambda v: len(v) > 0 and not (isinstance(v, str) and "," in v),
+                                  "'all-linear' or a non-empty list of module names, e.g. [q_proj, v_proj]"),
           "optim.weight_decay": _NON_NEGATIVE,
           "extra_search_cost": _NON_NEGATIVE}
 
@@ -208,7 +210,7 @@ class TrainConfig:
             file = config_path(path)
             where = str(path)
             try:
-                values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+                values = _read_yaml(file.read_text(encoding="utf-8"), path) or {}
             except yaml.YAMLError as e:
                 raise ValueError(f"{path}: not valid YAML ({e})") from None
             except UnicodeDecodeError as e:
@@ -236,6 +238,38 @@ _PATHS = {**{f"{s}.{f.name}": f"{s}.{f.name}" for s, c in _SECTIONS.items() for 
              if f"{s}.{f.name}" not in DERIVED},
           **{name: name for name in _TOP}}
 _RENAMED = {"chat_template": "rollout.chat"}  # flat config.json files written before the sections existed
+# names other trainers (TRL, veRL, the paper's scripts) use, for the hint of an unknown key
+_OTHER_NAMES = {"lr": "learning_rate", "steps": "max_steps", "num_steps": "max_steps", "total_steps": "max_steps",
+                "batch_size": "prompts_per_step", "num_generations": "group_size", "n_agent": "group_size",
+                "top_k": "topk", "retriever_topk": "topk", "max_turn": "max_turns", "kl_loss_coef": "beta",
+                "warmup": "warmup_steps", "lora_rank": "lora_r", "max_tokens": "max_new_tokens"}
+
+
+def key_for(name: str) -> str | None:
+    """The config key a name means: the name if it is one, ours for another trainer's (`lr`), else None."""
+    name = _OTHER_NAMES.get(name, name)
+    return name if name in _PATHS else None
+
+
+def _read_yaml(text: str, path: str | Path) -> Any:
+    """yaml.safe_load, except that a key given twice in one mapping is an error (YAML keeps the last silently, so
+    `max_steps: 3` above `max_steps: 400` would train 400 steps)."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            if key in first:
+                raise ValueError(f"{path}, line {line}: {key!r} is set twice (first on line {first[key]}); keep one")
+            first[key] = line
+        return loader.construct_mapping(node, deep)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Strict)  # noqa: S506 (a SafeLoader)
 
 
 def config_path(name: str | Path) -> Path:
@@ -282,11 +316,13 @@ def _resolve(key: str, where: str) -> str:
         example = next(f.name for f in dataclasses.fields(_SECTIONS[key]))
         raise ValueError(f"{where}: {key!r} is a section: it takes keys (`{key}:` then `  {example}: ...` on the "
                          f"next line, or --set {key}.{example}=...), not one value")
-    name = key.rpartition(".")[2]
-    if "." in key and name in _PATHS:  # the right name in the wrong section: `rollout.max_steps`
-        hint = meant(_PATHS[name])
-    else:  # suggest in the form given: `lr` or `optim.lr`
-        hint = did_you_mean(key, [k for k in _PATHS if ("." in k) == ("." in key)])
+    section, _, name = key.rpartition(".")
+    if section and name in _PATHS:  # the right name in the wrong section: `rollout.max_steps`
+        raise ValueError(f"{where}: unknown key {key!r}{meant(_PATHS[name])}")
+    # by the name alone (`optim.lr` would otherwise look most like `optim.schedule`), in the form given
+    names = [k for k in _PATHS if "." not in k]
+    close = _OTHER_NAMES.get(name) or closest(name, names)
+    hint = meant(_PATHS[close] if section else close) if close else ""
     raise ValueError(f"{where}: unknown key {key!r}{hint}")
 
 
@@ -324,10 +360,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 pass
         if t in (int, str, bool) and type(value) is t:
             return value
+        if t is str and type(value) in (int, float):  # `output_dir: 2024`, which YAML reads as a number
+            return str(value)
         if typing.get_origin(t) is list and isinstance(value, list):
             return value
-    names = " or ".join(getattr(t, "__name__", str(t)) for t in options)
-    raise ValueError(f"{where} must be {names}, got {value!r}")
+    names = " or ".join("null" if t is type(None) else getattr(t, "__name__", str(t)) for t in options)
+    hint = " (YAML's none is null)" if value == "None" else ""
+    raise ValueError(f"{where} must be {names}, got {value!r}{hint}")
 
 
 _UnionType = type(int | None)

@@ -188,6 +188,9 @@ def load_eval_set(name: str, limit: int | None = None, seed: int = 0, corpus: Co
         examples = hotpotqa_questions("validation")  # never the train questions a run learns from
     elif name == "fanoutqa" or Path(name).expanduser().exists():
         examples = load_questions(name, corpus)
+    elif name.endswith((".jsonl", ".gz")) or "/" in name:
+        raise FileNotFoundError(f"test set {name!r}: no such file (a FlashRAG-format jsonl path, or one of "
+                                f"{', '.join(EVAL_SETS)}, {HOTPOTQA_SET}, fanoutqa)")
     else:
         raise ValueError(f"unknown test set {name!r}: use {', '.join(EVAL_SETS)} (hub), {HOTPOTQA_SET} (hub), "
                          "fanoutqa (offline) or a FlashRAG-format jsonl path")

@@ -515,16 +515,22 @@ def check_value_loss(fn: Callable) -> None:
 def check_pick_questions(fn: Callable) -> None:
     """`fn(n, cursor, count, seed) -> [count indices]`: the questions of a step, served as `train.pick_questions`
     serves them. Any seeded order passes: the checks are the properties, not one shuffle."""
+    def picks(case, *args) -> list:  # a list, a tuple or a numpy array of indices: compared as a list
+        got = _run(fn, case, *args)
+        if not isinstance(got, (list, tuple, np.ndarray, torch.Tensor)):
+            raise ExerciseError(f"pick_questions, case {case!r}: expected a list of {args[2]} indices, got {got!r}")
+        return [int(i) if isinstance(i, np.integer) else i for i in got]
+
     failures = []
     for n, count in [(7, 3), (5, 5), (4, 6), (1, 2)]:
         name = f"n={n}, {count} a step"
-        served = [i for step in range(3 * n) for i in _run(fn, name, n, step * count, count, 0)]
+        served = [i for step in range(3 * n) for i in picks(name, n, step * count, count, 0)]
         epochs = [served[e * n:(e + 1) * n] for e in range(3)]
         if any(not isinstance(i, (int, np.integer)) or not 0 <= i < n for i in served):
             failures.append(f"{name}: expected ints in 0..{n - 1}, got {sorted(set(map(repr, served)))[:5]}")
         elif any(sorted(e) != list(range(n)) for e in epochs):
             failures.append(f"{name}: expected each epoch (n picks in a row) to serve each question once, got {epochs}")
-        elif [i for c in range(2 * n) for i in _run(fn, name, n, c, 1, 0)] != served[: 2 * n]:
+        elif [i for c in range(2 * n) for i in picks(name, n, c, 1, 0)] != served[: 2 * n]:
             failures.append(f"{name}: expected a pick to depend on its place in the order only, not on how steps cut "
                             "it; one question a step gives another order")
         elif n >= 4 and len({tuple(e) for e in epochs}) == 1:
@@ -533,9 +539,9 @@ def check_pick_questions(fn: Callable) -> None:
         elif n >= 7 and any(a == b for a, b in zip(epochs, epochs[1:])):
             failures.append(f"{name}: expected a new order each epoch, got two epochs in a row in the same order "
                             f"({epochs})")
-        elif _run(fn, name, n, 0, n, 0) != _run(fn, name, n, 0, n, 0):
+        elif picks(name, n, 0, n, 0) != picks(name, n, 0, n, 0):
             failures.append(f"{name}: expected the same order from the same seed, got another on a second call")
-    if not failures and _run(fn, "seeds", 10, 0, 10, 0) == _run(fn, "seeds", 10, 0, 10, 1):
+    if not failures and picks("seeds", 10, 0, 10, 0) == picks("seeds", 10, 0, 10, 1):
         failures.append("seeds 0 and 1: expected different orders (the order comes from the seed), got the same")
     _verdict(fn, "pick_questions", failures, 5, "the properties train.pick_questions has")
 

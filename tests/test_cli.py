@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 
@@ -254,7 +255,13 @@ def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
                        (["rollout", "--question", "q", "--n", "0"], "argument --n: must be at least 1, not 0"),
                        (["eval", "--limit", "-1"], "argument --limit: must be at least 1, not -1"),
                        (["demo", "--steps", "-1"], "argument --steps: must be at least 1, not -1"),
-                       (["demo", "--budget-minutes", "-5"], "must be at least 0, not -5")]:
+                       (["demo", "--budget-minutes", "-5"], "must be at least 0, not -5"),
+                       # an unknown option: the subcommand's usage, and the option meant
+                       (["train", "--out", "runs/x"], "usage: searchr1-lite train"),
+                       (["train", "--out", "runs/x"], "--out: train takes config keys with --set, e.g. --set output_d"),
+                       (["train", "--lr=3"], "--lr: train takes config keys with --set, e.g. --set learning_rate="),
+                       (["train", "--sett", "x=1"], "unrecognized arguments: --sett x=1 (--sett: did you mean --set?)"),
+                       (["demo", "--quik"], "(--quik: did you mean --quick?)")]:
         with pytest.raises(SystemExit) as usage:
             main(argv)
         assert usage.value.code == 2 and says in capsys.readouterr().err, argv
@@ -264,6 +271,10 @@ def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
     for argv, says in [(["index", "--corpus", "wiki-vital", "--out", str(tmp_path / "file.jsonl"), "--force"],
                         "is a file: an index is a folder"),
                        (["eval", "--method", "direct, dirct"], "--method 'dirct': choose from direct, rag, search"),
+                       (["eval", "--method", "direct", "--datasets", "missing.jsonl"],
+                        "test set 'missing.jsonl': no such file"),
+                       # an index holds its corpus and encoder: these flags would be ignored
+                       (["serve", "--index", str(tmp_path), "--corpus", "x.jsonl"], "--corpus go with --faiss only"),
                        (["eval", "--method", "direct", "--out", str(tmp_path)], "name a CSV file in a folder that"),
                        (["eval", "--out", str(tmp_path / "no" / "t.csv")], "name a CSV file in a folder that"),
                        (["plot", str(tmp_path / "empty-run"), "--out", str(tmp_path / "p.png")], "nothing to plot"),
@@ -349,9 +360,15 @@ def test_every_subcommand_help_shows_its_defaults_and_every_option_has_help(caps
     train_help = capsys.readouterr().out
     from searchr1_lite.config import TrainConfig
 
-    for section, values in TrainConfig().to_dict().items():  # every config key with its default
+    train_help = train_help[train_help.index("  policy: "):]  # the list, not the line above it
+    defaults = TrainConfig().to_dict()
+    for section, values in defaults.items():  # every config key with its default, written as --set takes it back
         for key, value in (values.items() if isinstance(values, dict) else [(section, values)]):
-            assert f"{key}={value}" in train_help, f"train --help: config key {key} missing"
+            shown = re.search(rf"\b{key}=(\S*?)(,|$)", train_help, re.M)
+            assert shown, f"train --help: config key {key} missing"
+            path = key if key == section else f"{section}.{key}"
+            back = TrainConfig.load(None, [f"{path}={shown[1]}"]).to_dict()
+            assert (back[section] if key == section else back[section][key]) == value, (key, shown[1])
 
 
 def test_quiet_by_default_and_verbose_on_request(monkeypatch):

@@ -116,6 +116,28 @@ def test_an_unknown_config_names_the_packaged_ones():
     # the right name in the wrong section points to its section, not to a look-alike in the one given
     with pytest.raises(ValueError, match=r"unknown key 'rollout.max_steps' \(did you mean 'optim.max_steps'\?\)"):
         TrainConfig.load("tiny-cpu", ["rollout.max_steps=3"])
+    # a key in its section is matched by its name (the section's prefix made 'optim.lr' look like 'optim.schedule'),
+    # and the names other trainers use point to ours
+    for given, hint in [("optim.max_stepz", "optim.max_steps"), ("optim.lr", "optim.learning_rate"),
+                        ("lr", "learning_rate"), ("num_generations", "group_size"),
+                        ("policy.lora_rank", "policy.lora_r")]:
+        with pytest.raises(ValueError, match=rf"unknown key '{given}' \(did you mean '{hint}'\?\)"):
+            TrainConfig.load("tiny-cpu", [f"{given}=1"])
+    with pytest.raises(ValueError, match=r"unknown key 'optim.zzz'$"):  # nothing close: no hint
+        TrainConfig.load("tiny-cpu", ["optim.zzz=1"])
+
+
+def test_a_key_set_twice_in_a_config_file_is_refused_naming_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys silently: 3 steps above, 400 below, and 400 would train."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("optim:\n  max_steps: 3\n  learning_rate: 1.0e-4\n  max_steps: 400\n")
+    with pytest.raises(ValueError, match=rf"^{twice}, line 4: 'max_steps' is set twice \(first on line 2\); keep one"):
+        TrainConfig.load(twice)
+    twice.write_text("optim:\n  max_steps: 3\nseed: 1\noptim:\n  learning_rate: 1.0e-4\n")  # a section twice
+    with pytest.raises(ValueError, match=r"line 4: 'optim' is set twice \(first on line 1\)"):
+        TrainConfig.load(twice)
+    twice.write_text("optim:\n  max_steps: 3\nrollout:\n  max_turns: 3\n")  # each mapping checked on its own
+    assert TrainConfig.load(twice).optim.max_steps == 3
 
 
 def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
@@ -177,3 +199,21 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=r"'optim' is a section: it takes keys .*--set optim\.max_steps="):
             TrainConfig.load(*args)
 
+
+
+def test_values_written_as_python_or_as_a_comma_list_are_named_in_yaml_terms():
+    """`train --help` shows defaults as YAML (null, true); a Python `None` is a string to YAML, and a comma list of
+    module names is one pattern to peft, which matched nothing and failed only once the model had loaded."""
+    from searchr1_lite.cli import _config_keys
+
+    keys = _config_keys()
+    assert "quantization=null" in keys and "gradient_checkpointing=false" in keys and 'response_prefix=""' in keys
+    assert "None" not in keys and "True" not in keys
+    with pytest.raises(ValueError, match=r"eval_every must be int, got 'None' \(YAML's none is null\)"):
+        TrainConfig.load(None, ["eval_every=None"])
+    with pytest.raises(ValueError, match=r"time_budget_s must be float or null, got 'abc'$"):
+        TrainConfig.load(None, ["time_budget_s=abc"])
+    with pytest.raises(ValueError, match=r"lora_targets must be .*e\.g\. \[q_proj, v_proj\], not 'q_proj,v_proj'"):
+        TrainConfig.load(None, ["lora_targets=q_proj,v_proj"])
+    assert TrainConfig.load(None, ["lora_targets=[q_proj, v_proj]"]).policy.lora_targets == ["q_proj", "v_proj"]
+    assert TrainConfig.load(None, ["output_dir=2024"]).output_dir == "2024"  # YAML read a number

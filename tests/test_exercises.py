@@ -30,6 +30,9 @@ student_notebooks = importlib.util.module_from_spec(_spec)
 sys.modules["student_notebooks"] = student_notebooks  # a dataclass looks its module up there
 _spec.loader.exec_module(student_notebooks)
 NOTEBOOKS = student_notebooks.NOTEBOOKS
+_spec = importlib.util.spec_from_file_location("colab_cells", ROOT / "tools" / "colab_cells.py")
+_colab_cells = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_colab_cells)
 
 
 # ---------------------------------------------------------------- one realistic mistake per exercise
@@ -466,8 +469,10 @@ def test_the_student_copy_keeps_the_stubs_and_drops_the_solutions(path, student_
         assert re.search(r"^\s*def \w+\(", src, re.M), f"{path.name} cell {cid}: the signature must stay"
         left = [line for line in lines if line in {s.strip() for s in src.splitlines()}]
         assert not left, f"{path.name} cell {cid}: solution lines left in the student copy: {left}"
+    link = _colab_cells.LINK_TAG  # the repository's Colab link opens the instructor's copy: not in a student's
+    assert student[link] == student_notebooks.STUDENT_LINK and "colab.research.google.com/github" not in student[link]
     for cid, src in instructor.items():
-        if cid not in _solution_lines(path):
+        if cid not in _solution_lines(path) and cid != link:
             assert student[cid] == src, f"{path.name} cell {cid}: a cell without a solution must not change"
 
 
@@ -481,12 +486,14 @@ def test_every_lesson_has_two_exercises_and_a_prediction(path):
     assert len(student_notebooks.predict_questions(path)) >= 1, f"{path.name}: no predict-then-run question"
     for e in found:
         assert callable(getattr(exercises, e.checker, None)), f"{path.name}: {e.checker} is not in exercises.py"
+        assert callable(exercises.stand_in(e.function)), f"{path.name}: no stand-in for {e.function}"
 
 
 def test_the_counter_covers_every_lesson(student_copies):
     _, printed = student_copies
     for path in NOTEBOOKS:  # lessons without exercises yet are counted, as 0
-        assert f"{path.name}: {len(student_notebooks.exercises(path))} exercises" in printed
+        found = student_notebooks.exercises(path)  # named as the student writes them, as stand_in takes them
+        assert f"{path.name}: {len(found)} exercises ({', '.join(e.function for e in found)})" in printed
     assert sum(len(student_notebooks.exercises(p)) for p in NOTEBOOKS) >= 10
 
 
@@ -509,6 +516,12 @@ def test_correct_answers_in_other_shapes_pass(capsys):
     def pick_with_numpy(n, cursor, count, seed):
         return [np.random.default_rng(seed + c // n).permutation(n)[c % n] for c in range(cursor, cursor + count)]
 
+    def pick_as_array(n, cursor, count, seed):  # a numpy array, not a list: `==` on it gives an array
+        return np.array(pick_with_numpy(n, cursor, count, seed))
+
     exercises.check_top_k(top_k_reversed)
     exercises.check_pick_questions(pick_with_numpy)
-    assert capsys.readouterr().out.count("✓ ") == 2
+    exercises.check_pick_questions(pick_as_array)
+    assert capsys.readouterr().out.count("✓ ") == 3
+    with pytest.raises(exercises.ExerciseError, match=r"case 'n=7, 3 a step': expected a list of 3 indices, got 5"):
+        exercises.check_pick_questions(lambda n, cursor, count, seed: 5)

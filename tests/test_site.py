@@ -145,3 +145,10 @@ def test_every_page_shows_its_images_and_no_error(browser, site_url):  # the bro
             problems.append(f"{page}: math not typeset ({found['math']} formulas, {found['math_errors']} errors)")
     if problems:
         pytest.fail(f"{len(problems)} problems (screenshots in {SCREENSHOTS}):\n" + "\n".join(problems), pytrace=False)
+
+
+def test_the_syllabus_names_each_exercise_by_its_heading():
+    """An exercise's heading may share its cell with a section's ("## 4. One PPO step" above "### Exercise: …")."""
+    facts = build_site.lesson_facts(ROOT / "notebooks" / "03b_ppo_value_head.ipynb")
+    assert facts["exercises"] == ["GAE", "The clipped value loss"]
+    assert "One PPO step" in facts["sections"]

@@ -74,8 +74,11 @@ def ensure_copies(may_execute: bool) -> None:
 # --------------------------------------------------------------------------- the syllabus
 
 
-def _first_line(markdown: str) -> str:
-    line = next((s.strip() for s in markdown.splitlines() if s.strip()), "")
+def _exercise_title(markdown: str) -> str:
+    """The exercise's heading in the cell above its code ("### Exercise: …", also below a section's heading), else
+    that cell's first line."""
+    lines = [s.strip() for s in markdown.splitlines() if s.strip()]
+    line = next((s for s in lines if re.match(r"#+\s*exercise", s, re.I)), lines[0] if lines else "")
     return line.lstrip("#").strip()
 
 
@@ -95,7 +98,7 @@ def lesson_facts(nb_path: Path) -> dict:
         elif cell.cell_type == "code":
             code_lines += sum(1 for s in cell.source.splitlines() if s.strip())
             if SOLUTION in cell.source:
-                name = re.sub(r"^exercise\s*\d*\s*[:.—-]?\s*", "", _first_line(above), flags=re.I)  # a list of them
+                name = re.sub(r"^exercise\s*\d*\s*[:.—-]?\s*", "", _exercise_title(above), flags=re.I)  # a list of them
                 exercises.append(name[:1].upper() + name[1:] if name else f"the exercise in cell {i}")
     minutes = words / PROSE_WORDS_A_MINUTE + code_lines / CODE_LINES_A_MINUTE
     return {"title": title, "sections": sections, "exercises": exercises, "read_min": 5 * math.ceil(minutes / 5)}

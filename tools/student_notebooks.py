@@ -30,12 +30,18 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
 PREDICT_TAG = "predict"
 _CHECK_CALL = re.compile(r"\b(check_\w+)\(")
+_DEF = re.compile(r"^\s*def (\w+)\(", re.M)
+LINK_TAG = "colab-link"  # tools/colab_cells.py's: the repository's link opens the instructor's copy, solutions and all
+STUDENT_LINK = ("*Open in Colab*: this is a student copy. In Colab, upload it (File → Upload notebook), or open it "
+                "where your instructor published it: the repository's own Colab links open the instructor's copies, "
+                "solutions included.")
 
 
 @dataclass(frozen=True)
 class Exercise:
     lesson: str  # "01", ...
     checker: str  # the `searchr1_lite.exercises` function its check cell calls
+    function: str  # the function the student writes: the last `def` before the solution region
     cell_id: str  # the cell holding the solution region
     check_cell_id: str
 
@@ -50,7 +56,9 @@ def exercises(path: Path) -> list[Exercise]:
     cells, found = _code_cells(nb), []
     for cell, after in zip(cells, cells[1:]):
         if BEGIN in cell.source and (m := _CHECK_CALL.search(after.source)):
-            found.append(Exercise(lesson_id(path.name), m.group(1), cell.get("id", ""), after.get("id", "")))
+            written = _DEF.findall(cell.source.split(BEGIN, 1)[0])
+            found.append(Exercise(lesson_id(path.name), m.group(1), written[-1] if written else "",
+                                  cell.get("id", ""), after.get("id", "")))
     return found
 
 
@@ -61,7 +69,8 @@ def predict_questions(path: Path) -> list[str]:
 
 
 def student_version(path: Path) -> nbformat.NotebookNode:
-    """The notebook with every solution region replaced by a stub (nbgrader's ClearSolutions, through nbconvert)."""
+    """The notebook with every solution region replaced by a stub (nbgrader's ClearSolutions, through nbconvert), and
+    a Colab link cell that does not lead to the solutions."""
     from nbconvert.exporters import NotebookExporter
     from nbgrader.preprocessors import ClearSolutions
 
@@ -69,6 +78,9 @@ def student_version(path: Path) -> nbformat.NotebookNode:
     exporter.register_preprocessor(ClearSolutions(enforce_metadata=False), enabled=True)
     body, _ = exporter.from_filename(str(path))
     nb = nbformat.reads(body, as_version=4)
+    for cell in nb.cells:
+        if LINK_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = STUDENT_LINK
     left = [c.get("id") for c in nb.cells if BEGIN in c.source or END in c.source]
     if left:  # ClearSolutions raises on unbalanced markers; this catches a marker it did not recognise
         raise RuntimeError(f"{path.name}: solution markers left in cells {left}")
@@ -92,7 +104,7 @@ def main(argv: list[str]) -> int:
     print(f"student copies in {out}:")
     for path in NOTEBOOKS:
         found = exercises(path)
-        names = ", ".join(e.checker.removeprefix("check_") for e in found) or "none yet"
+        names = ", ".join(e.function for e in found) or "none yet"
         print(f"  {path.name}: {len(found)} exercises ({names}), {len(predict_questions(path))} predict-then-run")
     return 0
 
