@@ -370,6 +370,7 @@ def _config_keys() -> str:
 
     lines = textwrap.wrap("config keys and their defaults, by a YAML file's sections (--set KEY=VALUE names a key "
                           "alone or with its section: max_turns=3 or rollout.max_turns=3):", 110)
+
     def as_yaml(value) -> str:  # what --set takes back: null, true, "" (not Python's None, True and nothing)
         if value is None or isinstance(value, bool):
             return "null" if value is None else str(value).lower()
