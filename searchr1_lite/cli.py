@@ -475,7 +475,7 @@ def _retrieval_commands(sub) -> None:
 
 
 def _rollout_command(sub) -> None:
-    from .config import OptimConfig
+    from .config import AT_LEAST, OptimConfig
     from .prompt import template_names
     from .rollout import RolloutConfig
     from .server import URL
@@ -490,15 +490,15 @@ def _rollout_command(sub) -> None:
                    "right)")
     s.add_argument("--n", type=_at_least(1), default=1, help="trajectories to sample")
     r = RolloutConfig()  # the defaults, defined once
-    s.add_argument("--max-turns", type=int, default=None, help=f"turns that may search (default {r.max_turns}, "
-                   "or the run's)")
-    s.add_argument("--max-new-tokens", type=int, default=None,
+    s.add_argument("--max-turns", type=_at_least(AT_LEAST["rollout.max_turns"]), default=None,
+                   help=f"turns that may search (default {r.max_turns}, or the run's)")
+    s.add_argument("--max-new-tokens", type=_at_least(AT_LEAST["rollout.max_new_tokens"]), default=None,
                    help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
     s.add_argument("--temperature", type=float, default=None,
                    help=f"sampling temperature; 0 = greedy (default {r.temperature}, or the run's)")
     s.add_argument("--top-p", type=float, default=None, help="nucleus sampling: the smallest set of tokens with this "
                    f"much probability (default {r.top_p}, or the run's)")
-    s.add_argument("-k", "--topk", dest="k", type=int, default=None,
+    s.add_argument("-k", "--topk", dest="k", type=_at_least(AT_LEAST["rollout.topk"]), default=None,
                    help=f"passages per search (default {r.topk}, or the run's)")
     s.add_argument("--template", default=None, choices=template_names(),
                    help="the prompt: paper (the authors'), worked-example (one worked example, for small models); "
@@ -508,8 +508,9 @@ def _rollout_command(sub) -> None:
     s.add_argument("--response-prefix", default=None,
                    help='e.g. "<think>": the response starts with it (default none, or the run\'s)')
     s.add_argument("--no-chat-template", action="store_true", help="plain text, not the tokenizer's chat template")
-    s.add_argument("--group-size", type=int, default=None, help="GRPO's group size, for the line on what a group "
-                   f"could learn (default {OptimConfig().group_size}, or the run's)")
+    s.add_argument("--group-size", type=_at_least(AT_LEAST["optim.group_size"]), default=None,
+                   help=f"GRPO's group size, for the line on what a group could learn (default "
+                   f"{OptimConfig().group_size}, or the run's)")
     s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.add_argument("--show-prompt", action="store_true", help="print the prompt too")
     s.add_argument("--brief", action="store_true", help="one line per trajectory (searches, answer, reward)")
@@ -518,7 +519,7 @@ def _rollout_command(sub) -> None:
 
 def _training_commands(sub) -> None:
     """train, eval, plot."""
-    from .config import packaged_configs
+    from .config import AT_LEAST, packaged_configs
     from .prompt import template_names
     from .rollout import RolloutConfig
     from .server import URL
@@ -549,11 +550,11 @@ def _training_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
     s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
-    s.add_argument("-k", "--topk", dest="k", type=int, default=None,
+    s.add_argument("-k", "--topk", dest="k", type=_at_least(AT_LEAST["rollout.topk"]), default=None,
                    help=f"passages per search and for RAG (default {r.topk}, or the run's)")
-    s.add_argument("--max-turns", type=int, default=None,
+    s.add_argument("--max-turns", type=_at_least(AT_LEAST["rollout.max_turns"]), default=None,
                    help=f"turns that may search (default {r.max_turns}, or the run's)")
-    s.add_argument("--max-new-tokens", type=int, default=None,
+    s.add_argument("--max-new-tokens", type=_at_least(AT_LEAST["rollout.max_new_tokens"]), default=None,
                    help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
     s.add_argument("--template", default=None, choices=template_names(),
                    help="the prompt, as for `rollout` (default paper, or the run's)")

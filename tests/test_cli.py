@@ -253,6 +253,11 @@ def test_mistakes_in_flags_are_caught_before_any_work(tmp_path, capsys):
     for argv, says in [(["search", "--index", "i", "-k", "0", "q"], "argument -k/--topk: must be at least 1, not 0"),
                        (["serve", "--index", "i", "--port", "70000"], "a port is 1 to 65535, not 70000"),
                        (["rollout", "--question", "q", "--n", "0"], "argument --n: must be at least 1, not 0"),
+                       # the option's name, not the config key's (the config's least, one source)
+                       (["rollout", "--question", "q", "-k", "0"], "argument -k/--topk: must be at least 1, not 0"),
+                       (["rollout", "--question", "q", "--group-size", "0"], "--group-size: must be at least 1"),
+                       (["eval", "--max-turns", "-1"], "argument --max-turns: must be at least 0, not -1"),
+                       (["eval", "--max-new-tokens", "0"], "argument --max-new-tokens: must be at least 1, not 0"),
                        (["eval", "--limit", "-1"], "argument --limit: must be at least 1, not -1"),
                        (["demo", "--steps", "-1"], "argument --steps: must be at least 1, not -1"),
                        (["demo", "--budget-minutes", "-5"], "must be at least 0, not -5"),
