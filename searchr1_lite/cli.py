@@ -107,6 +107,12 @@ def cmd_serve(args) -> None:
     serve(retriever, host=args.host, port=args.port, allow_remote=args.allow_remote, info=info)
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cmd_rollout(args) -> None:
     import dataclasses
 
@@ -161,6 +167,10 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     cfg = TrainConfig.load(args.config, args.set)
+    if args.config is None and not _has_gpu():  # measured: `train --set max_steps=1`, 2 cores, 2026-12-07
+        print("searchr1-lite train: no --config, so the paper's settings (4 turns of 500 tokens, 2 x 5 samples a "
+              "step): on a CPU a step took 10.5 min and 21 GB of RAM. --config world-cpu or smollm2-cpu fit a CPU.",
+              file=sys.stderr)
     start = time.perf_counter()
     try:
         run = train(cfg, resume=args.resume, stop_after=args.stop_after)
@@ -528,8 +538,8 @@ def _training_commands(sub) -> None:
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO (or PPO: --set algorithm=ppo)",
                        epilog=_config_keys())
     s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs())
-                   + " (default: none, the paper's settings: 4 turns of 500 tokens, slow on a CPU, where "
-                   "smollm2-cpu or world-cpu fit)")
+                   + " (default: none, the paper's settings: 4 turns of 500 tokens; on a 2-core CPU a step took "
+                   "10.5 min and 21 GB of RAM, where smollm2-cpu or world-cpu fit)")
     s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config keys (repeat it or list several)")
     s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")

@@ -481,3 +481,15 @@ def test_an_adapter_that_is_not_one_is_named_before_the_model_loads(tmp_path, ca
                           (str(tmp_path / "not-one"), "not-one: no adapter_config.json in it")]:
         assert main(["rollout", "--adapter", adapter, "--question", "q", "--url", "http://127.0.0.1:9"]) == 2
         assert says in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the note is for a CPU")
+def test_train_without_a_config_on_a_cpu_says_what_the_paper_settings_cost(tmp_path, capsys):
+    """A newcomer's first `searchr1-lite train` took 10.5 min and 21 GB a step on 2 cores; it says so before starting
+    (here a data mistake then stops it in seconds)."""
+    assert main(["train", "--set", f"output_dir={tmp_path / 'run'}", f"questions={tmp_path / 'none.jsonl'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no --config, so the paper's settings" in err and "--config world-cpu or smollm2-cpu fit a CPU" in err
+    assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'run'}",
+                 f"questions={tmp_path / 'none.jsonl'}"]) == 2
+    assert "paper's settings" not in capsys.readouterr().err
