@@ -493,3 +493,11 @@ def test_train_without_a_config_on_a_cpu_says_what_the_paper_settings_cost(tmp_p
     assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'run'}",
                  f"questions={tmp_path / 'none.jsonl'}"]) == 2
     assert "paper's settings" not in capsys.readouterr().err
+
+
+def test_python_m_searchr1_lite_is_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "searchr1_lite", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("searchr1-lite "), done.stderr[-500:]
