@@ -38,15 +38,20 @@ def trained_fraction(t: Trajectory) -> float:
     return sum(t.gen_mask) / response if response else 0.0
 
 
-def trajectory_html(t: Trajectory, tokenizer, reward: float | None = None, show_prompt: bool = True) -> str:
-    """One trajectory as HTML: generated text on green, inserted (masked) text on orange, prompt grey."""
+def trajectory_html(t: Trajectory, tokenizer, reward: float | None = None, show_prompt: bool = True,
+                    gold: list[str] | None = None, stats: str | None = None) -> str:
+    """One trajectory as HTML: generated text on green, inserted (masked) text on orange, prompt grey. Its header
+    counts searches and invalid actions from `t.turns`, or says `stats` instead (a trajectory rebuilt without them)."""
     parts = []
     for kind, text, n in spans(t, tokenizer):
         if kind == "prompt" and not show_prompt:
             text = f"[prompt: {n} tokens]"
         label, colour, _ = _STYLE[kind]
         parts.append(f'<span title="{label}, {n} tokens" style="background:{colour}">{html.escape(text)}</span>')
-    stats = (f"searches {t.searches} · invalid actions {t.invalid_actions} · answer {t.answer!r}"
+    if stats is None:
+        stats = f"searches {t.searches} · invalid actions {t.invalid_actions}"
+    stats = (f"{stats} · " + (f"answer {t.answer!r}" if t.answer is not None else "no answer")
+             + (f" · gold {' / '.join(map(repr, gold))}" if gold else "")
              + (f" · reward {reward:g}" if reward is not None else "")
              + f" · trained on {sum(t.gen_mask)}/{len(t.ids) - t.prompt_len} response tokens"
              + (" · truncated" if t.truncated else ""))
@@ -70,6 +75,18 @@ def trajectory_ansi(t: Trajectory, tokenizer, show_prompt: bool = False, colour:
 
 DYNAMICS = ("reward_mean", "em", "response_length_mean", "searches_mean", "valid_action_rate", "kl", "entropy",
             "clip_fraction")
+
+# a panel's title in words; its metrics.jsonl key labels the y axis, to look a value up
+TITLES = {"reward_mean": "reward (mean of the samples)", "em": "exact match", "em_1hop": "exact match, single-hop",
+          "em_2hop": "exact match, two-hop", "response_length_mean": "tokens written per answer",
+          "searches_mean": "searches per question", "searches_1hop": "searches per single-hop question",
+          "searches_2hop": "searches per two-hop question", "valid_action_rate": "turns with a valid action (share)",
+          "kl": "KL to the reference policy", "entropy": "entropy per token in the loss",
+          "clip_fraction": "tokens clipped (share)", "grad_norm": "gradient norm, before clipping"}
+# the same quantity on the held-out dev questions, greedy, in the rows where a run evaluated (eval_every)
+EVALUATED = {"em": "eval_em", "em_1hop": "eval_em_1hop", "em_2hop": "eval_em_2hop", "searches_mean": "eval_searches",
+             "searches_1hop": "eval_searches_1hop", "searches_2hop": "eval_searches_2hop",
+             "response_length_mean": "eval_response_length", "valid_action_rate": "eval_valid_action_rate"}
 
 
 TEXT_METRICS = {"stopped", "collapse"}  # a metrics row's only text: why a run stopped, which collapse check fired
@@ -102,11 +119,16 @@ def smooth(values, alpha: float = 0.3) -> list[float]:
     return pd.Series(values, dtype=float).ewm(alpha=alpha, adjust=False, ignore_na=True).mean().tolist()
 
 
-def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str = "step"):
+def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str = "step",
+                  continues: dict[str, str] | None = None, kept: dict[str, int] | None = None):
     """One panel per metric vs step (or `x="minutes"`: training wall-clock, the steps' summed `step_seconds`); every
-    run overlaid (raw points + smoothed line), with a legend.
+    run overlaid: the sampled rollouts' points and their moving average, the dev evaluations (greedy) as squares where
+    a run made them, and a red line at each step where a collapse check fired.
 
-    `runs`: a run folder, a list of them, or {label: folder or DataFrame}. Returns the matplotlib Figure.
+    `runs`: a run folder, a list of them, or {label: folder or DataFrame}. `continues`: {label: earlier label} for a
+    run that goes on from another's last step (a curriculum's phase 2): drawn after it, from a dotted line. `kept`:
+    {label: step} for a run that kept the weights of one of its steps (keep_best's best.json): a dash-dot line there.
+    Returns the matplotlib Figure.
     """
     import math
 
@@ -114,33 +136,80 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
 
     if not isinstance(runs, dict):
         runs = {str(r): r for r in (runs if isinstance(runs, (list, tuple)) else [runs])}
-    frames = {label: (r if hasattr(r, "columns") else load_metrics(r)) for label, r in runs.items()}
+    frames = {label: _with_minutes(r if hasattr(r, "columns") else load_metrics(r)) for label, r in runs.items()}
     metrics = [m for m in metrics if any(m in f.columns for f in frames.values())]
     if not metrics:
         raise ValueError(f"nothing to plot: no metric rows in {', '.join(frames)} (has a step finished yet?)")
+    _check_x(frames, x)
+    starts = _starts(frames, continues or {}, x)
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for i, (label, frame) in enumerate(frames.items()):
-            if metric not in frame.columns:
-                continue
-            colour = f"C{i}"
-            frame = frame.assign(minutes=frame["step_seconds"].cumsum() / 60) if x == "minutes" else frame
-            data = frame[[x, metric]].dropna()
-            ax.plot(data[x], data[metric], "o", color=colour, alpha=0.3, markersize=3)
-            ax.plot(data[x], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
-        ax.set_title(metric, fontsize=9)
+            if metric in frame.columns:
+                _draw_run(ax, frame.assign(**{x: frame[x] + starts.get(label, 0)}), x, metric, f"C{i}", label, alpha)
+            at = frame.loc[frame["step"] == (kept or {}).get(label), x] + starts.get(label, 0)  # empty unless logged
+            if len(at):  # a phase 2's own step 10 is drawn at 20 after 10 steps of phase 1
+                ax.axvline(at.iloc[0], color=f"C{i}", linestyle="-.", linewidth=1,
+                           label=f"{label}: kept its step {kept[label]}")
+        if all(f[metric].dropna().eq(0).all() for f in frames.values() if metric in f.columns):
+            ax.text(0.5, 0.7, "0 at every step", transform=ax.transAxes, ha="center", color="0.4", fontsize=8)
+        for label, start in starts.items():
+            ax.axvline(start, color="0.4", linestyle=":", linewidth=1, label=f"{label} starts")
+        ax.set_title(TITLES.get(metric, metric), fontsize=9)
+        ax.set_ylabel(metric, fontsize=7, color="0.4", family="monospace")
         ax.set_xlabel("training minutes" if x == "minutes" else "step", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    legend = {}  # every label once, from whichever panel has it (dev evaluations are not in every panel)
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=min(3, len(legend)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.2 * math.ceil(len(legend) / 3)) / fig.get_figheight()))
     if out is not None:
         fig.savefig(out, dpi=120)
     return fig
+
+
+def _with_minutes(frame):
+    return frame.assign(minutes=frame["step_seconds"].cumsum() / 60) if "step_seconds" in frame.columns else frame
+
+
+def _check_x(frames: dict, x: str) -> None:
+    for label, frame in frames.items():
+        if x not in frame.columns and len(frame):  # minutes come from the steps' timings, which a run may lack
+            raise ValueError(f"{label}: no step_seconds (each step's time) in its metrics, so it cannot be drawn "
+                             f"against {x}; draw it against x='step'")
+
+
+def _starts(frames: dict, continues: dict[str, str], x: str) -> dict[str, float]:
+    """Where each continuing run begins on the x axis: where the run it continues ended (itself continuing one
+    listed before it, if so)."""
+    starts: dict[str, float] = {}
+    for label, before in continues.items():
+        if label not in frames or before not in frames:
+            raise ValueError(f"continues: {label!r} goes on from {before!r}, but the runs are {', '.join(frames)}")
+        starts[label] = starts.get(before, 0.0) + float(frames[before][x].max())
+    return starts
+
+
+def _draw_run(ax, frame, x: str, metric: str, colour: str, label: str, alpha: float) -> None:
+    """One run in one panel: points, moving average, dev evaluations, collapse warnings."""
+    data = frame[[x, metric]].dropna()
+    ax.plot(data[x], data[metric], "o", color=colour, alpha=0.3, markersize=3)
+    ax.plot(data[x], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
+    evaluated = EVALUATED.get(metric)
+    if evaluated in frame.columns:
+        dev = frame[[x, evaluated]].dropna()
+        ax.plot(dev[x], dev[evaluated], "s--", color=colour, markerfacecolor="none", markersize=4, linewidth=0.8,
+                label=f"{label}: dev questions, greedy")
+    if "collapse" in frame.columns:
+        for at in frame.loc[frame["collapse"].notna() & (frame["collapse"] != ""), x]:
+            ax.axvline(at, color="red", linestyle="--", linewidth=1, alpha=0.7, label="a collapse check fired")
 
 
 def browse_samples(run, min_reward: float | None = None, step: int | None = None, tokenizer=None) -> str:
@@ -154,11 +223,13 @@ def browse_samples(run, min_reward: float | None = None, step: int | None = None
     rows = [r for r in rows if (min_reward is None or r["em"] >= min_reward) and (step is None or r["step"] == step)]
     parts = []
     for r in rows:
-        if tokenizer is not None:
+        if tokenizer is not None:  # its turns were not saved: the counts come from the row (runs since 2026-12-07)
             t = Trajectory(r["question"], r["prompt_len"], r["ids"], r["gen_mask"], [0.0] * len(r["ids"]),
                            answer=r["answer"])
-            parts.append(f"<p>step {r['step']} · EM {r['em']:g} · gold {html.escape(str(r['gold']))}</p>"
-                         + trajectory_html(t, tokenizer, show_prompt=False))
+            counts = (f"searches {r['searches']} · invalid actions {r['invalid_actions']}" if "searches" in r
+                      else "searches not saved")
+            parts.append(f"<p>step {r['step']}</p>" + trajectory_html(t, tokenizer, reward=r["em"], gold=r["gold"],
+                                                                       show_prompt=False, stats=counts))
         else:
             parts.append(f"<p>step {r['step']} · EM {r['em']:g} · <b>{html.escape(r['question'])}</b></p>"
                          f"<pre>{html.escape(r['text'])}</pre>")

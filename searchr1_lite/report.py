@@ -344,8 +344,10 @@ def _evaluations(out: Path) -> tuple[dict, dict]:
     return summary, types
 
 
-def _draw(out: Path, frames: dict, versus: list) -> None:
-    """dynamics.png (every run against steps) and, with a PPO run, ppo-vs-grpo.png (against training minutes)."""
+def _draw(out: Path, frames: dict, versus: list, kept: dict[str, int]) -> None:
+    """dynamics.png (every run against steps; the curriculum's phase 2 after phase 1, whose adapter it goes on from)
+    and, with a PPO run, ppo-vs-grpo.png (against training minutes). `kept`: {run: step} where a run kept a step's
+    weights (best.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,8 +355,11 @@ def _draw(out: Path, frames: dict, versus: list) -> None:
 
     from .plots import plot_dynamics
 
+    phases = {"search-r1-lite-two-hop": "search-r1-lite"}
+    continues = {METHOD_LABELS[k]: METHOD_LABELS[v] for k, v in phases.items() if k in frames and v in frames}
     plt.close(plot_dynamics({METHOD_LABELS[k]: f for k, f in frames.items()}, metrics=DEMO_METRICS,
-                            out=out / "dynamics.png"))
+                            out=out / "dynamics.png", continues=continues,
+                            kept={METHOD_LABELS[k]: step for k, step in kept.items()}))
     if versus:
         pair = {"GRPO": frames["search-r1-lite"], "PPO": frames["search-r1-lite-ppo"]}
         plt.close(plot_dynamics(pair, metrics=["reward_mean", "em", "searches_mean", "response_length_mean"],
@@ -393,7 +398,8 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     checks = goals(summary, frames, [f for k in trained_runs for f in collapse_found[k]] if trained_runs else None)
     compared = ablation(summary, frames)
     versus, which = algorithms(summary, frames)
-    _draw(out, frames, versus)
+    _draw(out, frames, versus, {RUNS[r.name]: json.loads((r / "best.json").read_text())["step"]
+                                for r in runs if (r / "best.json").exists()})
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     configs = {RUNS[r.name]: load_run_config(r) for r in runs}  # read once: the setting line and the deviations
     setting = _setting(settings, configs["search-r1-lite"], frames["search-r1-lite"])
@@ -433,7 +439,10 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "## Collapse checks", "", *collapse, "",
         "## Training dynamics", "",
         "![reward, EM, response length and searches per question vs step](dynamics.png)", "",
-        "Points are steps (sampled rollouts, temperature as above); lines are moving averages.", "",
+        "Points are steps (sampled rollouts, temperature as above); lines are moving averages. Phase 2 of the "
+        "curriculum, where there is one, goes on from phase 1's last step. Squares, where a run evaluated, are its "
+        "dev questions (greedy); a dash-dot line marks the step whose weights a run kept, a red one a collapse check "
+        "that fired.", "",
         "## Samples", "",
         *[f"- [{METHOD_LABELS[k]}](eval/{k}.samples.html)" for k in summary], "",
         "## Time", "",

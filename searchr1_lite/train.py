@@ -487,7 +487,7 @@ def evaluate_policy(model, tokenizer, examples, retriever, cfg: TrainConfig, see
              **{f"eval_{k}": v for k, v in _by_question(ts, examples, ems).items()}}  # the trade between hop counts
     samples = [{"question": t.question, "answer": t.answer, "gold": e.answers, "em": em,
                 "text": tokenizer.decode(t.ids[t.prompt_len :]), "ids": t.ids, "gen_mask": t.gen_mask,
-                "prompt_len": t.prompt_len}
+                "prompt_len": t.prompt_len, "searches": t.searches, "invalid_actions": t.invalid_actions}
                for t, e, em in list(zip(ts, examples, ems))[: cfg.samples_per_eval]]
     return stats, samples
 

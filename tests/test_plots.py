@@ -29,14 +29,50 @@ def test_runs_overlaid_with_raw_and_smoothed_series(tmp_path):
     b = _run(tmp_path, "nomask", [0.0, 0.1, 0.2], [30, 60, 90])
     fig = plot_dynamics({"mask on": a, "mask off": b}, out=tmp_path / "d.png")
     assert (tmp_path / "d.png").stat().st_size > 1000
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["reward_mean", "response_length_mean", "searches_mean"]  # absent metrics are left out
-    reward_ax = fig.axes[titles.index("reward_mean")]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]  # in words; absent metrics are left out
+    assert titles == ["reward (mean of the samples)", "tokens written per answer", "searches per question"]
+    assert [ax.get_ylabel() for ax in fig.axes[:3]] == ["reward_mean", "response_length_mean", "searches_mean"]
+    reward_ax = fig.axes[0]
     raw, line = reward_ax.lines[0], reward_ax.lines[1]
     assert list(raw.get_ydata()) == [0.0, 0.5, 1.0] and list(line.get_ydata()) == pytest.approx(smooth([0.0, 0.5, 1.0]))
     assert line.get_label() == "mask on" and reward_ax.lines[3].get_label() == "mask off"
     assert list(fig.axes[1].lines[2].get_ydata()) == [30, 60, 90]
     assert smooth([1.0, 0.0], 0.3) == [1.0, 0.7]
+
+
+def _lines(ax, label):
+    return [line for line in ax.lines if line.get_label() == label]
+
+
+def test_a_phase_2_goes_on_from_phase_1_with_its_evaluations_kept_step_and_collapse_warnings(tmp_path):
+    """The demo's curriculum: phase 2 (steps 1-4 of its own) is drawn after phase 1's 3 steps, with its dev
+    evaluations as squares, the step it kept and a step where a collapse check fired, each where it happened."""
+    import pandas as pd
+
+    one = pd.DataFrame({"step": [1, 2, 3], "em": [0.1, 0.2, 0.3]})
+    two = pd.DataFrame({"step": [1, 2, 3, 4], "em": [0.0, 0.5, 0.4, 0.9], "eval_em": [None, 0.6, None, 0.7],
+                        "collapse": [None, None, "reward_fell at step 3", None]})
+    fig = plot_dynamics({"phase 1": one, "phase 2": two}, metrics=["em"], continues={"phase 2": "phase 1"},
+                        kept={"phase 2": 2})
+    ax = fig.axes[0]
+    assert list(_lines(ax, "phase 1")[0].get_xdata()) == [1, 2, 3]
+    assert list(_lines(ax, "phase 2")[0].get_xdata()) == [4, 5, 6, 7]
+    [start] = _lines(ax, "phase 2 starts")
+    assert list(start.get_xdata()) == [3, 3]
+    [dev] = _lines(ax, "phase 2: dev questions, greedy")
+    assert list(dev.get_xdata()) == [5, 7] and list(dev.get_ydata()) == [0.6, 0.7]
+    [kept] = _lines(ax, "phase 2: kept its step 2")
+    assert list(kept.get_xdata()) == [5, 5]
+    [fired] = _lines(ax, "a collapse check fired")
+    assert list(fired.get_xdata()) == [6, 6]
+    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"phase 2 starts", "a collapse check fired"}
+    three = plot_dynamics({"phase 1": one, "phase 2": two, "phase 3": one}, metrics=["em"],
+                          continues={"phase 2": "phase 1", "phase 3": "phase 2"})  # after both: 3 + 4 steps
+    assert list(_lines(three.axes[0], "phase 3")[0].get_xdata()) == [8, 9, 10]
+    with pytest.raises(ValueError, match="no step_seconds"):  # minutes need the steps' timings: said, not a KeyError
+        plot_dynamics({"phase 1": one}, metrics=["em"], x="minutes")
+    with pytest.raises(ValueError, match="goes on from 'phase 3'"):
+        plot_dynamics({"phase 1": one, "phase 2": two}, metrics=["em"], continues={"phase 2": "phase 3"})
 
 
 def test_cli_plot_and_errors(tmp_path, capsys):
@@ -53,6 +89,25 @@ def test_sample_browser_filters_and_escapes(tmp_path):
     page = browse_samples(run, min_reward=1.0)
     assert "Q&lt;1&gt;" in page and "&lt;answer&gt;" in page
     assert browse_samples(run, step=5) == "<p>no samples match</p>"
+
+
+def test_the_sample_browser_shows_the_saved_counts_gold_and_em(tmp_path):
+    """With a tokenizer the browser shades each span and says what the row saved: the trajectory comes back without
+    its turns, so counting them there would print "searches 0" for every sample (it did, until 2026-12-07)."""
+    from searchr1_lite.models import load_tokenizer
+
+    tok = load_tokenizer("tiny-qwen2")
+    prompt, search = tok("Q: who?")["input_ids"], tok(" <search> x </search>")["input_ids"]
+    row = {"step": 4, "question": "who?", "answer": None, "gold": ["Vunal Zessi"], "em": 0.0, "text": "",
+           "ids": prompt + search, "gen_mask": [0] * len(prompt) + [1] * len(search), "prompt_len": len(prompt)}
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "samples.jsonl").write_text(json.dumps({**row, "searches": 1, "invalid_actions": 0}) + "\n"
+                                       + json.dumps(row) + "\n")  # the second as runs before 2026-12-07 saved it
+    page = browse_samples(run, tokenizer=tok)
+    assert page.count("searches 1 · invalid actions 0 · no answer · gold &#x27;Vunal Zessi&#x27; · reward 0") == 1
+    assert page.count("searches not saved") == 1 and "searches 0" not in page and "None" not in page
+    assert "background:#d9f2d9" in page  # the generated span, shaded
 
 
 def test_a_run_still_writing_is_read_without_its_cut_last_line(tmp_path):
