@@ -57,16 +57,17 @@ def latest_checkpoint(run: Path) -> Path | None:
     by hand, or damaged), the newest complete one, with a warning. None if the run has no checkpoint yet."""
     pointer = run / "latest"
     named = run / pointer.read_text().strip() if pointer.exists() else None
-    if named is not None and not _missing(named):
+    lacks = _missing(named) if named is not None else []
+    if named is not None and not lacks:
         return named
+    why = f"{pointer} names {named.name}, which lacks {', '.join(lacks)}" if named else f"{pointer} is gone"
     steps = saved_steps(run)
     if not steps:
         if named is None:
             return None
-        raise FileNotFoundError(f"{pointer} names {named.name}, which lacks {', '.join(_missing(named))}, and {run} "
-                                "has no complete checkpoint to resume from instead: start a new output_dir")
+        raise FileNotFoundError(f"{why}, and {run} has no complete checkpoint to resume from instead: start a new "
+                                "output_dir")
     fallback = run / f"checkpoint-{steps[-1]}"
-    why = f"{pointer} names {named.name}, which lacks {', '.join(_missing(named))}" if named else f"{pointer} is gone"
     log.warning("%s: resuming from %s, the newest complete checkpoint", why, fallback.name)
     return fallback
 

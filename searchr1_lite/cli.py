@@ -437,13 +437,13 @@ def _refuse_unknown(parser: argparse.ArgumentParser, command: str, unknown: list
     sub = parser.commands[command]
     options = {o.lstrip("-"): o for action in sub._actions for o in action.option_strings}  # the dashes match anyway
     hints = []
-    for word in (w for w in unknown if w.startswith("--")):
-        name = word[2:].split("=")[0].replace("-", "_")
+    for option in (w.split("=")[0] for w in unknown if w.startswith("--")):  # `--lr=3` is the option --lr
+        name = option[2:].replace("-", "_")
         key = "output_dir" if name in ("out", "output") else key_for(name)
         if command == "train" and key:
-            hints.append(f"{word.split('=')[0]}: train takes config keys with --set, e.g. --set {key}=...")
-        elif near := closest(word[2:].split("=")[0], options):
-            hints.append(f"{word.split('=')[0]}: did you mean {options[near]}?")
+            hints.append(f"{option}: train takes config keys with --set, e.g. --set {key}=...")
+        elif near := closest(option[2:], options):
+            hints.append(f"{option}: did you mean {options[near]}?")
     sub.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
