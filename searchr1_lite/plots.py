@@ -157,6 +157,9 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
             ax.text(0.5, 0.7, "0 at every step", transform=ax.transAxes, ha="center", color="0.4", fontsize=8)
         for label, start in starts.items():
             ax.axvline(start, color="0.4", linestyle=":", linewidth=1, label=f"{label} starts")
+        if metric.startswith("searches"):  # at least half a search from bottom to top: hundredths are noise here
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(low, (low + high - 0.5) / 2), max(high, (low + high + 0.5) / 2))
         ax.set_title(TITLES.get(metric, metric), fontsize=9)
         ax.set_ylabel(metric, fontsize=7, color="0.4", family="monospace")
         ax.set_xlabel("training minutes" if x == "minutes" else "step", fontsize=8)
@@ -200,7 +203,8 @@ def _starts(frames: dict, continues: dict[str, str], x: str) -> dict[str, float]
 def _draw_run(ax, frame, x: str, metric: str, colour: str, label: str, alpha: float) -> None:
     """One run in one panel: points, moving average, dev evaluations, collapse warnings."""
     data = frame[[x, metric]].dropna()
-    ax.plot(data[x], data[metric], "o", color=colour, alpha=0.3, markersize=3)
+    # the points joined by a faint line: with few steps the moving average lags well behind the last points
+    ax.plot(data[x], data[metric], "o-", color=colour, alpha=0.3, markersize=3, linewidth=0.6)
     ax.plot(data[x], smooth(data[metric].tolist(), alpha), "-", color=colour, label=label)
     evaluated = EVALUATED.get(metric)
     if evaluated in frame.columns:

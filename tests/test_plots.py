@@ -37,6 +37,13 @@ def test_runs_overlaid_with_raw_and_smoothed_series(tmp_path):
     assert list(raw.get_ydata()) == [0.0, 0.5, 1.0] and list(line.get_ydata()) == pytest.approx(smooth([0.0, 0.5, 1.0]))
     assert line.get_label() == "mask on" and reward_ax.lines[3].get_label() == "mask off"
     assert list(fig.axes[1].lines[2].get_ydata()) == [30, 60, 90]
+    low, high = fig.axes[2].get_ylim()  # searches 0, 0.5, 1: the axis as drawn; a flatter series gets half a search
+    assert low <= 0 and high >= 1
+    flat = _run(tmp_path, "flat", [0.1, 0.2], [10, 12])
+    (flat / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "searches_mean": v}) + "\n"
+                                                for i, v in enumerate([1.0, 1.06, 1.03], 1)))
+    low, high = plot_dynamics(flat, metrics=["searches_mean"]).axes[0].get_ylim()
+    assert high - low >= 0.5 and low <= 1.0 and high >= 1.06
     assert smooth([1.0, 0.0], 0.3) == [1.0, 0.7]
 
 
