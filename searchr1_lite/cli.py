@@ -308,15 +308,17 @@ def _policy_from_args(args, cfg):
 def cmd_plot(args) -> None:
     from matplotlib.backend_bases import FigureCanvasBase
 
-    from .plots import plot_dynamics
+    from .plots import plot_dynamics, run_links
 
     out = Path(args.out) if Path(args.out).suffix else Path(args.out + ".png")  # matplotlib would add .png itself
     formats = FigureCanvasBase.get_supported_filetypes()  # before the runs are read: png, pdf, svg, jpg, eps, ...
     if out.suffix.lower().lstrip(".") not in formats:
         raise ValueError(f"--out {args.out}: a figure is .png, .pdf, .svg or another format matplotlib writes "
                          f"({', '.join(sorted(formats))}), not {out.suffix}")
-    plot_dynamics(args.runs, out=out)
-    print(f"wrote {out}")
+    continues, kept = run_links(args.runs)  # a demo's phase 2 after its phase 1, and the step a run kept
+    plot_dynamics(args.runs, out=out, continues=continues, kept=kept)
+    after = "".join(f"; {run} drawn after {before}, whose adapter it started from" for run, before in continues.items())
+    print(f"wrote {out}{after}")
 
 
 def cmd_demo(args) -> None:

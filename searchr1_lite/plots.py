@@ -178,6 +178,27 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
     return fig
 
 
+def run_links(runs) -> tuple[dict[str, str], dict[str, int]]:
+    """What `plot_dynamics` needs to draw run folders as they ran, keyed by the runs as given: {run: the run it went
+    on from}, where a run started from another's final adapter (the demo's phase 2 from phase 1's), and {run: step},
+    where a run kept a step's weights (best.json)."""
+    import json
+    from pathlib import Path
+
+    from .train import load_run_config
+
+    folders = {str(r): Path(r).resolve() for r in runs}
+    continues, kept = {}, {}
+    for name, folder in folders.items():
+        adapter = load_run_config(folder).policy.adapter if (folder / "config.json").exists() else None
+        before = [other for other, f in folders.items() if adapter and Path(adapter).resolve() == f / "adapter"]
+        if before:
+            continues[name] = before[0]
+        if (folder / "best.json").exists():
+            kept[name] = json.loads((folder / "best.json").read_text())["step"]
+    return continues, kept
+
+
 def _with_minutes(frame):
     return frame.assign(minutes=frame["step_seconds"].cumsum() / 60) if "step_seconds" in frame.columns else frame
 

@@ -344,22 +344,22 @@ def _evaluations(out: Path) -> tuple[dict, dict]:
     return summary, types
 
 
-def _draw(out: Path, frames: dict, versus: list, kept: dict[str, int]) -> None:
+def _draw(out: Path, frames: dict, versus: list, runs: list[Path]) -> None:
     """dynamics.png (every run against steps; the curriculum's phase 2 after phase 1, whose adapter it goes on from)
-    and, with a PPO run, ppo-vs-grpo.png (against training minutes). `kept`: {run: step} where a run kept a step's
-    weights (best.json)."""
+    and, with a PPO run, ppo-vs-grpo.png (against training minutes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_dynamics
+    from .demo import RUNS
+    from .plots import plot_dynamics, run_links
 
-    phases = {"search-r1-lite-two-hop": "search-r1-lite"}
-    continues = {METHOD_LABELS[k]: METHOD_LABELS[v] for k, v in phases.items() if k in frames and v in frames}
+    label = {str(r): METHOD_LABELS[RUNS[r.name]] for r in runs}
+    continues, kept = run_links(runs)
     plt.close(plot_dynamics({METHOD_LABELS[k]: f for k, f in frames.items()}, metrics=DEMO_METRICS,
-                            out=out / "dynamics.png", continues=continues,
-                            kept={METHOD_LABELS[k]: step for k, step in kept.items()}))
+                            out=out / "dynamics.png", continues={label[a]: label[b] for a, b in continues.items()},
+                            kept={label[r]: step for r, step in kept.items()}))
     if versus:
         pair = {"GRPO": frames["search-r1-lite"], "PPO": frames["search-r1-lite-ppo"]}
         plt.close(plot_dynamics(pair, metrics=["reward_mean", "em", "searches_mean", "response_length_mean"],
@@ -398,8 +398,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
     checks = goals(summary, frames, [f for k in trained_runs for f in collapse_found[k]] if trained_runs else None)
     compared = ablation(summary, frames)
     versus, which = algorithms(summary, frames)
-    _draw(out, frames, versus, {RUNS[r.name]: json.loads((r / "best.json").read_text())["step"]
-                                for r in runs if (r / "best.json").exists()})
+    _draw(out, frames, versus, runs)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     configs = {RUNS[r.name]: load_run_config(r) for r in runs}  # read once: the setting line and the deviations
     setting = _setting(settings, configs["search-r1-lite"], frames["search-r1-lite"])

@@ -250,6 +250,10 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
             f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
     assert "a curriculum (the paper trains one phase)" in (budget_run / "report.md").read_text()
+    from searchr1_lite.plots import run_links  # what dynamics.png draws phase 2 after, and the step marked kept
+
+    one, two = budget_run / "train", budget_run / "train-two-hop"
+    assert run_links([one, two, budget_run / "train-no-mask"]) == ({str(two): str(one)}, {str(two): kept["step"]})
     # a reward extension in phase 2 only: the deviations name it for phase 2, and phase 1 is the paper's EM
     assert phase2.extra_search_cost == 0.1 and load_run_config(budget_run / "train").extra_search_cost == 0
     report = (budget_run / "report.md").read_text()

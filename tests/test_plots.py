@@ -82,6 +82,24 @@ def test_a_phase_2_goes_on_from_phase_1_with_its_evaluations_kept_step_and_colla
         plot_dynamics({"phase 1": one, "phase 2": two}, metrics=["em"], continues={"phase 2": "phase 3"})
 
 
+def test_the_cli_draws_a_run_after_the_one_whose_adapter_it_started_from(tmp_path, capsys):
+    """`searchr1-lite plot runs/demo/train runs/demo/train-two-hop`: the links come from the run folders themselves
+    (phase 2's config names phase 1's adapter; best.json the step it kept), as in the demo's report."""
+    from searchr1_lite.config import TrainConfig
+    from searchr1_lite.plots import run_links
+
+    one, two, other = (_run(tmp_path, n, [0.1, 0.2, 0.3], [10, 12, 14]) for n in ("train", "train-two-hop", "b"))
+    (one / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    (two / "config.json").write_text(json.dumps(TrainConfig().updated({"adapter": str(one / "adapter")}).to_dict()))
+    (two / "best.json").write_text(json.dumps({"step": 2}))
+    assert run_links([one, two, other]) == ({str(two): str(one)}, {str(two): 2})
+    assert run_links([two, other]) == ({}, {str(two): 2})  # what it went on from is not drawn: no link
+    fig = plot_dynamics([str(one), str(two)], metrics=["reward_mean"], continues=run_links([one, two])[0])
+    assert list(_lines(fig.axes[0], str(two))[0].get_xdata()) == [4, 5, 6]
+    assert main(["plot", str(one), str(two), "--out", str(tmp_path / "p.png")]) == 0
+    assert f"{two} drawn after {one}, whose adapter it started from" in capsys.readouterr().out
+
+
 def test_cli_plot_and_errors(tmp_path, capsys):
     a = _run(tmp_path, "r1", [0.1, 0.2], [10, 12])
     assert main(["plot", str(a), "--out", str(tmp_path / "p.png")]) == 0 and (tmp_path / "p.png").exists()
