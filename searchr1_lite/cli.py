@@ -316,9 +316,10 @@ def cmd_plot(args) -> None:
         raise ValueError(f"--out {args.out}: a figure is .png, .pdf, .svg or another format matplotlib writes "
                          f"({', '.join(sorted(formats))}), not {out.suffix}")
     continues, kept = run_links(args.runs)  # a demo's phase 2 after its phase 1, and the step a run kept
-    plot_dynamics(args.runs, out=out, continues=continues, kept=kept)
-    after = "".join(f"; {run} drawn after {before}, whose adapter it started from" for run, before in continues.items())
-    print(f"wrote {out}{after}")
+    fig = plot_dynamics(args.runs, out=out, continues=continues, kept=kept)
+    drawn = {text.get_text() for text in fig.legends[0].get_texts()}  # what the figure shows, not what was asked
+    print(f"wrote {out}" + "".join(f"; {run} drawn after {before}, whose adapter it started from"
+                                   for run, before in continues.items() if f"{run} starts" in drawn))
 
 
 def cmd_demo(args) -> None:

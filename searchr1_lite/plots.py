@@ -134,48 +134,58 @@ def plot_dynamics(runs, metrics=DYNAMICS, alpha: float = 0.3, out=None, x: str =
 
     import matplotlib.pyplot as plt
 
+    if x not in ("step", "minutes"):
+        raise ValueError(f"x={x!r}: draw against 'step' or 'minutes'")
     if not isinstance(runs, dict):
         runs = {str(r): r for r in (runs if isinstance(runs, (list, tuple)) else [runs])}
     frames = {label: _with_minutes(r if hasattr(r, "columns") else load_metrics(r)) for label, r in runs.items()}
     metrics = [m for m in metrics if any(m in f.columns for f in frames.values())]
     if not metrics:
         raise ValueError(f"nothing to plot: no metric rows in {', '.join(frames)} (has a step finished yet?)")
-    _check_x(frames, x)
+    _check_minutes(frames, x)
     starts = _starts(frames, continues or {}, x)
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
-        for i, (label, frame) in enumerate(frames.items()):
-            if metric in frame.columns:
-                _draw_run(ax, frame.assign(**{x: frame[x] + starts.get(label, 0)}), x, metric, f"C{i}", label, alpha)
-            at = frame.loc[frame["step"] == (kept or {}).get(label), x] + starts.get(label, 0)  # empty unless logged
-            if len(at):  # a phase 2's own step 10 is drawn at 20 after 10 steps of phase 1
-                ax.axvline(at.iloc[0], color=f"C{i}", linestyle="-.", linewidth=1,
-                           label=f"{label}: kept its step {kept[label]}")
-        if all(f[metric].dropna().eq(0).all() for f in frames.values() if metric in f.columns):
-            ax.text(0.5, 0.7, "0 at every step", transform=ax.transAxes, ha="center", color="0.4", fontsize=8)
-        for label, start in starts.items():
-            ax.axvline(start, color="0.4", linestyle=":", linewidth=1, label=f"{label} starts")
-        if metric.startswith("searches"):  # at least half a search from bottom to top: hundredths are noise here
-            low, high = ax.get_ylim()
-            ax.set_ylim(min(low, (low + high - 0.5) / 2), max(high, (low + high + 0.5) / 2))
-        ax.set_title(TITLES.get(metric, metric), fontsize=9)
-        ax.set_ylabel(metric, fontsize=7, color="0.4", family="monospace")
-        ax.set_xlabel("training minutes" if x == "minutes" else "step", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _panel(ax, metric, frames, x, starts, kept or {}, alpha)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     legend = {}  # every label once, from whichever panel has it (dev evaluations are not in every panel)
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    legend_rows = math.ceil(len(legend) / 3)
     fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=min(3, len(legend)), fontsize=8,
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.2 * math.ceil(len(legend) / 3)) / fig.get_figheight()))
+    # the panels below the legend: about 0.2 inch a row of it and 0.1 of margin, whatever the figure's height
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.2 * legend_rows) / fig.get_figheight()))
     if out is not None:
         fig.savefig(out, dpi=120)
     return fig
+
+
+def _panel(ax, metric: str, frames: dict, x: str, starts: dict, kept: dict, alpha: float) -> None:
+    """One metric: each run (shifted to where it starts), the step it kept, where continuing runs start."""
+    for i, (label, frame) in enumerate(frames.items()):
+        if metric in frame.columns:
+            _draw_run(ax, frame.assign(**{x: frame[x] + starts.get(label, 0)}), x, metric, f"C{i}", label, alpha)
+        at = frame.loc[frame["step"] == kept[label], x] if label in kept and "step" in frame.columns else []
+        if len(at):  # a phase 2's own step 10 is drawn at 20 after 10 steps of phase 1
+            ax.axvline(at.iloc[0] + starts.get(label, 0), color=f"C{i}", linestyle="-.", linewidth=1,
+                       label=f"{label}: kept its step {kept[label]}")
+    values = [f[metric].dropna() for f in frames.values() if metric in f.columns]
+    if any(len(v) for v in values) and all(v.eq(0).all() for v in values):
+        ax.text(0.5, 0.7, "0 at every step", transform=ax.transAxes, ha="center", color="0.4", fontsize=8)
+    for label, start in starts.items():
+        ax.axvline(start, color="0.4", linestyle=":", linewidth=1, label=f"{label} starts")
+    if metric.startswith("searches"):  # at least half a search from bottom to top: hundredths are noise here
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, (low + high - 0.5) / 2), max(high, (low + high + 0.5) / 2))
+    ax.set_title(TITLES.get(metric, metric), fontsize=9)
+    ax.set_ylabel(metric, fontsize=7, color="0.4", family="monospace")
+    ax.set_xlabel("training minutes" if x == "minutes" else "step", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def run_links(runs) -> tuple[dict[str, str], dict[str, int]]:
@@ -191,19 +201,27 @@ def run_links(runs) -> tuple[dict[str, str], dict[str, int]]:
     continues, kept = {}, {}
     for name, folder in folders.items():
         adapter = load_run_config(folder).policy.adapter if (folder / "config.json").exists() else None
-        before = [other for other, f in folders.items() if adapter and Path(adapter).resolve() == f / "adapter"]
-        if before:
-            continues[name] = before[0]
+        if adapter and (before := _adapter_owner(Path(adapter), folders)):
+            continues[name] = before
         if (folder / "best.json").exists():
             kept[name] = json.loads((folder / "best.json").read_text())["step"]
     return continues, kept
+
+
+def _adapter_owner(adapter, folders: dict) -> str | None:
+    """Which of `folders` wrote `adapter` as its final one. The config holds the path as the run was started, which
+    may be relative to another directory (`make demo` writes runs/demo/train/adapter) or to a folder since moved: so,
+    failing the path itself, the one folder whose name is the adapter's parent's."""
+    exact = [name for name, f in folders.items() if adapter.resolve() == f / "adapter"]
+    named = [name for name, f in folders.items() if adapter.name == "adapter" and adapter.parent.name == f.name]
+    return exact[0] if exact else named[0] if len(named) == 1 else None
 
 
 def _with_minutes(frame):
     return frame.assign(minutes=frame["step_seconds"].cumsum() / 60) if "step_seconds" in frame.columns else frame
 
 
-def _check_x(frames: dict, x: str) -> None:
+def _check_minutes(frames: dict, x: str) -> None:
     for label, frame in frames.items():
         if x not in frame.columns and len(frame):  # minutes come from the steps' timings, which a run may lack
             raise ValueError(f"{label}: no step_seconds (each step's time) in its metrics, so it cannot be drawn "
@@ -211,14 +229,22 @@ def _check_x(frames: dict, x: str) -> None:
 
 
 def _starts(frames: dict, continues: dict[str, str], x: str) -> dict[str, float]:
-    """Where each continuing run begins on the x axis: where the run it continues ended (itself continuing one
-    listed before it, if so)."""
-    starts: dict[str, float] = {}
+    """Where each continuing run begins on the x axis: where the run it continues ended, itself after the run that
+    one continues, if any (0 for a run with no rows yet)."""
     for label, before in continues.items():
         if label not in frames or before not in frames:
             raise ValueError(f"continues: {label!r} goes on from {before!r}, but the runs are {', '.join(frames)}")
-        starts[label] = starts.get(before, 0.0) + float(frames[before][x].max())
-    return starts
+
+    def start(label: str, seen: tuple = ()) -> float:
+        if label in seen:
+            raise ValueError(f"continues: {label!r} goes on from itself, through {' <- '.join(seen)}")
+        if label not in continues:
+            return 0.0
+        before = frames[continues[label]]
+        end = float(before[x].max()) if x in before.columns and before[x].notna().any() else 0.0
+        return start(continues[label], (*seen, label)) + end
+
+    return {label: start(label) for label in continues}
 
 
 def _draw_run(ax, frame, x: str, metric: str, colour: str, label: str, alpha: float) -> None:
@@ -253,8 +279,8 @@ def browse_samples(run, min_reward: float | None = None, step: int | None = None
                            answer=r["answer"])
             counts = (f"searches {r['searches']} · invalid actions {r['invalid_actions']}" if "searches" in r
                       else "searches not saved")
-            parts.append(f"<p>step {r['step']}</p>" + trajectory_html(t, tokenizer, reward=r["em"], gold=r["gold"],
-                                                                       show_prompt=False, stats=counts))
+            parts.append(f"<p>step {r['step']} · EM {r['em']:g}</p>"  # EM, not the reward: a run may add to it
+                         + trajectory_html(t, tokenizer, gold=r["gold"], show_prompt=False, stats=counts))
         else:
             parts.append(f"<p>step {r['step']} · EM {r['em']:g} · <b>{html.escape(r['question'])}</b></p>"
                          f"<pre>{html.escape(r['text'])}</pre>")

@@ -232,6 +232,8 @@ def test_ppo_trains_beside_grpo_and_the_report_compares_them_from_the_runs(budge
 def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_prompt(budget_run):
     """`--long`: phase 2 trains from phase 1's final adapter on the world with more two-hop questions, is evaluated
     with its own prompt and turns, and is the trained policy the report's claims judge."""
+    from searchr1_lite.checkpoint import read_rows
+    from searchr1_lite.plots import EVALUATED, run_links
     from searchr1_lite.train import load_run_config
 
     phase2 = load_run_config(budget_run / "train-two-hop")
@@ -250,10 +252,11 @@ def test_the_curriculum_phase_2_starts_from_phase_1_and_is_judged_with_its_own_p
     assert (f"its adapter, tested above, is step {kept['step']}'s (`keep_best`: the best lower of single-hop and "
             f"two-hop EM on the world's dev questions, {kept['score']:.3f}") in (budget_run / "report.md").read_text()
     assert "a curriculum (the paper trains one phase)" in (budget_run / "report.md").read_text()
-    from searchr1_lite.plots import run_links  # what dynamics.png draws phase 2 after, and the step marked kept
-
-    one, two = budget_run / "train", budget_run / "train-two-hop"
+    one, two = budget_run / "train", budget_run / "train-two-hop"  # dynamics.png: phase 2 after phase 1, kept step
     assert run_links([one, two, budget_run / "train-no-mask"]) == ({str(two): str(one)}, {str(two): kept["step"]})
+    # its squares: each eval_* key the figure looks for is one that the run wrote
+    evaluated = [row for row in read_rows(two / "metrics.jsonl") if "eval_em" in row]
+    assert evaluated and set(EVALUATED.values()) <= set(evaluated[-1])
     # a reward extension in phase 2 only: the deviations name it for phase 2, and phase 1 is the paper's EM
     assert phase2.extra_search_cost == 0.1 and load_run_config(budget_run / "train").extra_search_cost == 0
     report = (budget_run / "report.md").read_text()

@@ -37,6 +37,7 @@ def test_runs_overlaid_with_raw_and_smoothed_series(tmp_path):
     assert list(raw.get_ydata()) == [0.0, 0.5, 1.0] and list(line.get_ydata()) == pytest.approx(smooth([0.0, 0.5, 1.0]))
     assert line.get_label() == "mask on" and reward_ax.lines[3].get_label() == "mask off"
     assert list(fig.axes[1].lines[2].get_ydata()) == [30, 60, 90]
+    assert raw.get_linestyle() == "-" and raw.get_marker() == "o"  # the points, joined: the average lags on few steps
     low, high = fig.axes[2].get_ylim()  # searches 0, 0.5, 1: the axis as drawn; a flatter series gets half a search
     assert low <= 0 and high >= 1
     flat = _run(tmp_path, "flat", [0.1, 0.2], [10, 12])
@@ -76,13 +77,26 @@ def test_a_phase_2_goes_on_from_phase_1_with_its_evaluations_kept_step_and_colla
     three = plot_dynamics({"phase 1": one, "phase 2": two, "phase 3": one}, metrics=["em"],
                           continues={"phase 2": "phase 1", "phase 3": "phase 2"})  # after both: 3 + 4 steps
     assert list(_lines(three.axes[0], "phase 3")[0].get_xdata()) == [8, 9, 10]
+    backwards = plot_dynamics({"phase 1": one, "phase 2": two, "phase 3": one}, metrics=["em"],
+                              continues={"phase 3": "phase 2", "phase 2": "phase 1"})  # listed last first: the same
+    assert list(_lines(backwards.axes[0], "phase 3")[0].get_xdata()) == [8, 9, 10]
+    with pytest.raises(ValueError, match="goes on from itself"):
+        plot_dynamics({"a": one, "b": two}, metrics=["em"], continues={"a": "b", "b": "a"})
+    empty = pd.DataFrame({"step": [], "em": []})  # a run with no step yet: what follows it starts at 0, kept or not
+    fig = plot_dynamics({"none yet": empty, "phase 2": two}, metrics=["em"], continues={"phase 2": "none yet"},
+                        kept={"none yet": 1, "phase 2": 2})
+    assert list(_lines(fig.axes[0], "phase 2")[0].get_xdata()) == [1, 2, 3, 4]
+    assert plot_dynamics({"no rows": pd.DataFrame([]), "phase 1": one}, metrics=["em"], kept={"no rows": 1})
+    minutes = plot_dynamics({"phase 1": one.assign(step_seconds=60.0), "phase 2": two.assign(step_seconds=30.0)},
+                            metrics=["em"], continues={"phase 2": "phase 1"}, x="minutes")
+    assert list(_lines(minutes.axes[0], "phase 2")[0].get_xdata()) == [3.5, 4.0, 4.5, 5.0]  # after 3 one-minute steps
     with pytest.raises(ValueError, match="no step_seconds"):  # minutes need the steps' timings: said, not a KeyError
         plot_dynamics({"phase 1": one}, metrics=["em"], x="minutes")
     with pytest.raises(ValueError, match="goes on from 'phase 3'"):
         plot_dynamics({"phase 1": one, "phase 2": two}, metrics=["em"], continues={"phase 2": "phase 3"})
 
 
-def test_the_cli_draws_a_run_after_the_one_whose_adapter_it_started_from(tmp_path, capsys):
+def test_the_cli_draws_a_run_after_the_one_whose_adapter_it_started_from(tmp_path, capsys, monkeypatch):
     """`searchr1-lite plot runs/demo/train runs/demo/train-two-hop`: the links come from the run folders themselves
     (phase 2's config names phase 1's adapter; best.json the step it kept), as in the demo's report."""
     from searchr1_lite.config import TrainConfig
@@ -94,6 +108,10 @@ def test_the_cli_draws_a_run_after_the_one_whose_adapter_it_started_from(tmp_pat
     (two / "best.json").write_text(json.dumps({"step": 2}))
     assert run_links([one, two, other]) == ({str(two): str(one)}, {str(two): 2})
     assert run_links([two, other]) == ({}, {str(two): 2})  # what it went on from is not drawn: no link
+    monkeypatch.chdir(tmp_path)  # as `make demo` writes it: runs/demo/train/adapter, relative to where it ran
+    (two / "config.json").write_text(json.dumps(TrainConfig().updated({"adapter": "train/adapter"}).to_dict()))
+    monkeypatch.chdir(other)  # plotted from elsewhere: the path no longer resolves; the folder's name still says
+    assert run_links([one, two])[0] == {str(two): str(one)}
     fig = plot_dynamics([str(one), str(two)], metrics=["reward_mean"], continues=run_links([one, two])[0])
     assert list(_lines(fig.axes[0], str(two))[0].get_xdata()) == [4, 5, 6]
     assert main(["plot", str(one), str(two), "--out", str(tmp_path / "p.png")]) == 0
@@ -116,6 +134,21 @@ def test_sample_browser_filters_and_escapes(tmp_path):
     assert browse_samples(run, step=5) == "<p>no samples match</p>"
 
 
+def test_panels_say_what_a_flat_or_partial_series_is():
+    """A panel where every run logged 0 says so (an all-zero KL is beta = 0, not a broken axis); one with no values at
+    all does not; and the legend takes a label from whichever panel has it (squares only where a run evaluated)."""
+    import pandas as pd
+
+    a = pd.DataFrame({"step": [1, 2], "kl": [0.0, 0.0], "em": [0.1, 0.3], "eval_em": [None, 0.5],
+                      "entropy": [None, None]})
+    fig = plot_dynamics({"a": a}, metrics=["kl", "entropy", "em"])
+    said = [[t.get_text() for t in ax.texts] for ax in fig.axes[:3]]
+    assert said == [["0 at every step"], [], []]
+    assert "a: dev questions, greedy" in [t.get_text() for t in fig.legends[0].get_texts()]
+    with pytest.raises(ValueError, match="'step' or 'minutes'"):
+        plot_dynamics({"a": a}, x="steps")
+
+
 def test_the_sample_browser_shows_the_saved_counts_gold_and_em(tmp_path):
     """With a tokenizer the browser shades each span and says what the row saved: the trajectory comes back without
     its turns, so counting them there would print "searches 0" for every sample (it did, until 2026-12-07)."""
@@ -130,7 +163,8 @@ def test_the_sample_browser_shows_the_saved_counts_gold_and_em(tmp_path):
     (run / "samples.jsonl").write_text(json.dumps({**row, "searches": 1, "invalid_actions": 0}) + "\n"
                                        + json.dumps(row) + "\n")  # the second as runs before 2026-12-07 saved it
     page = browse_samples(run, tokenizer=tok)
-    assert page.count("searches 1 · invalid actions 0 · no answer · gold &#x27;Vunal Zessi&#x27; · reward 0") == 1
+    assert page.count("searches 1 · invalid actions 0 · no answer · gold &#x27;Vunal Zessi&#x27; · trained on") == 1
+    assert page.count("step 4 · EM 0</p>") == 2
     assert page.count("searches not saved") == 1 and "searches 0" not in page and "None" not in page
     assert "background:#d9f2d9" in page  # the generated span, shaded
 
