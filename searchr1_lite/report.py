@@ -439,10 +439,9 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "## Training dynamics", "",
         "![reward, EM, response length and searches per question vs step](dynamics.png)", "",
         "Points are steps (sampled rollouts, temperature as above), joined by faint lines; bold lines are moving "
-        "averages. Phase 2 of the "
-        "curriculum, where there is one, goes on from phase 1's last step. Squares, where a run evaluated, are its "
-        "dev questions (greedy); a dash-dot line marks the step whose weights a run kept, a red dashed one a collapse "
-        "check that fired.", "",
+        "averages. Phase 2 of the curriculum, where there is one, goes on from phase 1's last step. Squares, where a "
+        "run evaluated, are its dev questions (greedy); a dash-dot line marks the step whose weights a run kept, a "
+        "red dashed one a collapse check that fired.", "",
         "## Samples", "",
         *[f"- [{METHOD_LABELS[k]}](eval/{k}.samples.html)" for k in summary], "",
         "## Time", "",
