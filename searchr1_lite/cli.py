@@ -107,6 +107,10 @@ def cmd_serve(args) -> None:
     serve(retriever, host=args.host, port=args.port, allow_remote=args.allow_remote, info=info)
 
 
+# measured: `train --set max_steps=1` with no --config, 2 cores, 2026-12-07 (reward 0)
+PAPER_SETTINGS_ON_A_CPU = "on a 2-core CPU a step took 10.5 min and 21 GB of RAM"
+
+
 def _has_gpu() -> bool:
     import torch
 
@@ -167,10 +171,9 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     cfg = TrainConfig.load(args.config, args.set)
-    if args.config is None and not _has_gpu():  # measured: `train --set max_steps=1`, 2 cores, 2026-12-07
+    if args.config is None and not _has_gpu():
         print("searchr1-lite train: no --config, so the paper's settings (4 turns of 500 tokens, 2 x 5 samples a "
-              "step): on a CPU a step took 10.5 min and 21 GB of RAM. --config world-cpu or smollm2-cpu fit a CPU.",
-              file=sys.stderr)
+              f"step): {PAPER_SETTINGS_ON_A_CPU}. --config world-cpu or smollm2-cpu fit a CPU.", file=sys.stderr)
     start = time.perf_counter()
     try:
         run = train(cfg, resume=args.resume, stop_after=args.stop_after)
@@ -487,10 +490,25 @@ def _retrieval_commands(sub) -> None:
     s.set_defaults(func=cmd_serve)
 
 
+def _turn_options(s, passages: str):
+    """-k, --max-turns and --max-new-tokens, as `rollout` and `eval` take them: None (the run's, else the config's
+    default) unless given, and checked at parse time against the config's least values. Returns the defaults."""
+    from .config import AT_LEAST
+    from .rollout import RolloutConfig
+
+    r = RolloutConfig()  # the defaults, defined once
+    s.add_argument("-k", "--topk", dest="k", type=_at_least(AT_LEAST["rollout.topk"]), default=None,
+                   help=f"{passages} (default {r.topk}, or the run's)")
+    s.add_argument("--max-turns", type=_at_least(AT_LEAST["rollout.max_turns"]), default=None,
+                   help=f"turns that may search (default {r.max_turns}, or the run's)")
+    s.add_argument("--max-new-tokens", type=_at_least(AT_LEAST["rollout.max_new_tokens"]), default=None,
+                   help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
+    return r
+
+
 def _rollout_command(sub) -> None:
     from .config import AT_LEAST, OptimConfig
     from .prompt import template_names
-    from .rollout import RolloutConfig
     from .server import URL
 
     s = sub.add_parser("rollout", help="let a model answer a question with the search loop; print the trajectory")
@@ -502,17 +520,11 @@ def _rollout_command(sub) -> None:
                    "(--gold \"Leonardo da Vinci\" Leonardo), to print the reward (and, with --n > 1, how often it was "
                    "right)")
     s.add_argument("--n", type=_at_least(1), default=1, help="trajectories to sample")
-    r = RolloutConfig()  # the defaults, defined once
-    s.add_argument("--max-turns", type=_at_least(AT_LEAST["rollout.max_turns"]), default=None,
-                   help=f"turns that may search (default {r.max_turns}, or the run's)")
-    s.add_argument("--max-new-tokens", type=_at_least(AT_LEAST["rollout.max_new_tokens"]), default=None,
-                   help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
+    r = _turn_options(s, "passages per search")
     s.add_argument("--temperature", type=float, default=None,
                    help=f"sampling temperature; 0 = greedy (default {r.temperature}, or the run's)")
     s.add_argument("--top-p", type=float, default=None, help="nucleus sampling: the smallest set of tokens with this "
                    f"much probability (default {r.top_p}, or the run's)")
-    s.add_argument("-k", "--topk", dest="k", type=_at_least(AT_LEAST["rollout.topk"]), default=None,
-                   help=f"passages per search (default {r.topk}, or the run's)")
     s.add_argument("--template", default=None, choices=template_names(),
                    help="the prompt: paper (the authors'), worked-example (one worked example, for small models); "
                    "for the synthetic world: world-examples (phase 1 of the demo), world-author-chain (its phase 2), "
@@ -532,17 +544,15 @@ def _rollout_command(sub) -> None:
 
 def _training_commands(sub) -> None:
     """train, eval, plot."""
-    from .config import AT_LEAST, packaged_configs
+    from .config import packaged_configs
     from .prompt import template_names
-    from .rollout import RolloutConfig
     from .server import URL
 
-    r = RolloutConfig()  # the defaults, defined once
     s = sub.add_parser("train", help="train a LoRA policy with masked GRPO (or PPO: --set algorithm=ppo)",
                        epilog=_config_keys())
     s.add_argument("--config", help="a YAML file, or a packaged config by name: " + ", ".join(packaged_configs())
-                   + " (default: none, the paper's settings: 4 turns of 500 tokens; on a 2-core CPU a step took "
-                   "10.5 min and 21 GB of RAM, where smollm2-cpu or world-cpu fit)")
+                   + f" (default: none, the paper's settings: 4 turns of 500 tokens; {PAPER_SETTINGS_ON_A_CPU}, "
+                   "where smollm2-cpu or world-cpu fit)")
     s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config keys (repeat it or list several)")
     s.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
@@ -563,12 +573,7 @@ def _training_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     s.add_argument("--index", help="index folder built by `searchr1-lite index` (RAG and search need a retriever)")
     s.add_argument("--url", help=f"a retrieval service, e.g. {URL}")
-    s.add_argument("-k", "--topk", dest="k", type=_at_least(AT_LEAST["rollout.topk"]), default=None,
-                   help=f"passages per search and for RAG (default {r.topk}, or the run's)")
-    s.add_argument("--max-turns", type=_at_least(AT_LEAST["rollout.max_turns"]), default=None,
-                   help=f"turns that may search (default {r.max_turns}, or the run's)")
-    s.add_argument("--max-new-tokens", type=_at_least(AT_LEAST["rollout.max_new_tokens"]), default=None,
-                   help=f"tokens generated per turn at most (default {r.max_new_tokens}, or the run's)")
+    _turn_options(s, "passages per search and for RAG")
     s.add_argument("--template", default=None, choices=template_names(),
                    help="the prompt, as for `rollout` (default paper, or the run's)")
     s.add_argument("--out", help="where to write: a CSV file of the table (as well as printing it)")
@@ -654,7 +659,9 @@ def _said(e: Exception) -> str:
 
 
 def run() -> None:
-    """The `searchr1-lite` command: `main()`, then exit with its code."""
+    """The `searchr1-lite` command (the script, `python -m searchr1_lite` and `python -m searchr1_lite.cli`):
+    `main()`, then exit with its code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else tokenizers warns at each fork (DataLoader, xdist)
     code = main()
     if code == 130:  # interrupted: one more Ctrl-C while Python shuts down (atexit handlers) prints no traceback
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -662,5 +669,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run()

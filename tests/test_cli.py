@@ -501,3 +501,21 @@ def test_python_m_searchr1_lite_is_the_command():
 
     done = subprocess.run([sys.executable, "-m", "searchr1_lite", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("searchr1-lite "), done.stderr[-500:]
+
+
+def test_every_entry_point_quiets_the_tokenizers_fork_warning(monkeypatch):
+    """The installed `searchr1-lite` script calls run() alone (no `__main__` block), so run() sets the default; a
+    value the user set is kept."""
+    import os
+
+    from searchr1_lite.cli import run
+
+    monkeypatch.setattr("sys.argv", ["searchr1-lite", "--version"])
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    with pytest.raises(SystemExit):
+        run()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    with pytest.raises(SystemExit):
+        run()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
