@@ -2,9 +2,9 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,13 @@ def test_one_list_of_offline_packages_everywhere():
     env_line = re.search(r"^# offline: pip install --no-deps (.+)$", (ROOT / "environment.yml").read_text(), re.M)
     assert sorted(env_line.group(1).split()) == sorted(OFFLINE_REQUIREMENTS)
     assert "python -m searchr1_lite.offline" in (ROOT / "Makefile").read_text()
+
+
+def test_readme_and_environment_yml_name_the_python_pyproject_requires():
+    floor = re.fullmatch(r">=(3\.\d+)", _pyproject()["requires-python"]).group(1)
+    assert f"Python ≥ {floor}" in (ROOT / "README.md").read_text()
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert f"python={floor}" in env["dependencies"]
 
 
 def test_ci_runs_the_readme_test_command():

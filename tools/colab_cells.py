@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from searchr1_lite.tiers import lesson_id
 
