@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -279,9 +280,17 @@ class RemoteRetriever:
         return self._call("GET", "/health")
 
     def search(self, queries: list[str], k: int = TOPK) -> list[list[Passage]]:
-        if not queries:
-            return []
-        body = self._call("POST", "/retrieve", {"queries": list(queries), "topk": k, "return_scores": True})
+        # A query is what the policy wrote, and a policy can write one longer than the service takes (500 tokens of
+        # up to 128 characters): clipped, not refused, so that model output stays data. BM25 and the encoders read
+        # far less than 4,096 characters anyway (MiniLM and e5 stop at 512 tokens).
+        queries = [q[:MAX_QUERY_CHARS] for q in queries]
+        out = []
+        for batch in _batches(queries):
+            out += self._search(batch, k)
+        return out
+
+    def _search(self, queries: list[str], k: int) -> list[list[Passage]]:
+        body = self._call("POST", "/retrieve", {"queries": queries, "topk": k, "return_scores": True})
         try:
             rows = body["result"]
             out = [[_hit_to_passage(hit) for hit in row] for row in rows]
@@ -318,6 +327,21 @@ class RemoteRetriever:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _batches(queries: list[str], limit: int = MAX_BODY_BYTES - 1024) -> Iterator[list[str]]:
+    """The queries in requests the service accepts: each body under its limit (the queries as JSON, and 1 KiB for
+    the rest), at most MAX_QUERIES queries. A turn's usual few KiB go in one request."""
+    batch, size = [], 0
+    for q in queries:
+        n = len(orjson.dumps(q)) + 1
+        if batch and (size + n > limit or len(batch) == MAX_QUERIES):
+            yield batch
+            batch, size = [], 0
+        batch.append(q)
+        size += n
+    if batch:
+        yield batch
 
 
 def _hit_to_passage(hit: dict[str, Any]) -> Passage:

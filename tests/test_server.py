@@ -5,6 +5,8 @@ import pytest
 
 from searchr1_lite.server import (
     CHUNK_QUERIES,
+    MAX_BODY_BYTES,
+    MAX_QUERY_CHARS,
     BackgroundServer,
     RemoteRetriever,
     RetrieverUnavailable,
@@ -79,6 +81,18 @@ def test_their_blank_queries_go_to_the_engine_as_in_their_server(server, bm25_re
     assert [len(row) for row in got] == [3, 3, 3]
     assert got == contents(bm25_retriever, queries)  # bm25s: blanks get score-0 passages (pyserini: none)
     assert got[2][0].startswith('"Mona Lisa"')
+
+
+def test_what_a_policy_writes_is_searched_however_long(server, bm25_retriever):
+    """A model may write a query longer than the service takes, and a turn's queries may outgrow one request: the
+    client clips each query to the service's limit and splits the turn, rather than failing the run."""
+    client = RemoteRetriever(server.url, retries=0)
+    long = "Mona Lisa " + "#" * (MAX_QUERY_CHARS + 800)
+    many = [f"Mona Lisa {i} " + "x" * 3000 for i in range(MAX_BODY_BYTES // 3000 + 20)]  # > 1 MiB together
+    for queries in ([long, "Mount Everest"], many):
+        remote = client.search(queries, 3)
+        local = bm25_retriever.search([q[:MAX_QUERY_CHARS] for q in queries], 3)
+        assert [[p.id for p in row] for row in remote] == [[p.id for p in row] for row in local]
 
 
 def test_their_whole_turn_in_one_post_equals_small_posts(server, wiki_vital):
