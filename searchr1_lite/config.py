@@ -223,7 +223,13 @@ class TrainConfig:
             if "=" not in item:
                 raise ValueError(f"--set {item!r}: expected key=value")
             key, raw = item.split("=", 1)
-            overridden[_resolve(key.strip(), "--set")] = yaml.safe_load(raw)
+            key = _resolve(key.strip(), "--set")
+            try:
+                overridden[key] = yaml.safe_load(raw)
+            except yaml.YAMLError as e:  # e.g. `--set lora_targets=[q_proj, v_proj]`, split in two by the shell
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ValueError(f"--set {item!r}: not a YAML value ({problem}); a value with spaces or brackets "
+                                 f"needs quotes around the whole option: --set '{key.split('.')[-1]}=...'") from None
         if overridden:
             cls.from_dict(overridden, "--set")  # checked alone first: a wrong value is blamed on --set, not the file
         return cls.from_dict({**values, **overridden}, where)

@@ -200,6 +200,13 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
             TrainConfig.load(*args)
 
 
+def test_a_set_value_that_is_not_yaml_says_to_quote_it():
+    """The help writes lists as [q_proj, v_proj]; unquoted, the shell splits it; YAML's error was a traceback."""
+    for item in ("lora_targets=[q_proj,", "seed=[1", "template={x"):
+        with pytest.raises(ValueError, match=rf"^--set {re.escape(repr(item))}: not a YAML value \(.*\); .*quotes.*"
+                                             rf"--set '{item.split('=')[0]}=\.\.\.'$"):
+            TrainConfig.load(None, [item])
+
 
 def test_values_written_as_python_or_as_a_comma_list_are_named_in_yaml_terms():
     """`train --help` shows defaults as YAML (null, true); a Python `None` is a string to YAML, and a comma list of
