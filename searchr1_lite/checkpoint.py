@@ -45,7 +45,8 @@ def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, cursor: i
     return final
 
 
-CHECKPOINT_FILES = ("state.pt", "python_rng.json", "adapter/adapter_config.json")  # what a resume reads
+CHECKPOINT_FILES = ("state.pt", "python_rng.json", "adapter/adapter_config.json",  # what a resume reads
+                    "adapter/adapter_model.safetensors")
 
 
 def _missing(checkpoint: Path) -> list[str]:

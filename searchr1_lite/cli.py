@@ -288,14 +288,13 @@ def _from_run_data(run: str, fn, *fn_args):
 def _policy_from_args(args, cfg):
     """(model, tokenizer): a trained run's base model and adapter as trained (4-bit if it was), or --model with
     --adapter if given."""
-    from .models import is_saved_adapter, load_model, load_policy
+    from .models import adapter_problem, is_saved_adapter, load_model, load_policy
 
     if args.adapter and not is_saved_adapter(args.adapter):  # found before the model loads, not by peft after
-        here = Path(args.adapter).exists()
-        if here or args.adapter.count("/") != 1:  # a hub id is owner/name; anything else is a folder here
-            what = "no adapter_config.json in it" if here else "no such folder"
-            raise FileNotFoundError(f"--adapter {args.adapter}: {what}; a saved LoRA adapter is a run's "
-                                    "runs/NAME/adapter or a checkpoint's runs/NAME/checkpoint-N/adapter")
+        if Path(args.adapter).exists() or args.adapter.count("/") != 1:  # a hub id is owner/name, else a folder
+            raise FileNotFoundError(f"--adapter {args.adapter}: {adapter_problem(args.adapter)}; a saved LoRA "
+                                    "adapter is a run's runs/NAME/adapter or a checkpoint's "
+                                    "runs/NAME/checkpoint-N/adapter")
     if args.run:
         p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
         if not args.adapter and not is_saved_adapter(adapter):  # else peft asks the hub for it

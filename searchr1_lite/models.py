@@ -232,9 +232,27 @@ def compute_dtype(device: str):
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
+def adapter_problem(folder: str | Path) -> str | None:
+    """What keeps `folder` from being a saved peft adapter ("no adapter_config.json", ...), or None if it is one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "no such folder"
+    if not (folder / "adapter_config.json").is_file():
+        return "no adapter_config.json in it"
+    if not any((folder / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        return "no adapter_model.safetensors in it (the adapter's weights: deleted, or the save was cut short)"
+    return None
+
+
 def is_saved_adapter(folder: str | Path) -> bool:
     """Whether `folder` holds a saved peft adapter; peft reads any other name as a hub id and asks the hub."""
-    return (Path(folder) / "adapter_config.json").is_file()
+    return adapter_problem(folder) is None
+
+
+def _damaged(path: Path, e: Exception) -> ValueError:
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    return ValueError(f"{path}: not a readable adapter ({type(e).__name__}: {first}); the file is damaged. In a run, "
+                      "delete that checkpoint to resume from the one before, or train again")
 
 
 def load_policy(name: str, quantization: str | None = None, lora_r: int = LORA_R,
@@ -266,7 +284,12 @@ def load_policy(name: str, quantization: str | None = None, lora_r: int = LORA_R
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
     if adapter:
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        from safetensors import SafetensorError
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        except SafetensorError as e:
+            raise _damaged(Path(adapter) / "adapter_model.safetensors", e) from None
     else:
         n_layers = model.config.num_hidden_layers
         if lora_layers is not None and not 1 <= lora_layers <= n_layers:
@@ -303,7 +326,11 @@ def load_adapter_weights(model, adapter: str | Path) -> None:
     path = Path(adapter) / "adapter_model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no saved adapter there (a run writes it when it finishes)")
-    result = set_peft_model_state_dict(model, load_file(path))
+    try:
+        weights = load_file(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises SafetensorError, OSError, ...
+        raise _damaged(path, e) from None
+    result = set_peft_model_state_dict(model, weights)
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{path}: the adapter does not fit this model (e.g. {result.unexpected_keys[0]})")
 

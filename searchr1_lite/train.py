@@ -348,12 +348,12 @@ def _starting_adapter(cfg: TrainConfig, checkpoint: Path | None) -> Path | None:
         return checkpoint / "adapter"
     if cfg.policy.adapter is None:
         return None
-    from .models import is_saved_adapter
+    from .models import adapter_problem
 
     start = Path(cfg.policy.adapter)
-    if not is_saved_adapter(start):
-        raise FileNotFoundError(f"policy.adapter {start}: no saved adapter there (no adapter_config.json); give a "
-                                "finished run's adapter folder, e.g. runs/demo/train/adapter")
+    if problem := adapter_problem(start):
+        raise FileNotFoundError(f"policy.adapter {start}: no saved adapter there ({problem}); give a finished run's "
+                                "adapter folder, e.g. runs/demo/train/adapter")
     return start
 
 

@@ -477,8 +477,11 @@ def test_an_index_cut_short_a_bom_and_a_port_word_are_named(tmp_path, capsys):
 def test_an_adapter_that_is_not_one_is_named_before_the_model_loads(tmp_path, capsys):
     """peft named a missing folder only after the model had loaded, as a hub id it could not find."""
     (tmp_path / "not-one").mkdir()
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "adapter_config.json").write_text("{}")
     for adapter, says in [(str(tmp_path / "nope"), "nope: no such folder; a saved LoRA adapter is a run's"),
-                          (str(tmp_path / "not-one"), "not-one: no adapter_config.json in it")]:
+                          (str(tmp_path / "not-one"), "not-one: no adapter_config.json in it"),
+                          (str(tmp_path / "no-weights"), "no-weights: no adapter_model.safetensors in it")]:
         assert main(["rollout", "--adapter", adapter, "--question", "q", "--url", "http://127.0.0.1:9"]) == 2
         assert says in capsys.readouterr().err
 

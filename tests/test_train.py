@@ -642,6 +642,28 @@ def test_a_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path, caplog)
         latest_checkpoint(run)
 
 
+def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
+    """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
+    resume from it failed in peft, which read the folder as a hub id."""
+    run = tmp_path / "run"
+    for step in (1, 2):
+        _fake_checkpoint(run / f"checkpoint-{step}")
+    (run / "latest").write_text("checkpoint-2")
+    (run / "checkpoint-2" / "adapter" / "adapter_model.safetensors").unlink()
+    assert latest_checkpoint(run).name == "checkpoint-1"
+    assert "lacks adapter/adapter_model.safetensors" in caplog.text
+
+
+@pytest.mark.slow
+def test_damaged_adapter_weights_are_named_with_what_to_do(tmp_path):
+    run = train(_cfg(tmp_path, "run", max_steps=2), reward_fn=even_share)
+    weights = run / "checkpoint-2" / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy or a disk cut short
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(weights))}: not a readable adapter .*delete that "
+                                         "checkpoint to resume from the one before"):
+        train(_cfg(tmp_path, "run", max_steps=3), reward_fn=even_share, resume=True)
+
+
 @pytest.mark.slow
 def test_a_run_resumed_after_its_last_checkpoint_was_deleted_ends_as_a_straight_run(tmp_path):
     straight = train(_cfg(tmp_path, "straight", max_steps=3), reward_fn=even_share)
@@ -761,6 +783,8 @@ def test_the_final_adapter_appears_whole_or_not_at_all(tmp_path):
                 f.write("{}")
             if self.cut:
                 raise KeyboardInterrupt  # a Ctrl-C or a kill between the two files
+            with open(os.path.join(folder, "adapter_model.safetensors"), "wb") as f:
+                f.write(b"weights")
 
     with pytest.raises(KeyboardInterrupt):
         _save_final_adapter(tmp_path, CutShort(True), [{"step": 1}], TrainConfig())
