@@ -99,8 +99,8 @@ def _run(fn: Callable, case: str, *args):
         hint = (f" (stuck? `{name} = stand_in({name!r})`, after `from searchr1_lite.exercises import "
                 "stand_in`, goes on with the package's own)") if name in _STAND_INS else ""
         called = f", which {fn.__name__} calls," if name != fn.__name__ else ""
-        raise ExerciseError(f"{name}{called} is not written yet: replace `raise NotImplementedError()` in its cell, "
-                            f"run that cell, then this one{hint}") from None
+        raise ExerciseError(f"{name}{called} is not written yet: replace the `raise NotImplementedError(...)` in its "
+                            f"cell, run that cell, then this one{hint}") from None
     except Exception as e:  # a crash on one case is that case's failure, named as such
         raise ExerciseError(f"{fn.__name__}, case {case!r}: raised {type(e).__name__}: {e}") from e
 

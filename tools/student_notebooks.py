@@ -6,7 +6,7 @@ The notebooks as committed are the instructor's copies: each exercise's solution
 and `### END SOLUTION` inside the code cell that defines the function to write, and CI runs them whole. The
 student copy is the same notebook through nbconvert with nbgrader's `ClearSolutions` preprocessor, which replaces
 each region by `# YOUR CODE HERE` / `raise NotImplementedError()` at the region's indentation (so a function keeps its
-signature and docstring). Only the markers are used: no nbgrader metadata, database or course folder
+signature and docstring); the stub then names its function, for the student who runs on past an exercise. Only the markers are used: no nbgrader metadata, database or course folder
 (`enforce_metadata=False`).
 
 An exercise, for counting, is a code cell with a solution region followed by a code cell that calls one of the
@@ -27,7 +27,7 @@ from searchr1_lite.tiers import lesson_id
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-STUB = "raise NotImplementedError()"
+STUB = "raise NotImplementedError()"  # what ClearSolutions writes; the student copy names the function in it
 PREDICT_TAG = "predict"
 _CHECK_CALL = re.compile(r"\b(check_\w+)\(")
 _DEF = re.compile(r"^\s*def (\w+)\(", re.M)
@@ -81,11 +81,26 @@ def student_version(path: Path) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if LINK_TAG in cell.get("metadata", {}).get("tags", []):
             cell.source = STUDENT_LINK
+        if cell.cell_type == "code" and STUB in cell.source:
+            cell.source = _named_stubs(cell.source)
     left = [c.get("id") for c in nb.cells if BEGIN in c.source or END in c.source]
     if left:  # ClearSolutions raises on unbalanced markers; this catches a marker it did not recognise
         raise RuntimeError(f"{path.name}: solution markers left in cells {left}")
     nbformat.validate(nb)
     return nb
+
+
+def _named_stubs(source: str) -> str:
+    """Each bare stub says which function is not written yet: a student who runs on past an exercise meets it in a
+    later cell that calls the function, where a bare `NotImplementedError:` said nothing."""
+    done, rest = "", source
+    while STUB in rest:
+        before, rest = rest.split(STUB, 1)
+        done += before
+        name = (_DEF.findall(done) or ["this exercise"])[-1]  # the function the stub is in
+        done += (f'raise NotImplementedError("{name} is not written yet: write it, run its cell, then its check '
+                 '(stuck? the check names a stand-in)")')
+    return done + rest
 
 
 def write_student(out: Path, notebooks: list[Path] = NOTEBOOKS) -> list[Path]:
