@@ -156,6 +156,11 @@ class TrainConfig:
                 raise ValueError(f"{path} must be {says}, not {value!r}")
         self.grpo = self.grpo_config()
         self.rollout = dataclasses.replace(self.rollout, seed=self.seed)
+        # "~/runs/x" means the home folder, as the shell would have it, also quoted or in a YAML file (else a folder
+        # named "~" appears here); the questions and corpus paths are expanded where they are read
+        self.output_dir = str(Path(self.output_dir).expanduser())
+        if self.data.index:
+            self.data = dataclasses.replace(self.data, index=str(Path(self.data.index).expanduser()))
 
     def _value(self, path: str) -> Any:
         section, _, name = path.rpartition(".")

@@ -304,6 +304,10 @@ def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | Non
                                 "it, or set output_dir to the run's folder")
     if not resume and (run / "metrics.jsonl").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another output_dir")
+    left = sorted(p.name for p in run.glob("*") if p.name in ("latest", "adapter") or p.name.startswith("checkpoint-"))
+    if not resume and left:  # a run whose metrics.jsonl went: a new one would mix its checkpoints with the old ones
+        raise FileExistsError(f"{run} holds another run's {', '.join(left[:3])}{', ...' if len(left) > 3 else ''} "
+                              "(but no metrics.jsonl): move them away, or set another output_dir")
     if resume and (run / "config.json").exists():
         _check_same_run(run, cfg)
     made = None if resume else "config" if run.exists() else "folder"  # a folder that was there is not ours

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -198,6 +199,14 @@ def test_a_count_below_its_least_is_refused_at_load_naming_the_file(tmp_path):
     for args in ((section,), (None, ["optim=5"])):
         with pytest.raises(ValueError, match=r"'optim' is a section: it takes keys .*--set optim\.max_steps="):
             TrainConfig.load(*args)
+
+
+def test_a_home_folder_in_output_dir_or_index_is_the_home_folder():
+    """Quoted, or in a YAML file, "~/runs/x" reached the code as it is, and a folder named "~" appeared here."""
+    cfg = TrainConfig.load(None, ["output_dir=~/runs/x", "index=~/idx"])
+    home = Path.home()
+    assert (cfg.output_dir, cfg.data.index) == (str(home / "runs" / "x"), str(home / "idx"))
+    assert TrainConfig.from_dict(cfg.to_dict()).output_dir == cfg.output_dir  # its config.json says the same
 
 
 def test_a_set_value_that_is_not_yaml_says_to_quote_it():

@@ -642,6 +642,17 @@ def test_a_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path, caplog)
         latest_checkpoint(run)
 
 
+def test_a_new_run_is_not_written_over_another_runs_checkpoints(tmp_path):
+    """A run folder whose metrics.jsonl is gone still holds checkpoints: a new run there replaced some of them and
+    left the rest, two runs mixed in one folder."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-2")
+    (run / "latest").write_text("checkpoint-2")
+    with pytest.raises(FileExistsError, match=r"run holds another run's checkpoint-2, latest \(but no metrics.jsonl\)"):
+        train(_cfg(tmp_path, "run", max_steps=1), reward_fn=even_share)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "latest"]  # nothing written, nothing removed
+
+
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
     """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
     resume from it failed in peft, which read the folder as a hub id."""
