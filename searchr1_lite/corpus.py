@@ -82,6 +82,12 @@ def numbered_lines(path: Path, error: type[ValueError] = ValueError) -> Iterator
     naming the file (and the line), instead of an IsADirectoryError or a decode error that names neither."""
     if path.is_dir():
         raise error(f"{path}: a folder, not a file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":  # the authors' prepared data (data_process/*.py) is Parquet: said as such, not as bad JSON
+        raise error(f"{path}: a Parquet file; this reads JSON lines (.jsonl), one row per line. Convert it: "
+                    f"pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', "
+                    "lines=True), then check the rows' fields")
     with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:  # bytes: a bad line is found exactly
         for lineno, raw in enumerate(f, start=1):
             try:

@@ -104,6 +104,20 @@ def test_a_folder_or_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
         read_qa_jsonl(tmp_path)
 
 
+def test_a_parquet_file_is_named_as_one_with_its_conversion(tmp_path):
+    """The authors' prepared data is Parquet; read as JSON lines it was "not valid JSON" at line 1, as if damaged."""
+    import pandas as pd
+
+    from searchr1_lite.corpus import CorpusError, iter_jsonl
+
+    path = tmp_path / "nq.parquet"
+    pd.DataFrame({"question": ["Who?"], "golden_answers": [["Ann"]]}).to_parquet(path)
+    with pytest.raises(ValueError, match=rf"^{path}: a Parquet file; .*read_parquet\('{path}'\)\.to_json\("):
+        read_qa_jsonl(path)
+    with pytest.raises(CorpusError, match=rf"^{path}: a Parquet file"):
+        list(iter_jsonl(path))
+
+
 def test_a_question_path_with_a_tilde_is_a_path(tmp_path, monkeypatch):
     from searchr1_lite.data import load_eval_set, load_questions
 
