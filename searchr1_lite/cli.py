@@ -40,7 +40,7 @@ def _retriever_from_args(args):
     if getattr(args, "url", None):
         from .server import RemoteRetriever
 
-        return RemoteRetriever(args.url)
+        return RemoteRetriever(args.url).ping()
     from .retrieval import LocalRetriever
 
     return LocalRetriever.load(args.index)
@@ -128,6 +128,7 @@ def cmd_rollout(args) -> None:
                              "template": args.template, "temperature": args.temperature, "top_p": args.top_p,
                              "response_prefix": args.response_prefix, "chat": False if args.no_chat_template else None,
                              "group_size": args.group_size})
+    _check_adapter(args)
     retriever = _run_retriever(args, cfg)
     if retriever is None:
         raise ValueError("rollout needs --index DIR, --url URL or --run RUN (a trained run's own retriever)")
@@ -231,6 +232,7 @@ def cmd_eval(args) -> None:
         raise FileExistsError(f"--out {args.out} exists and is not a .csv: name a new file, e.g. eval.csv")
     cfg = _run_config(args, {"max_turns": args.max_turns, "max_new_tokens": args.max_new_tokens, "topk": args.k,
                              "template": args.template})
+    _check_adapter(args)
     retriever = _run_retriever(args, cfg)
     data: dict[str, list[QAExample]] = {}
     if args.run and not args.datasets:  # the run's own held-out questions
@@ -285,16 +287,21 @@ def _from_run_data(run: str, fn, *fn_args):
                       "the current folder, so run this where the run was trained)") from None
 
 
+def _check_adapter(args) -> None:
+    """--adapter, checked before the retriever is asked and the model loads (peft would take it for a hub id)."""
+    from .models import adapter_problem
+
+    if args.adapter and (problem := adapter_problem(args.adapter)):
+        if Path(args.adapter).exists() or args.adapter.count("/") != 1:  # a hub id is owner/name, else a folder
+            raise FileNotFoundError(f"--adapter {args.adapter}: {problem}; a saved LoRA adapter is a run's "
+                                    "runs/NAME/adapter or a checkpoint's runs/NAME/checkpoint-N/adapter")
+
+
 def _policy_from_args(args, cfg):
     """(model, tokenizer): a trained run's base model and adapter as trained (4-bit if it was), or --model with
     --adapter if given."""
-    from .models import adapter_problem, is_saved_adapter, load_model, load_policy
+    from .models import is_saved_adapter, load_model, load_policy
 
-    if args.adapter and not is_saved_adapter(args.adapter):  # found before the model loads, not by peft after
-        if Path(args.adapter).exists() or args.adapter.count("/") != 1:  # a hub id is owner/name, else a folder
-            raise FileNotFoundError(f"--adapter {args.adapter}: {adapter_problem(args.adapter)}; a saved LoRA "
-                                    "adapter is a run's runs/NAME/adapter or a checkpoint's "
-                                    "runs/NAME/checkpoint-N/adapter")
     if args.run:
         p, adapter = cfg.policy, args.adapter or str(Path(args.run) / "adapter")
         if not args.adapter and not is_saved_adapter(adapter):  # else peft asks the hub for it

@@ -279,6 +279,12 @@ class RemoteRetriever:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
+    def ping(self) -> "RemoteRetriever":
+        """Fail now, before a model loads, if no retrieval service answers: else the first search of a run found out.
+        An empty search, which the authors' server (no /health) answers too, as ours does."""
+        self._search([], 1)
+        return self
+
     def search(self, queries: list[str], k: int = TOPK) -> list[list[Passage]]:
         # A query is what the policy wrote, and a policy can write one longer than the service takes (500 tokens of
         # up to 128 characters): clipped, not refused, so that model output stays data. BM25 and the encoders read

@@ -407,7 +407,7 @@ def make_retriever(data: DataConfig):
     if data.retriever_url:
         from .server import RemoteRetriever
 
-        return RemoteRetriever(data.retriever_url), None
+        return RemoteRetriever(data.retriever_url).ping(), None
     from .corpus import load_corpus
     from .retrieval import IndexMismatchError, LocalRetriever
 

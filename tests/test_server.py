@@ -1,4 +1,5 @@
 import json
+import socket
 
 import httpx
 import pytest
@@ -169,6 +170,20 @@ def test_client_fails_loudly_when_no_service(tmp_path):
     client = RemoteRetriever(f"http://127.0.0.1:{port}", retries=2, backoff=0.01, timeout=2)
     with pytest.raises(RetrieverUnavailable, match=f"127.0.0.1:{port}/retrieve failed 3 times"):
         client.search(["anything"], 3)
+
+
+def test_a_run_pointed_at_no_service_fails_before_its_model_loads(server, tmp_path):
+    """train's make_retriever asks the service at once (an empty search, which the authors' server answers too):
+    with nothing there a run loaded its model and sampled a step before its first search found out."""
+    from searchr1_lite.config import DataConfig
+    from searchr1_lite.train import make_retriever
+
+    assert make_retriever(DataConfig(retriever_url=server.url))[0].search(["Mona Lisa"], 1)[0][0].title == "Mona Lisa"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    with pytest.raises(RetrieverUnavailable, match=f"127.0.0.1:{port}/retrieve failed 5 times .*Is it running"):
+        make_retriever(DataConfig(retriever_url=f"http://127.0.0.1:{port}"))
 
 
 def test_client_does_not_retry_a_bad_request(server):
