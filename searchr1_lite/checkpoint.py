@@ -108,12 +108,29 @@ def drop_rows_after(run: Path, step: int) -> list[dict[str, Any]]:
     """Metrics and sample rows past `step`: the resumed run writes them again (and a last line cut short goes).
     Returns the metrics rows kept (read once for both)."""
     kept: dict[str, list[dict[str, Any]]] = {"metrics.jsonl": []}
+    if (run / "metrics.jsonl").exists():
+        read_metrics(run / "metrics.jsonl")  # checked before any file is rewritten
     for path in (run / "metrics.jsonl", run / "samples.jsonl"):
         if path.exists():
             pairs = [(line, row) for line, row in _parsed_lines(path) if row["step"] <= step]
             atomic_write_bytes(path, "".join(line + "\n" for line, _ in pairs).encode())
             kept[path.name] = [row for _, row in pairs]
     return kept["metrics.jsonl"]
+
+
+TEXT_METRICS = {"stopped", "collapse"}  # a metrics row's only text: why a run stopped, which collapse check fired
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """A run's metrics.jsonl rows, every value checked: a value edited by hand fails here, naming its row, not deep
+    inside matplotlib or a resume's arithmetic."""
+    rows = read_rows(path)
+    for i, row in enumerate(rows, 1):
+        bad = next((k for k, v in row.items() if k not in TEXT_METRICS and not isinstance(v, (int, float, type(None)))),
+                   None)
+        if bad:
+            raise ValueError(f"{path}, row {i}: {bad} is {row[bad]!r}, not a number; repair or delete that row")
+    return rows
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -130,7 +147,12 @@ def _parsed_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            out.append((line, json.loads(line)))
+            row = json.loads(line)
+            if not isinstance(row, dict) or type(row.get("step")) is not int:  # what a resume and a plot go by
+                found = row.get("step") if isinstance(row, dict) else row
+                raise ValueError(f"{path}, line {number}: a row needs its step number, not {found!r}; repair or "
+                                 "delete that line")
+            out.append((line, row))
         except json.JSONDecodeError as e:
             if number < len(lines):
                 raise ValueError(f"{path}, line {number}: not a JSON row ({e.msg}); delete or repair that "

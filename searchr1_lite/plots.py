@@ -89,7 +89,6 @@ EVALUATED = {"em": "eval_em", "em_1hop": "eval_em_1hop", "em_2hop": "eval_em_2ho
              "response_length_mean": "eval_response_length", "valid_action_rate": "eval_valid_action_rate"}
 
 
-TEXT_METRICS = {"stopped", "collapse"}  # a metrics row's only text: why a run stopped, which collapse check fired
 
 
 def load_metrics(run):
@@ -101,14 +100,9 @@ def load_metrics(run):
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no metrics; is {run} a run folder written by `searchr1-lite train`?")
-    from .checkpoint import read_rows
+    from .checkpoint import read_metrics
 
-    rows = read_rows(path)  # read while the run writes, its last row may be cut short: skipped
-    for i, row in enumerate(rows, 1):  # a value edited by hand fails here, not deep inside matplotlib
-        bad = next((k for k, v in row.items() if k not in TEXT_METRICS and not isinstance(v, (int, float, type(None)))),
-                   None)
-        if bad:
-            raise ValueError(f"{path}, row {i}: {bad} is {row[bad]!r}, not a number; repair or delete that row")
+    rows = read_metrics(path)  # read while the run writes, its last row may be cut short: skipped
     return pd.DataFrame(rows)
 
 

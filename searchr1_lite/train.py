@@ -83,7 +83,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         # the rows so far, for the collapse checks and the time budget over resumes
         history = drop_rows_after(run, step) if resume else read_rows(run / "metrics.jsonl")
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
-    spent = [r.get("step_seconds", r["rollout_seconds"] + r["update_seconds"]) for r in history]  # the time budget
+    spent = [r["step_seconds"] if "step_seconds" in r else r["rollout_seconds"] + r["update_seconds"]  # the budget
+             for r in history]
     bar = tqdm(total=opt.max_steps, initial=step, desc="train", unit="step", disable=not cfg.progress)
     steps_this_call, budget_stop = 0, False
     with StopSignals() as stop:

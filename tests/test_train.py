@@ -653,6 +653,22 @@ def test_a_new_run_is_not_written_over_another_runs_checkpoints(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "latest"]  # nothing written, nothing removed
 
 
+def test_a_metrics_row_edited_by_hand_is_named_before_a_resume_rewrites_anything(tmp_path):
+    """A resume read the rows with no check: a step written as "2" or a time as "abc" was a TypeError traceback."""
+    from searchr1_lite.checkpoint import drop_rows_after
+
+    run = tmp_path / "run"
+    run.mkdir()
+    good = {"step": 1, "reward_mean": 0.5, "rollout_seconds": 1.0, "update_seconds": 1.0}
+    for row, says in [({**good, "step": "2"}, r"line 2: a row needs its step number, not '2'"),
+                      ({**good, "step": 2, "rollout_seconds": "x"}, r"row 2: rollout_seconds is 'x', not a number")]:
+        text = json.dumps(good) + "\n" + json.dumps(row) + "\n"
+        (run / "metrics.jsonl").write_text(text)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(run / 'metrics.jsonl'))}, {says}; repair or delete"):
+            drop_rows_after(run, 1)
+        assert (run / "metrics.jsonl").read_text() == text  # nothing rewritten
+
+
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
     """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
     resume from it failed in peft, which read the folder as a hub id."""
