@@ -239,7 +239,14 @@ def wiki18_path() -> Path:
         return out
     from huggingface_hub import hf_hub_download
 
-    gz = hf_hub_download(WIKI18_REPO, WIKI18_FILE, repo_type="dataset")
+    from .offline import HubUnavailable
+
+    try:
+        gz = hf_hub_download(WIKI18_REPO, WIKI18_FILE, repo_type="dataset")
+    except Exception as e:  # noqa: BLE001 - offline, the hub down, no disk: huggingface_hub's own many kinds
+        raise HubUnavailable(f"wiki-18 comes from the hub ({WIKI18_REPO}, {WIKI18_FILE}: about 14 GB unpacked), "
+                             f"which did not provide it ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                             "Offline, use the corpus wiki-vital, or a jsonl corpus of your own") from None
     tmp = out.with_suffix(f".jsonl.tmp{os.getpid()}")  # one per process, as two may download at once
     with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
         while chunk := src.read(1 << 24):

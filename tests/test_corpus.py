@@ -87,3 +87,21 @@ def test_wiki18_comes_from_the_authors_hub_files(tmp_path, monkeypatch):
     assert asked == [("PeterJinGo/wiki-18-corpus", "wiki-18.jsonl.gz", "dataset")]
     assert len(wiki18) == 5 and wiki18[3] == Passage("3", '"Title 3"\nText number 3.') and wiki18.source == "wiki-18"
     assert wiki18.checksum == Corpus.from_passages(Passage(r["id"], r["contents"]) for r in rows).checksum
+
+
+def test_wiki18_offline_says_what_it_is_and_what_to_use(tmp_path, monkeypatch):
+    """Offline, huggingface_hub's own message named neither wiki-18 nor a corpus that works without the hub."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from searchr1_lite import corpus as corpus_mod
+    from searchr1_lite.offline import HubUnavailable
+
+    def offline(*args, **kw):  # the hub is outside this machine: what huggingface_hub raises without it
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub ...")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setenv("SEARCHR1_LITE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(HubUnavailable, match=r"^wiki-18 comes from the hub \(PeterJinGo/wiki-18-corpus.*use the "
+                                             "corpus wiki-vital"):
+        corpus_mod.load_corpus("wiki-18")
