@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from .corpus import Corpus, numbered_lines
 from .offline import HubUnavailable, package_file
-from .reward import contains_answer
+from .reward import contains_answer, normalize_answer
 
 
 @dataclass
@@ -86,6 +86,10 @@ def read_qa_jsonl(path: str | Path) -> list[QAExample]:
             golds = [golds]
         if not isinstance(golds, list) or not golds or not all(isinstance(g, (str, int, float)) for g in golds):
             raise ValueError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
+        if empty := [g for g in golds if not normalize_answer(str(g))]:
+            # EM compares normalised answers: a gold of "", "." or "the" would reward an answer of "." as right
+            raise ValueError(f"{path}:{lineno}: golden answer {empty[0]!r} is empty once normalised (punctuation "
+                             "and articles removed), so any empty answer would match it; fix or drop it")
         out.append(QAExample(str(row.get("id", lineno)), q, [str(g) for g in golds]))
     return out
 

@@ -3,6 +3,7 @@
 import ast
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,18 @@ def test_a_folder_or_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
         read_qa_jsonl(questions)
     with pytest.raises(ValueError, match=f"^{tmp_path}: a folder, not a file"):
         read_qa_jsonl(tmp_path)
+
+
+def test_a_gold_answer_that_normalises_to_nothing_is_refused(tmp_path):
+    """EM compares normalised strings: a gold "a" or "" matched any answer of "." or "the", rewarding it as right."""
+    for gold in ("", ".", "the", "A"):
+        path = tmp_path / "qa.jsonl"
+        path.write_text(json.dumps({"question": "Who?", "golden_answers": ["Ann"]}) + "\n"
+                        + json.dumps({"question": "What?", "golden_answers": ["Bob", gold]}) + "\n")
+        with pytest.raises(ValueError, match=rf"^{path}:2: golden answer {re.escape(repr(gold))} is empty once "):
+            read_qa_jsonl(path)
+    path.write_text(json.dumps({"question": "Who?", "golden_answers": ["The Ann", "1"]}) + "\n")
+    assert read_qa_jsonl(path)[0].answers == ["The Ann", "1"]
 
 
 def test_a_parquet_file_is_named_as_one_with_its_conversion(tmp_path):
