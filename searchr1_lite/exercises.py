@@ -102,7 +102,9 @@ def _run(fn: Callable, case: str, *args):
         raise ExerciseError(f"{name}{called} is not written yet: replace the `raise NotImplementedError(...)` in its "
                             f"cell, run that cell, then this one{hint}") from None
     except Exception as e:  # a crash on one case is that case's failure, named as such
-        raise ExerciseError(f"{fn.__name__}, case {case!r}: raised {type(e).__name__}: {e}") from e
+        # a name the lesson's earlier cells define (torch, a helper) is missing after a kernel restart, most often
+        hint = "; if it is a name from an earlier cell, run the lesson's cells above first" * isinstance(e, NameError)
+        raise ExerciseError(f"{fn.__name__}, case {case!r}: raised {type(e).__name__}: {e}{hint}") from e
 
 
 def _verdict(fn: Callable, name: str, failures: list[str], n_cases: int, what: str) -> None:

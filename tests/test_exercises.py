@@ -350,6 +350,19 @@ def test_an_unwritten_exercise_says_so_and_names_its_stand_in():
         exercises.check_k3_kl(k3_kl)
 
 
+def test_a_crash_is_named_by_case_and_a_missing_name_points_to_the_cells_above():
+    """After a kernel restart, a solution that uses torch failed its first case with a NameError, which read as a bug
+    in the student's function; other crashes are the case's failure, with no such hint."""
+    def k3_kl(logp, ref_logp):
+        return torch_not_imported.exp(ref_logp - logp)  # noqa: F821 - the missing setup cell
+
+    with pytest.raises(exercises.ExerciseError, match=r"^k3_kl, case '.*': raised NameError: .*torch_not_imported.*; "
+                                                      r"if it is a name from an earlier cell, run the lesson's cells"):
+        exercises.check_k3_kl(k3_kl)
+    with pytest.raises(exercises.ExerciseError, match=r"raised ZeroDivisionError: division by zero$"):
+        exercises.check_k3_kl(lambda logp, ref_logp: 1 / 0)
+
+
 def test_an_unwritten_function_called_by_a_written_one_is_the_one_named():
     """Lesson 03's masked_grpo_loss calls the student's k3_kl: while k3_kl is a stub, the message names k3_kl."""
     def k3_kl(logp, ref_logp):
