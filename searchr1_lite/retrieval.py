@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .corpus import Corpus, Passage, load_corpus
+from .corpus import Corpus, CorpusError, Passage, load_corpus
 from .offline import atomic_write_bytes, cache_dir, package_file
 
 MANIFEST = "manifest.json"
@@ -381,7 +381,14 @@ class LocalRetriever:
         """Load a saved index; `corpus` defaults to the one named in its manifest and must match it."""
         folder = Path(folder)
         m = Manifest.read(folder)
-        corpus = load_corpus(corpus or m.corpus["source"]) if not isinstance(corpus, Corpus) else corpus
+        if corpus is None:  # the manifest's: a corpus file moved since the index was built is named as such
+            try:
+                corpus = load_corpus(m.corpus["source"])
+            except CorpusError as e:
+                raise CorpusError(f"{e} (named by {folder / MANIFEST}, which records the corpus the index was built "
+                                  f"from: put the file back there, or rebuild the index: "
+                                  f"{rebuild_command(m, '<corpus file>', folder)})") from None
+        corpus = load_corpus(corpus) if not isinstance(corpus, Corpus) else corpus
         built = m.corpus
         if len(corpus) != built["count"] or corpus.checksum != built["checksum"]:
             raise IndexMismatchError(

@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
-from searchr1_lite.corpus import Corpus, Passage, write_jsonl
+from searchr1_lite.corpus import Corpus, Passage, load_corpus, write_jsonl
 from searchr1_lite.data import fanoutqa_subquestions
 from searchr1_lite.retrieval import (
     DenseIndex,
@@ -117,6 +117,19 @@ def test_the_rebuild_command_names_the_index_it_replaces():
 def test_index_named_corpus_reloads_by_itself(tmp_path, bm25_retriever):
     bm25_retriever.save(tmp_path / "idx")
     assert LocalRetriever.load(tmp_path / "idx").corpus.name == "wiki-vital"
+
+
+def test_an_index_whose_corpus_file_moved_says_where_the_name_came_from(tmp_path):
+    """The manifest records the corpus file's path; moved (or the project moved), the error named the path alone."""
+    from searchr1_lite.corpus import CorpusError
+
+    path = tmp_path / "c.jsonl"
+    write_jsonl([Passage("1", '"Ann"\nAnn was born in Oslo.'), Passage("2", '"Bob"\nBob wrote a book.')], path)
+    LocalRetriever.build(load_corpus(str(path)), "bm25").save(tmp_path / "idx")
+    path.rename(tmp_path / "moved.jsonl")
+    with pytest.raises(CorpusError, match=rf"c.jsonl.*\(named by {tmp_path / 'idx' / 'manifest.json'}, which records "
+                                          r"the corpus .*searchr1-lite index --corpus <corpus file>"):
+        LocalRetriever.load(tmp_path / "idx")
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):
