@@ -82,6 +82,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             restore_critic(checkpoint, critic)
         # the rows so far, for the collapse checks and the time budget over resumes
         history = drop_rows_after(run, step) if resume else read_rows(run / "metrics.jsonl")
+        if (lost := step - max((r["step"] for r in history), default=0)) > 0:  # a row cut short at a kill
+            log.warning("%s: the rows of the last %d step(s) before checkpoint-%d are missing (cut short); the run "
+                        "goes on from that checkpoint, so its metrics.jsonl has no row for them", run, lost, step)
     gcfg = cfg.grpo_config()  # a copy, derived values fresh: out-of-memory may lower its micro-batch for the run
     spent = [r["step_seconds"] if "step_seconds" in r else r["rollout_seconds"] + r["update_seconds"]  # the budget
              for r in history]

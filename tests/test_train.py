@@ -669,6 +669,18 @@ def test_a_metrics_row_edited_by_hand_is_named_before_a_resume_rewrites_anything
         assert (run / "metrics.jsonl").read_text() == text  # nothing rewritten
 
 
+@pytest.mark.slow
+def test_a_resume_says_when_the_checkpoints_own_row_was_cut_short(tmp_path, caplog):
+    """A kill while the last row was written leaves its checkpoint: the resume goes on from there, and says that the
+    step has no row, where it said that the step would be written again."""
+    run = train(_cfg(tmp_path, "run", max_steps=2), reward_fn=even_share)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(lines[0] + "\n" + lines[1][:20])
+    train(_cfg(tmp_path, "run", max_steps=3), reward_fn=even_share, resume=True)
+    assert [r["step"] for r in _rows(run)] == [1, 3]
+    assert "the rows of the last 1 step(s) before checkpoint-2 are missing" in caplog.text
+
+
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
     """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
     resume from it failed in peft, which read the folder as a hub id."""
