@@ -258,7 +258,11 @@ class BM25Index:
         import bm25s
 
         model = bm25s.BM25()
-        model.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+        tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+        if not tokens.vocab:  # bm25s would fail with "max() arg is an empty sequence"
+            raise ValueError(f"nothing to index: the corpus's {len(texts)} passages hold no word but English stopwords "
+                             "(the, a, of, ...), which BM25 leaves out")
+        model.index(tokens, show_progress=False)
         return cls(model)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:

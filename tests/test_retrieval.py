@@ -226,3 +226,11 @@ def test_recall_at_k_reads_only_the_first_k_passages():
     assert [recall_at_k(results, answers, k) for k in (1, 2, 3)] == [pytest.approx(1 / 3)] + [pytest.approx(2 / 3)] * 2
     assert recall_at_k([[miss, hit]], [["Paris"]], 1) == 0.0 and recall_at_k([[miss, hit]], [["Paris"]], 2) == 1.0
     assert recall_at_k([], [], 3) == 0.0
+
+
+def test_a_corpus_of_stopwords_only_is_named_not_a_bm25s_crash():
+    from searchr1_lite.retrieval import BM25Index
+
+    with pytest.raises(ValueError, match=r"^nothing to index: the corpus's 2 passages hold no word but English stop"):
+        BM25Index.build(["the a of", "An"])
+    assert BM25Index.build(["the cat", "a dog"]).search(["cat"], 1)[1].tolist() == [[0]]
