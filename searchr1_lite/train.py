@@ -432,6 +432,7 @@ def split_questions(data: DataConfig, corpus, seed: int = 0) -> tuple[list, list
     from .world import is_world_spec, load_world
 
     if is_world_spec(data.questions):
+        _check_same_world(data)
         world = load_world(data.questions)
         return world.splits["train"], world.splits["dev"]
     examples = load_questions(data.questions, corpus if data.questions == "fanoutqa" else None)
@@ -439,6 +440,24 @@ def split_questions(data: DataConfig, corpus, seed: int = 0) -> tuple[list, list
     random.Random(seed).shuffle(order)
     n_eval = int(round(len(examples) * data.eval_fraction))
     return [examples[i] for i in order[n_eval:]], [examples[i] for i in order[:n_eval]]
+
+
+def _check_same_world(data: DataConfig) -> None:
+    """World questions over another world's passages (questions=world:seed=1, corpus=world) trained in silence on
+    answers no search could find. Its people, places and names come from these settings; the question mix may differ."""
+    import inspect
+
+    from .world import is_world_spec, make_world, parse_world_spec
+
+    if not data.corpus or not is_world_spec(data.corpus):
+        return
+    defaults = {k: p.default for k, p in inspect.signature(make_world).parameters.items()}
+    q, c = ({k: {**defaults, **parse_world_spec(spec)}[k] for k in ("seed", "people", "cities", "countries")}
+            for spec in (data.questions, data.corpus))
+    if q != c:
+        differ = ", ".join(f"{k} {q[k]} vs {c[k]}" for k in q if q[k] != c[k])
+        raise ValueError(f"data.questions {data.questions!r} and data.corpus {data.corpus!r} are different worlds "
+                         f"({differ}): no answer would be in the corpus; give both the same {', '.join(q)}")
 
 
 def pick_questions(n: int, cursor: int, count: int, seed: int) -> list[int]:

@@ -681,6 +681,17 @@ def test_a_resume_says_when_the_checkpoints_own_row_was_cut_short(tmp_path, capl
     assert "the rows of the last 1 step(s) before checkpoint-2 are missing" in caplog.text
 
 
+def test_world_questions_over_another_worlds_corpus_are_refused():
+    """questions=world:seed=1 over corpus=world (seed 0) trained to the end with no answer findable."""
+    from searchr1_lite.config import DataConfig
+    from searchr1_lite.train import split_questions
+
+    with pytest.raises(ValueError, match=r"'world:seed=1' and data.corpus 'world' are different worlds \(seed 1 vs 0"):
+        split_questions(DataConfig(questions="world:seed=1", corpus="world"), None)
+    same = split_questions(DataConfig(questions="world:seed=0,two_hop_share=0", corpus="world"), None)  # the mix may
+    assert same[0] and all(q.meta["hops"] == 1 for q in same[0])  # differ, the people and places may not
+
+
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
     """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
     resume from it failed in peft, which read the folder as a hub id."""
