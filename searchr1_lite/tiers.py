@@ -46,7 +46,10 @@ def _gpu_lessons(steps04: int, steps05: int, tokens: int, eval_limit: int,
         "02": {"model": _NB02_POLICY, "quantization": "4bit", "corpus": _GPU_CORPUS, "questions": _GPU_CORPUS,
                "n_questions": 16, "max_turns": 2, "max_new_tokens": tokens},
         "03": {"model": loss_model},
-        "03b": {"model": loss_model},
+        # the policy's learning rate in 03b's PPO steps, which train the whole model: SmolLM2-135M's critic diverged at
+        # tiny-qwen2's 1e-3 (value loss 1.74 -> 118 -> 10.7) and learned at 1e-5 (0.21 -> 0.15, with the head's start
+        # scaled to the model's width), on a CPU, 2026-12-07; Qwen2.5-0.5B's not measured (no hub here)
+        "03b": {"model": loss_model, "lr": 1e-5},
         # lesson 04 forks its run at resume_at, so it must be a step with a checkpoint: the config saves every 10
         "04": {"config": "qwen2.5-3b-hotpotqa", "overrides": [f"max_steps={steps04}", f"max_new_tokens={tokens}"],
                "resume_at": 10},
@@ -70,7 +73,7 @@ _CPU_LESSONS = {
     "02": {"model": "smollm2-135m-instruct", "quantization": None, "corpus": "wiki-vital", "questions": "fanoutqa",
            "n_questions": 6, "max_turns": 2, "max_new_tokens": 48},
     "03": {"model": "tiny-qwen2"},
-    "03b": {"model": "tiny-qwen2"},
+    "03b": {"model": "tiny-qwen2", "lr": 1e-3},  # a random 64-wide model: a real one wants 1e-5 (the GPU tiers')
     "04": {"config": "world-cpu", "overrides": _CPU_TRAIN, "resume_at": 4},
     # lesson 05 looks at lesson 04's run when there is one; else it trains two short runs (mask on, off)
     "05": {"config": "world-cpu", "overrides": _CPU_SHORT_RUN, "eval_sets": ["held-out"], "eval_limit": 16},
