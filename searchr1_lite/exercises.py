@@ -103,7 +103,8 @@ def _run(fn: Callable, case: str, *args):
                             f"cell, run that cell, then this one{hint}") from None
     except Exception as e:  # a crash on one case is that case's failure, named as such
         # a name the lesson's earlier cells define (torch, a helper) is missing after a kernel restart, most often
-        hint = "; if it is a name from an earlier cell, run the lesson's cells above first" * isinstance(e, NameError)
+        hint = "; if it is a name from an earlier cell, run the lesson's cells above first" if isinstance(
+            e, NameError) else ""
         raise ExerciseError(f"{fn.__name__}, case {case!r}: raised {type(e).__name__}: {e}{hint}") from e
 
 
