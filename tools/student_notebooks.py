@@ -6,8 +6,8 @@ The notebooks as committed are the instructor's copies: each exercise's solution
 and `### END SOLUTION` inside the code cell that defines the function to write, and CI runs them whole. The
 student copy is the same notebook through nbconvert with nbgrader's `ClearSolutions` preprocessor, which replaces
 each region by `# YOUR CODE HERE` / `raise NotImplementedError()` at the region's indentation (so a function keeps its
-signature and docstring); the stub then names its function, for the student who runs on past an exercise. Only the markers are used: no nbgrader metadata, database or course folder
-(`enforce_metadata=False`).
+signature and docstring); the stub then names its function, for the student who runs on past an exercise. Only the
+markers are used: no nbgrader metadata, database or course folder (`enforce_metadata=False`).
 
 An exercise, for counting, is a code cell with a solution region followed by a code cell that calls one of the
 checkers of `searchr1_lite.exercises` (`check_*`); a "predict, then run" question is a cell tagged `predict`.
