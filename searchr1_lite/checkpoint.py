@@ -86,7 +86,11 @@ def restore_checkpoint(checkpoint: Path, optimizer, scheduler) -> tuple[int, int
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_torch_rng(state)
-    version, internal, gauss = json.loads((checkpoint / "python_rng.json").read_text())
+    try:
+        version, internal, gauss = json.loads((checkpoint / "python_rng.json").read_text())
+    except (ValueError, TypeError) as e:  # cut short, or edited: the file named, with what to do
+        raise ValueError(f"{checkpoint / 'python_rng.json'}: damaged ({e}). Delete {checkpoint} to resume from the "
+                         "newest checkpoint before it, or start a new output_dir") from None
     random.setstate((version, tuple(internal), gauss))
     return state["step"], state["cursor"]
 

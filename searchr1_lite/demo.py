@@ -289,7 +289,11 @@ def _open_folder(out: Path, settings: DemoSettings, fresh: bool) -> None:
         raise FileExistsError(f"{out} is not empty ({sum(1 for _ in out.iterdir())} entries) and holds no demo (no "
                               "settings.json): pick another --out")
     out.mkdir(parents=True, exist_ok=True)
-    if saved.exists() and _runs_differ(json.loads(saved.read_text()), dataclasses.asdict(settings)):
+    try:
+        before = json.loads(saved.read_text()) if saved.exists() else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{saved}: damaged ({e}); pass --fresh to start this demo again, or another --out") from None
+    if before is not None and _runs_differ(before, dataclasses.asdict(settings)):
         raise FileExistsError(f"{out} holds a demo with other settings ({saved}); pass --fresh or another --out")
     _write_json(saved, dataclasses.asdict(settings))
 

@@ -446,6 +446,13 @@ def test_demo_refuses_other_settings_in_the_same_folder(quick_run):
         run_demo(quick_run, other)
 
 
+def test_a_damaged_settings_json_is_named_with_what_to_do(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "settings.json").write_text('{"world": "wor')  # a kill while it was written, or an edit
+    with pytest.raises(ValueError, match=r"d/settings.json: damaged \(.*\); pass --fresh to start this demo again"):
+        run_demo(tmp_path / "d", DemoSettings.quick())
+
+
 def test_fresh_deletes_only_a_demos_folder(tmp_path, monkeypatch):
     """`demo --fresh --out DIR` used to delete whatever DIR held; now only a demo's (its settings.json), and never
     the folder it runs from."""

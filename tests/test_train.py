@@ -692,6 +692,14 @@ def test_world_questions_over_another_worlds_corpus_are_refused():
     assert same[0] and all(q.meta["hops"] == 1 for q in same[0])  # differ, the people and places may not
 
 
+@pytest.mark.slow
+def test_a_damaged_python_rng_json_is_named_with_what_to_do(tmp_path):
+    run = train(_cfg(tmp_path, "run", max_steps=1), reward_fn=even_share)
+    (run / "checkpoint-1" / "python_rng.json").write_text("[3, [1, 2")  # cut short
+    with pytest.raises(ValueError, match=r"checkpoint-1/python_rng.json: damaged \(.*\)\. Delete .*checkpoint-1 to "):
+        train(_cfg(tmp_path, "run", max_steps=2), reward_fn=even_share, resume=True)
+
+
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
     """peft saves adapter_config.json first: a checkpoint with the config and not the weights is incomplete, and a
     resume from it failed in peft, which read the folder as a hub id."""
