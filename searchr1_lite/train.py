@@ -28,6 +28,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,9 +64,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     from tqdm.auto import tqdm
 
     _refuse_unworkable(cfg)
-    run, made = _new_or_resumed_run(cfg, resume)
+    run, undo = _new_or_resumed_run(cfg, resume)
     opt = cfg.optim
-    with _removed_if_set_up_fails(run, made):  # a data, model or tracker mistake leaves no half-made run
+    with _undone_if_set_up_fails(undo):  # a data, model or tracker mistake leaves no half-made run
         checkpoint = latest_checkpoint(run) if resume else None
         tracker = Tracker(cfg.report_to, run, cfg.to_dict())  # before the slow part: a missing package fails at once
         retriever, corpus = make_retriever(cfg.data)  # before the model: a data mistake fails in seconds
@@ -249,8 +250,9 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         cap = cfg.rollout.max_new_tokens
         log.warning("step %d: %.0f %% of turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, "
                     "and a cut turn earns no reward. In the first steps, while the policy learns to close its tags, "
-                    "a few are usual; if it goes on, raise the cap (train: --set max_new_tokens=%d)", step + 1,
-                    100 * rates["cut_turn_rate"], cap, 2 * cap)
+                    "a few are usual; if it goes on, raise the cap to %d: the override max_new_tokens=%d (on the "
+                    "command line --set max_new_tokens=%d; in a lesson, add it to the overrides its tier prints)",
+                    step + 1, 100 * rates["cut_turn_rate"], cap, *[2 * cap] * 3)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
         "response_length_mean": sum(t.response_length for t in ts) / len(ts),
@@ -284,22 +286,20 @@ def group_size(example, opt) -> int:
 
 
 @contextlib.contextmanager
-def _removed_if_set_up_fails(run: Path, made: str | None):
-    """Undo what `_new_or_resumed_run` made (`made`: "folder", or "config" written into a folder that was there) if
-    the set-up after it fails: a folder holding only a config.json would pass for a run that never started."""
+def _undone_if_set_up_fails(undo: Callable[[], None]):
+    """Undo what `_new_or_resumed_run` wrote if the set-up after it fails: a folder holding only a config.json would
+    pass for a run that never started, and a resume that fails (say, on a damaged checkpoint) must not leave its new
+    max_steps in the run's config.json."""
     try:
         yield
     except BaseException:
-        if made == "folder":
-            shutil.rmtree(run, ignore_errors=True)
-        elif made == "config":
-            (run / "config.json").unlink(missing_ok=True)
+        undo()
         raise
 
 
-def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
-    """The run's folder, made or checked, with its config.json, and what this call made: "folder", "config" (into
-    a folder that was there) or None (a resume)."""
+def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> tuple[Path, Callable[[], None]]:
+    """The run's folder, made or checked, with its config.json, and how to undo that: remove the folder this call
+    made, or put back the config.json it replaced (or remove the one it wrote) in a folder that was there."""
     run = Path(cfg.output_dir)
     if run.exists() and not run.is_dir():
         raise FileExistsError(f"output_dir {run} is a file: a run is a folder; set output_dir to another path")
@@ -312,14 +312,24 @@ def _new_or_resumed_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | Non
     if not resume and left:  # a run whose metrics.jsonl went: a new one would mix its checkpoints with the old ones
         raise FileExistsError(f"{run} holds another run's {', '.join(left[:3])}{', ...' if len(left) > 3 else ''} "
                               "(but no metrics.jsonl): move them away, or set another output_dir")
-    if resume and (run / "config.json").exists():
+    config = run / "config.json"
+    if resume and config.exists():
         _check_same_run(run, cfg)
-    made = None if resume else "config" if run.exists() else "folder"  # a folder that was there is not ours
+    made_folder, before = not run.exists(), config.read_bytes() if config.exists() else None
+
+    def undo() -> None:
+        if made_folder:
+            shutil.rmtree(run, ignore_errors=True)
+        elif before is not None:
+            config.write_bytes(before)
+        else:
+            config.unlink(missing_ok=True)
+
     run.mkdir(parents=True, exist_ok=True)
     for partial in run.glob(".checkpoint-*.tmp*"):  # left by a process killed while saving: never complete
         shutil.rmtree(partial, ignore_errors=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    return run, made
+    config.write_text(json.dumps(cfg.to_dict(), indent=2))
+    return run, undo
 
 
 # What a resume may change: how long the run goes and how it reports. The rest is what it learns and from what; a

@@ -140,6 +140,24 @@ def test_a_time_budget_stops_after_the_last_step_that_fits(tmp_path):
     assert not over_budget(None, [1e9], rollout_seconds=1e9, eval_share=1.0)  # no budget: never
 
 
+def test_peak_memory_is_in_mib_on_linux_and_macos_and_none_without_resource(monkeypatch):
+    """ru_maxrss is KiB on Linux and bytes on macOS (a laptop's rows said 1024x the memory), and Windows has no
+    `resource` module (every training step raised ImportError)."""
+    import resource
+    import sys
+
+    from searchr1_lite.runtime import peak_memory_mb
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(resource, "getrusage", lambda who: type("Usage", (), {"ru_maxrss": 3 * 2**20})())
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert peak_memory_mb() == 3 * 1024  # 3 GiB in KiB
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert peak_memory_mb() == 3  # 3 MiB in bytes
+    monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: `import resource` raises ImportError
+    assert peak_memory_mb() is None
+
+
 @pytest.mark.slow
 def test_a_resumed_run_counts_the_time_spent_before_it(tmp_path):
     """The budget is the run's, not the process's: steps before a resume count (their rows' step_seconds)."""
@@ -241,7 +259,7 @@ def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
     assert rows[0]["valid_action_rate"] == rows[0]["eval_valid_action_rate"] == 0.0
     cap = _cfg(tmp_path, "cap").rollout.max_new_tokens
     assert f"turns ran out of rollout.max_new_tokens ({cap})" in caplog.text
-    assert f"--set max_new_tokens={2 * cap})" in caplog.text  # a larger cap than the one that cut them
+    assert f"--set max_new_tokens={2 * cap};" in caplog.text  # a larger cap than the one that cut them
 
 
 def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog, capsys):
@@ -698,6 +716,8 @@ def test_a_damaged_python_rng_json_is_named_with_what_to_do(tmp_path):
     (run / "checkpoint-1" / "python_rng.json").write_text("[3, [1, 2")  # cut short
     with pytest.raises(ValueError, match=r"checkpoint-1/python_rng.json: damaged \(.*\)\. Delete .*checkpoint-1 to "):
         train(_cfg(tmp_path, "run", max_steps=2), reward_fn=even_share, resume=True)
+    # the failed resume leaves the run's config.json as it was, not with the resume's max_steps
+    assert json.loads((run / "config.json").read_text())["optim"]["max_steps"] == 1
 
 
 def test_a_checkpoint_without_its_adapter_weights_is_passed_over(tmp_path, caplog):
