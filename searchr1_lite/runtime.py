@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,17 @@ class Tracker:
             self.sink.log(row, step=row["step"])
 
 
-def peak_memory_mb() -> float:
+def peak_memory_mb() -> float | None:
+    """This process's peak memory in MiB: CUDA's allocator on a GPU, else the peak resident set, which the kernel
+    reports in KiB on Linux and in bytes on macOS (None on Windows, which has no `resource` module)."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def over_budget(budget_s: float | None, step_seconds: list[float], rollout_seconds: float, eval_share: float) -> bool:
