@@ -1,7 +1,9 @@
 """The set-up files agree with each other: dependencies, the test command, stripped notebooks."""
 
+import argparse
 import json
 import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -106,12 +108,13 @@ def _anchors(text: str) -> set[str]:
     return found
 
 
+SOURCES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+
+
 def test_every_relative_link_in_the_readme_docs_and_lessons_resolves():
     """A committed report once linked samples that its copy did not keep (43 dead links in 9 reports)."""
-    sources = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
-               *sorted((ROOT / "notebooks").glob("*.ipynb"))]
     broken = []
-    for source in sources:
+    for source in SOURCES:
         text = _markdown(source)
         for match in LINK.finditer(text):
             path, _, anchor = match.group(1).partition("#")
@@ -126,3 +129,37 @@ def test_every_relative_link_in_the_readme_docs_and_lessons_resolves():
             elif anchor and target.suffix in (".md", ".ipynb") and anchor not in _anchors(_markdown(target)):
                 broken.append(f"{where} has no heading #{anchor}")
     assert not broken, "\n".join(broken)
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_every_command_line_in_the_readme_docs_and_lessons_parses(monkeypatch, capsys):
+    """A renamed flag, subcommand or choice leaves the commands that reports and lessons quote stale (the README's
+    and docs/guide.md's also run, in test_readme.py). Each `searchr1-lite ...` they write is parsed by the CLI's own
+    parser; a command quoted in part, short of an argument (`searchr1-lite eval --run`), passes."""
+    from searchr1_lite.cli import build_parser
+
+    def refuse(self, message):
+        raise _Refused(message)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "error", refuse)
+    stale, parsed = [], 0
+    for source in SOURCES:
+        for match in re.finditer(r"searchr1-lite +[a-z][^`\n|&;#]*", _markdown(source)):
+            line = match.group(0).rstrip(" .,:;)\\")
+            try:
+                argv = shlex.split(line)[1:]
+            except ValueError:  # its quote closes on a later line
+                continue
+            try:
+                build_parser().parse_args(argv)
+            except _Refused as e:
+                if "required" not in str(e) and "expected one argument" not in str(e):
+                    stale.append(f"{source.relative_to(ROOT)}: {line!r}: {e}")
+            except SystemExit:  # --help
+                pass
+            parsed += 1
+    capsys.readouterr()
+    assert parsed > 50 and not stale, "\n".join(stale)
