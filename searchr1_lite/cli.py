@@ -173,8 +173,9 @@ def cmd_train(args) -> None:
 
     cfg = TrainConfig.load(args.config, args.set)
     if args.config is None and not _has_gpu():
-        print("searchr1-lite train: no --config, so the paper's settings (4 turns of 500 tokens, 2 x 5 samples a "
-              f"step): {PAPER_SETTINGS_ON_A_CPU}. --config world-cpu or smollm2-cpu fit a CPU.", file=sys.stderr)
+        print("searchr1-lite train: no --config, so the paper's rollout (4 turns of 500 tokens) with 2 x 5 samples "
+              f"a step (the paper: 512 x 5): {PAPER_SETTINGS_ON_A_CPU}. --config world-cpu or smollm2-cpu fit a CPU.",
+              file=sys.stderr)
     start = time.perf_counter()
     try:
         run = train(cfg, resume=args.resume, stop_after=args.stop_after)

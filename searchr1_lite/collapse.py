@@ -1,8 +1,8 @@
 """Collapse checks: five signs, read from a run's metrics rows, that training has gone wrong.
 
-Collapse is the most frequent complaint about Search-R1 training (the authors' issues: GRPO's reward falls to 0
-after some hundreds of steps, often with the entropy blowing up first). `train()` runs these checks after every
-step; a check that starts firing writes a warning, and the row's `collapse` field, naming the last good checkpoint.
+Collapse is the most frequent complaint about Search-R1 training (the authors' issues, #88 among them: GRPO's
+reward falls to 0 after some hundreds of steps). `train()` runs these checks after every step; a check that starts
+firing writes a warning, and the row's `collapse` field, naming the last good checkpoint.
 The demo's report lists them for each run. Each is a pure function of the rows, so the report recomputes them from
 metrics.jsonl.
 

@@ -1,7 +1,9 @@
 """Evaluation as in the paper's table: Direct, RAG and Search-R1, exact match per dataset, beside the paper's numbers.
 
 - direct: the question alone; the model reasons and answers in one turn (the authors' no-search template).
-- rag: the top-k passages for the question are put in the prompt once; one turn (our wording of a RAG prompt).
+- rag: the top-k passages for the question are put in the prompt once; one turn. Our prompt: the authors' RAG
+  wording (scripts/data_process/nq_rag.py) less its sentence on reasoning first, the passages before the question
+  (theirs: after it), so a RAG row here is near the paper's, not a reproduction of it.
 - search: the policy with the search loop (lesson 02), up to `max_turns` searches.
 All three decode greedily and read the answer from the generated `<answer>…</answer>` only.
 

@@ -421,7 +421,7 @@ def write_report(out: str | Path, settings, runs: list[Path]) -> Path:
         "people never seen in training; greedy decoding.", "",
         "## Exact match on held-out questions", "", _table(summary), "",
         *_types_table(types),
-        "## The paper's claims, in miniature", "",
+        "## The paper's claims, in miniature (thresholds: the demo's goals, issue 18)", "",
         "| claim | result | figures |", "|---|---|---|",
         *[f"| {g} | {mark[m]} | {f} |" for g, m, f in checks], "",
         *(["## Ablation: inserted tokens in the loss (`--no-mask`)", "",

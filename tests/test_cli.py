@@ -492,7 +492,7 @@ def test_train_without_a_config_on_a_cpu_says_what_the_paper_settings_cost(tmp_p
     (here a data mistake then stops it in seconds)."""
     assert main(["train", "--set", f"output_dir={tmp_path / 'run'}", f"questions={tmp_path / 'none.jsonl'}"]) == 2
     err = capsys.readouterr().err
-    assert "no --config, so the paper's settings" in err and "--config world-cpu or smollm2-cpu fit a CPU" in err
+    assert "no --config, so the paper's rollout" in err and "--config world-cpu or smollm2-cpu fit a CPU" in err
     assert main(["train", "--config", "tiny-cpu", "--set", f"output_dir={tmp_path / 'run'}",
                  f"questions={tmp_path / 'none.jsonl'}"]) == 2
     assert "paper's settings" not in capsys.readouterr().err
