@@ -43,12 +43,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests -m "not slow" -q -n $(JOBS)
 
-# the tests under the oldest transformers and peft that pyproject.toml allows, in a venv of their own (.venv-floor).
-# transformers 5 renamed what the rollout and the loss call; CI runs this after `make test`, so that both ends of the
-# range are tested. Left out, as they call transformers and peft only through code the tests here run already: the
-# lessons and the site, the demo and the README's commands run in its folder (7 of the 15 minutes), the Colab cells.
+# the tests with every dependency at the oldest version pyproject.toml allows, all at once, in a venv of their own
+# (.venv-floor): torch stays at TORCH_SPEC (its older Linux wheels on PyPI are the CUDA builds). transformers 5 renamed
+# what the rollout and the loss call; CI runs this after `make test`, so that both ends of the range are tested. Left
+# out, as they call the libraries only through code the tests here run already: the lessons and the site, the demo and
+# the README's commands run in its folder (7 of the 15 minutes), the Colab cells.
 FLOOR := .venv-floor
-FLOOR_PINS := transformers==4.56.2 peft==0.17.0
+FLOOR_PINS = $(shell $(PYTHON) -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']\
+	['dependencies']; print(' '.join(d.replace('>=', '==') for d in deps if not d.startswith('torch')))")
 $(FLOOR)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/pip install -q --upgrade pip
