@@ -1,9 +1,7 @@
 """Evaluation as in the paper's table: Direct, RAG and Search-R1, exact match per dataset, beside the paper's numbers.
 
 - direct: the question alone; the model reasons and answers in one turn (the authors' no-search template).
-- rag: the top-k passages for the question are put in the prompt once; one turn. Our prompt: the authors' RAG
-  wording (scripts/data_process/nq_rag.py) less its sentence on reasoning first, the passages before the question
-  (theirs: after it), so a RAG row here is near the paper's, not a reproduction of it.
+- rag: the top-k passages for the question are put in the prompt once; one turn (the authors' RAG prompt).
 - search: the policy with the search loop (lesson 02), up to `max_turns` searches.
 All three decode greedily and read the answer from the generated `<answer>…</answer>` only.
 
@@ -30,11 +28,14 @@ DIRECT_TEMPLATE = (
     "Show your reasoning in <think> </think> tags and return the final answer in <answer> </answer> tags, "
     "for example <answer> Beijing </answer>. Question: {question}\n"
 )
+# The authors' RAG prompt (scripts/data_process/nq_rag.py): the question, then the passages formatted as a search
+# inserts them (`format_docs`, stripped: their " \n" follows the last passage's own line end)
 RAG_TEMPLATE = (
     "Answer the given question with some potentially useful context. You should analyze the question carefully, "
     "evaluate the given context (which may or may not be useful), and then generate an accurate and well-reasoned "
-    "response. Show your reasoning in <think> </think> tags and return the final answer in <answer> </answer> tags, "
-    "for example <answer> Beijing </answer>. {question}\n"
+    "response. You should first have a reasoning process in mind and then provides the answer. Show your reasoning "
+    "in <think> </think> tags and return the final answer in <answer> </answer> tags, for example <answer> Beijing "
+    "</answer>. Question: {question} Context: {context}\n \n"
 )
 METHODS = ("direct", "rag", "search")
 
@@ -72,17 +73,17 @@ def evaluate_method(model, tokenizer, method: str, datasets: dict[str, Sequence[
     rows, trajectories = {}, {}
     templates = method_templates(style or "paper")
     for name, examples in datasets.items():
-        questions = [e.question for e in examples]
+        questions, contexts = [e.question for e in examples], None
         if method == "direct":
             cfg = dataclasses.replace(base, max_turns=0, template=templates["direct"])
         elif method == "rag":
-            hits = retriever.search(questions, topk)
-            questions = [f"Context: {format_docs(h).strip()}\nQuestion: {q}" for q, h in zip(questions, hits)]
+            contexts = [format_docs(h).strip() for h in retriever.search(questions, topk)]
             cfg = dataclasses.replace(base, max_turns=0, template=templates["rag"])
         else:
             cfg = base  # the search prompt is the config's (a trained run's own template)
+        # a progress bar with an ETA: an evaluation takes minutes on a CPU
         result = rollout(model, tokenizer, questions, retriever if method == "search" else None, cfg,
-                         progress=progress)  # a bar with an ETA: an evaluation takes minutes on a CPU
+                         progress=progress, contexts=contexts)
         ems = [trajectory_reward(t.answer, e.answers) for t, e in zip(result.trajectories, examples)]
         rows[name] = sum(ems) / max(1, len(ems))
         trajectories[name] = result.trajectories

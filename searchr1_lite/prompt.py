@@ -57,12 +57,13 @@ def normalize_question(question: str) -> str:
 
 
 def build_prompt(question: str, tokenizer=None, template: str = SEARCH_R1_INSTRUCTION, chat: bool = True,
-                 response_prefix: str = "") -> str:
+                 response_prefix: str = "", context: str | None = None) -> str:
     """The text the policy starts from: instruction + question, in the tokenizer's chat template if it has one,
     then `response_prefix`: the start of the answer written for the model (e.g. "<think>", as R1-Zero-style
     recipes do; part of the prompt, so never trained on). The paper uses none. `template`: a text with {question}
-    or a template's name (`search_template`)."""
-    content = search_template(template).format(question=normalize_question(question))
+    or a template's name (`search_template`); a RAG template has a {context} slot too, for `context`."""
+    slots = {} if context is None else {"context": context}
+    content = search_template(template).format(question=normalize_question(question), **slots)
     if chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
         content = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
@@ -76,8 +77,10 @@ def information_block(passages: Sequence[Passage]) -> str:
 
 
 def with_examples(template: str, examples: str) -> str:
-    """`template` with worked `examples` (plain text, braces escaped here) just before its question."""
-    slot = "Question: {question}" if "Question: {question}" in template else "{question}"
+    """`template` with worked `examples` (plain text, braces escaped here) just before its question, or before its
+    passages where a RAG template puts them first."""
+    slot = min((s for s in ("Context: {context}", "Question: {question}", "{question}") if s in template),
+               key=template.index)
     return template.replace(slot, "\n\n" + examples.replace("{", "{{").replace("}", "}}") + slot)
 
 

@@ -317,6 +317,7 @@ def _deviations(out: Path, settings, configs: dict, frames: dict, with_ppo: bool
     roll, ppo = config.rollout, configs.get("search-r1-lite-ppo", config).ppo
     return [
         f"{prompt_deviation(roll.template)}, and `<think>` written as the start of the response;",
+        "- RAG's instruction: the authors' less one sentence, with the passages before the question, not after;",
         "- the inserted block's token boundary made as in running text;",
         f"- temperature {roll.temperature} (paper 1.0), KL coefficient {config.grpo.beta} (paper 0.001), "
         f"LoRA (paper: full fine-tuning), a synthetic world and BM25 (paper: NQ+HotpotQA, e5 over Wikipedia).",

@@ -385,8 +385,10 @@ def _ids_before_tag(tokenizer, text: str) -> list[int]:
 
 
 def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | None,
-            config: RolloutConfig | None = None, progress: bool = False) -> RolloutResult:
-    """Roll out one trajectory per question (repeat a question n times for a GRPO group)."""
+            config: RolloutConfig | None = None, progress: bool = False,
+            contexts: Sequence[str] | None = None) -> RolloutResult:
+    """Roll out one trajectory per question (repeat a question n times for a GRPO group). `contexts`: one text per
+    question for a template's {context} slot (the RAG baseline's passages)."""
     from tqdm.auto import tqdm
 
     cfg = config or RolloutConfig()
@@ -396,8 +398,9 @@ def rollout(model, tokenizer, questions: Sequence[str], retriever: Retriever | N
     feedback_ids = tokenizer(INVALID_ACTION_FEEDBACK, add_special_tokens=False).input_ids
     template = search_template(cfg.template)  # a name resolved once, not once a question
     trajs = []
-    for q in questions:
-        text = build_prompt(q, tokenizer, template, chat=cfg.chat, response_prefix=cfg.response_prefix)
+    for q, context in zip(questions, contexts or [None] * len(questions), strict=True):
+        text = build_prompt(q, tokenizer, template, chat=cfg.chat, response_prefix=cfg.response_prefix,
+                            context=context)
         ids = tokenizer(text, add_special_tokens=False).input_ids  # as the authors: no BOS, chat template or not
         trajs.append(Trajectory(q, len(ids), list(ids), [0] * len(ids), [0.0] * len(ids)))
     batch = _Batch(model, pad_id, len(trajs))

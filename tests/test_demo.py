@@ -422,6 +422,7 @@ def test_the_report_names_the_search_prompt_the_run_trained_with(quick_run, tmp_
 
     line = "- two single-hop worked examples in every method's prompt, and `<think>`"
     assert line in (quick_run / "report.md").read_text()
+    assert "- RAG's instruction: the authors' less one sentence" in (quick_run / "report.md").read_text()
     copy = tmp_path / "copy"
     shutil.copytree(quick_run, copy)
     config = json.loads((copy / "train" / "config.json").read_text())

@@ -166,3 +166,36 @@ def test_paired_sign_flip_p_sampled_past_the_exact_limit_agrees_with_the_binomia
     exact = sum(comb(m, x) for x in range(m + 1) if abs(2 * x - m) >= observed) / 2**m  # 0.0525
     assert paired_sign_flip_p(before, after) == pytest.approx(exact, abs=0.005)
     assert paired_sign_flip_p(before, after, exact_up_to=22) == pytest.approx(exact, abs=1e-12)
+
+
+# The authors' RAG prompt, scripts/data_process/nq_rag.py (template_type "base"), written out here as the oracle:
+# make_prefix's text, then f"Question: {question} Context: {context} \n" with format_reference's "Doc i(Title: ...)
+# text\n" lines, the question stripped and ending in "?"
+AUTHORS_RAG = (
+    "Answer the given question with some potentially useful context. You should analyze the question carefully, "
+    "evaluate the given context (which may or may not be useful), and then generate an accurate and well-reasoned "
+    "response. You should first have a reasoning process in mind and then provides the answer. Show your reasoning "
+    "in <think> </think> tags and return the final answer in <answer> </answer> tags, for example <answer> Beijing "
+    "</answer>. Question: {question} Context: {context} \n")
+
+
+def test_the_rag_prompt_is_the_authors_and_the_demos_is_as_it_was():
+    """The prompt the RAG method's rollout starts from (Trajectory.ids), decoded: the authors' for the paper style;
+    the demo's own (passages, then the question, after its worked examples) for the world style."""
+    from searchr1_lite.world_prompts import WORLD_EXAMPLE_FACTS
+
+    tok = qwen25_tokenizer()
+    data = {"toy": [QAExample("1", "  capital of France ", ["Paris"])]}
+    paris = "Doc 1(Title: \"Paris\") Paris is the capital of France.\n"
+
+    def rag_prompt(style):
+        _, runs = evaluate_method(ScriptedLM(tok, [["<answer> Paris </answer>"]]), tok, "rag", data, OneRetriever(),
+                                  RolloutConfig(chat=False), style=style)
+        t = runs["toy"][0]
+        return tok.decode(t.ids[:t.prompt_len])
+
+    assert rag_prompt("paper") == AUTHORS_RAG.format(question="capital of France?", context=paris)
+    world = rag_prompt("world-examples")
+    assert world.endswith(f"</answer>\n\nContext: {paris}Question: capital of France?\n")
+    assert world.index(WORLD_EXAMPLE_FACTS[-1][0]) < world.index("Context: Doc 1(Title: \"Paris\")")
+    assert "You should first have a reasoning process" not in world  # the demo's wording, as its reports measured
