@@ -250,9 +250,9 @@ def train_step(model, tokenizer, optimizer, retriever, picks, cfg: TrainConfig, 
         cap = cfg.rollout.max_new_tokens
         log.warning("step %d: %.0f %% of turns ran out of rollout.max_new_tokens (%d) before </search> or </answer>, "
                     "and a cut turn earns no reward. In the first steps, while the policy learns to close its tags, "
-                    "a few are usual; if it goes on, raise the cap to %d: the override max_new_tokens=%d (on the "
-                    "command line --set max_new_tokens=%d; in a lesson, add it to the overrides its tier prints)",
-                    step + 1, 100 * rates["cut_turn_rate"], cap, *[2 * cap] * 3)
+                    "a few are usual; if it goes on, raise the cap: --set max_new_tokens=%d on the command line; in a "
+                    "lesson, max_new_tokens=%d among the overrides its tier prints", step + 1,
+                    100 * rates["cut_turn_rate"], cap, 2 * cap, 2 * cap)
     return {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "em": sum(ems) / len(ems),
         "response_length_mean": sum(t.response_length for t in ts) / len(ts),

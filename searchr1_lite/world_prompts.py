@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .corpus import Passage, format_docs
-from .evaluate import DIRECT_TEMPLATE
+from .evaluate import DIRECT_TEMPLATE, RAG_TEMPLATE
 from .prompt import SEARCH_R1_INSTRUCTION, information_block, with_examples
 
 # Deviation for the synthetic world (`searchr1-lite demo`): two *single-hop* worked examples, formatted
@@ -126,14 +126,11 @@ _DIRECT_EXAMPLES = "".join(f"Question: {q}\n<think> {t} </think>\n<answer> {a} <
 _RAG_EXAMPLES = "".join(f"Context: {format_docs(docs).strip()}\nQuestion: {q}\n"
                         f"<think> {t} </think>\n<answer> {a} </answer>\n\n"
                         for q, _, docs, t, a in WORLD_EXAMPLE_FACTS)
-# The demo's RAG instruction: the authors' RAG wording less one sentence, the passages before the question (this
-# package's RAG prompt before it took the authors' own; the demo's reports were measured with it)
+# The demo's RAG instruction: the authors' less one sentence, the passages before the question (this package's RAG
+# prompt before it took the authors' own; the demo's reports were measured with it)
 _WORLD_RAG_TEMPLATE = (
-    "Answer the given question with some potentially useful context. You should analyze the question carefully, "
-    "evaluate the given context (which may or may not be useful), and then generate an accurate and well-reasoned "
-    "response. Show your reasoning in <think> </think> tags and return the final answer in <answer> </answer> tags, "
-    "for example <answer> Beijing </answer>. Context: {context}\nQuestion: {question}\n"
-)
+    RAG_TEMPLATE.replace("You should first have a reasoning process in mind and then provides the answer. ", "")
+    .replace("Question: {question} Context: {context}\n \n", "Context: {context}\nQuestion: {question}\n"))
 WORLD_METHOD_TEMPLATES = {"direct": with_examples(DIRECT_TEMPLATE, _DIRECT_EXAMPLES),
                           "rag": with_examples(_WORLD_RAG_TEMPLATE, _RAG_EXAMPLES),
                           "search": SEARCH_R1_WITH_WORLD_EXAMPLES}

@@ -145,7 +145,7 @@ def test_every_command_line_in_the_readme_docs_and_lessons_parses(monkeypatch, c
         raise _Refused(message)
 
     monkeypatch.setattr(argparse.ArgumentParser, "error", refuse)
-    stale, parsed = [], 0
+    parser, stale, parsed = build_parser(), [], 0
     for source in SOURCES:
         for match in re.finditer(r"searchr1-lite +[a-z][^`\n|&;#]*", _markdown(source)):
             line = match.group(0).rstrip(" .,:;)\\")
@@ -154,7 +154,7 @@ def test_every_command_line_in_the_readme_docs_and_lessons_parses(monkeypatch, c
             except ValueError:  # its quote closes on a later line
                 continue
             try:
-                build_parser().parse_args(argv)
+                parser.parse_args(argv)
             except _Refused as e:
                 if "required" not in str(e) and "expected one argument" not in str(e):
                     stale.append(f"{source.relative_to(ROOT)}: {line!r}: {e}")

@@ -259,7 +259,7 @@ def test_turns_cut_at_the_token_cap_are_counted_and_named(tmp_path, caplog):
     assert rows[0]["valid_action_rate"] == rows[0]["eval_valid_action_rate"] == 0.0
     cap = _cfg(tmp_path, "cap").rollout.max_new_tokens
     assert f"turns ran out of rollout.max_new_tokens ({cap})" in caplog.text
-    assert f"--set max_new_tokens={2 * cap};" in caplog.text  # a larger cap than the one that cut them
+    assert f"--set max_new_tokens={2 * cap} on the command line" in caplog.text  # larger than the cap that cut them
 
 
 def test_out_of_memory_halves_the_work_and_goes_on(tmp_path, monkeypatch, caplog, capsys):
